@@ -1,0 +1,3 @@
+"""scgbench: benchmarks for discrete stochastic computation graphs."""
+
+__version__ = "0.1.0"
