@@ -1,0 +1,119 @@
+"""ListOps data module (SPEC §2.2): depth-balanced generated splits, padded batches, extrapolation sets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from scgbench.datamodules.base import SeededDataModule
+from scgbench.io import data_root
+
+from .generator import GENERATOR_VERSION, NO_PARENT, ListOpsConfig, ListOpsSplit
+from .storage import load_or_generate, read_split
+
+#: token id used in padded positions; padded positions are always excluded through ``mask``
+PAD_ID = 0
+
+
+class ListOpsDataset(Dataset):
+    def __init__(self, split: ListOpsSplit) -> None:
+        self.split = split
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, i: int):
+        s = self.split
+        a, b = int(s.offsets[i]), int(s.offsets[i + 1])
+        return s.tokens[a:b], s.parents[a:b], s.values[a:b], int(s.labels[i]), int(s.depths[i])
+
+
+def collate_listops(items, pad_to: int | None = None) -> dict[str, torch.Tensor]:
+    """Pad a list of examples to the longest one (or ``pad_to``).
+
+    Returns ``tokens`` [B, L] (PAD_ID in padding), ``mask`` [B, L] (True at real tokens), ``lengths`` [B],
+    ``parents`` [B, L] (gold parent position, -1 at the root and in padding), ``values`` [B, L]
+    (sub-expression value at operators, digit at digits, -1 at ``]`` and padding), ``label`` [B],
+    ``depth`` [B].
+    """
+    B = len(items)
+    lengths = np.fromiter((len(it[0]) for it in items), np.int64, B)
+    L = int(lengths.max()) if pad_to is None else max(int(pad_to), int(lengths.max()))
+    tokens = np.full((B, L), PAD_ID, np.int64)
+    parents = np.full((B, L), NO_PARENT, np.int64)
+    values = np.full((B, L), -1, np.int64)
+    for i, (t, p, v, _, _) in enumerate(items):
+        n = len(t)
+        tokens[i, :n] = t
+        parents[i, :n] = p
+        values[i, :n] = v
+    mask = np.arange(L)[None, :] < lengths[:, None]
+    return {"tokens": torch.from_numpy(tokens), "mask": torch.from_numpy(mask),
+            "lengths": torch.from_numpy(lengths), "parents": torch.from_numpy(parents),
+            "values": torch.from_numpy(values),
+            "label": torch.tensor([it[3] for it in items], dtype=torch.long),
+            "depth": torch.tensor([it[4] for it in items], dtype=torch.long)}
+
+
+class ListOpsDataModule(SeededDataModule):
+    """Generated ListOps (thesis §6.1.1): train/val/test over depths 1–5 plus extrapolation test sets.
+
+    ``test_dataloader`` returns ``[test, test_d8, test_d10]`` (one loader per extrapolation depth, in
+    ``extrap_depths`` order); :attr:`test_names` names them. ``seed`` orders training batches;
+    ``data_seed`` selects the generated dataset (fixed across training repeats, as in the paper).
+    ``files`` maps split names to user expression files (format in :mod:`.storage`) that replace the
+    generated split.
+    """
+
+    def __init__(self, root: str | None = None, data_seed: int = 0, train_per_depth: int = 20_000,
+                 val_per_depth: int = 2_000, test_per_depth: int = 2_000, extrap_per_depth: int = 2_000,
+                 extrap_depths: tuple[int, ...] = (8, 10), extrap_max_len: int = 100,
+                 files: dict[str, str] | None = None, cache: bool = True, batch_size: int = 100,
+                 eval_batch_size: int | None = None, num_workers: int = 0, seed: int = 0) -> None:
+        super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size or 500,
+                         num_workers=num_workers, seed=seed)
+        self.config = ListOpsConfig(seed=data_seed, train_per_depth=train_per_depth,
+                                    val_per_depth=val_per_depth, test_per_depth=test_per_depth,
+                                    extrap_per_depth=extrap_per_depth, extrap_depths=tuple(extrap_depths),
+                                    extrap_max_len=extrap_max_len)
+        self.root = root
+        self.cache = cache
+        self.files = dict(files or {})
+        self.collate_fn = collate_listops
+        self.test_names = ["test"] + [f"test_d{d}" for d in self.config.extrap_depths]
+        unknown = set(self.files) - {"train", "val", *self.test_names}
+        if unknown:
+            raise ValueError(f"files: unknown split(s) {sorted(unknown)}; use train, val, "
+                             f"{', '.join(self.test_names)}")
+        self.data_source = (f"procedural listops generator v{GENERATOR_VERSION} data_seed {data_seed} "
+                            f"(train {train_per_depth}/depth, val {val_per_depth}/depth, test "
+                            f"{test_per_depth}/depth, extrapolation {extrap_per_depth} at d="
+                            f"{','.join(map(str, self.config.extrap_depths))}, len<=50/"
+                            f"{extrap_max_len})" + (f"; user files {self.files}" if self.files else ""))
+        self.splits: dict[str, ListOpsSplit] = {}
+
+    def prepare_data(self) -> None:
+        if self.cache:
+            self._load()
+
+    def _load(self) -> dict[str, ListOpsSplit]:
+        need = [s for s in ["train", "val", *self.test_names] if s not in self.files]
+        root = data_root(self.root) if self.cache else None
+        splits = load_or_generate(self.config, root, need) if need else {}
+        for name, path in self.files.items():
+            splits[name] = read_split(Path(path), name)
+        return splits
+
+    def setup(self, stage: str | None = None) -> None:
+        if not self.splits:
+            self.splits = self._load()
+        self.train_set = ListOpsDataset(self.splits["train"])
+        self.val_set = ListOpsDataset(self.splits["val"])
+        self.test_sets = [ListOpsDataset(self.splits[n]) for n in self.test_names]
+        self.test_set = self.test_sets[0]
+
+    def test_dataloader(self):
+        return [self.eval_loader(ds) for ds in self.test_sets]
