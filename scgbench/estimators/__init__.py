@@ -1,1 +1,111 @@
+"""Gradient estimators for categorical nodes, chosen by name (SPEC §1.2).
 
+>>> est = get_estimator("gumbel", tau=8.0, beta=1.0)
+>>> list_estimators()  # doctest: +SKIP
+['gumbel', 'reinforce', 'st-gumbel']
+
+Later families (IGR, Direct, spike-and-exponential) register themselves with :func:`register_estimator`;
+task modules only ever call :func:`get_estimator`, :func:`score_function_loss` and
+:func:`expand_for_samples`, so adding an estimator changes no benchmark.
+"""
+
+from __future__ import annotations
+
+import inspect
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from .base import EVAL_MODES, PATHWISE, SCORE_FUNCTION, Estimator, check_positive, gumbel_noise
+from .gumbel import GumbelSoftmax, StraightThroughGumbel
+from .reinforce import Reinforce
+
+ESTIMATORS: dict[str, type[Estimator]] = {}
+
+
+def register_estimator(cls: type[Estimator]) -> type[Estimator]:
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} has no name")
+    ESTIMATORS[cls.name] = cls
+    return cls
+
+
+for _cls in (GumbelSoftmax, StraightThroughGumbel, Reinforce):
+    register_estimator(_cls)
+
+
+def list_estimators() -> list[str]:
+    return sorted(ESTIMATORS)
+
+
+def get_estimator_class(name: str) -> type[Estimator]:
+    try:
+        return ESTIMATORS[name]
+    except KeyError:
+        raise ValueError(f"unknown estimator {name!r}; choose one of: {', '.join(list_estimators())}") from None
+
+
+def get_estimator(name: str, **kwargs) -> Estimator:
+    """Instantiate estimator ``name``; keyword arguments it does not accept are an error."""
+    cls = get_estimator_class(name)
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    unknown = set(kwargs) - accepted
+    if unknown:
+        raise ValueError(f"estimator {name!r} does not take {sorted(unknown)}; it accepts {sorted(accepted)}")
+    return cls(**kwargs)
+
+
+def estimators_of(module: nn.Module) -> list[Estimator]:
+    return [m for m in module.modules() if isinstance(m, Estimator)]
+
+
+def num_samples(module: nn.Module) -> int:
+    """How many times a training batch must be repeated for the module's score-function estimators."""
+    if not module.training:
+        return 1
+    return max([e.num_samples for e in estimators_of(module) if e.family == SCORE_FUNCTION], default=1)
+
+
+def expand_for_samples(module: nn.Module, *tensors: torch.Tensor):
+    """Repeat each tensor S times along dim 0 (sample-major), S = :func:`num_samples` of ``module``."""
+    s = num_samples(module)
+    out = tuple(t if s == 1 else t.repeat(s, *([1] * (t.dim() - 1))) for t in tensors)
+    return out if len(out) != 1 else out[0]
+
+
+def score_function_loss(module: nn.Module, cost: torch.Tensor) -> torch.Tensor:
+    """Sum of the surrogate losses of the module's estimators for per-sample ``cost`` (0 if all pathwise)."""
+    total = cost.new_zeros(())
+    for est in estimators_of(module):
+        if est.family != PATHWISE:
+            total = total + est.surrogate_loss(cost)
+    return total
+
+
+def reset_estimators(module: nn.Module) -> None:
+    for est in estimators_of(module):
+        est.reset()
+
+
+@contextmanager
+def decoding(module: nn.Module, mode: str) -> Iterator[None]:
+    """Temporarily switch every estimator's evaluation decoding to ``mode`` ('map' or 'sample')."""
+    ests = estimators_of(module)
+    before = [e.eval_mode for e in ests]
+    try:
+        for e in ests:
+            e.eval_mode = mode
+        yield
+    finally:
+        for e, m in zip(ests, before):
+            e.eval_mode = m
+
+
+__all__ = [
+    "ESTIMATORS", "EVAL_MODES", "check_positive", "PATHWISE", "SCORE_FUNCTION", "Estimator", "GumbelSoftmax",
+    "StraightThroughGumbel", "Reinforce", "decoding", "estimators_of", "expand_for_samples", "get_estimator",
+    "get_estimator_class", "gumbel_noise", "list_estimators", "num_samples", "register_estimator",
+    "reset_estimators", "score_function_loss",
+]

@@ -1,0 +1,172 @@
+"""Training-trick schedules as Lightning callbacks (SPEC §1.3–1.4, thesis §5.2.2–5.2.3).
+
+Every schedule is a pure function of the schedule step ``t``, and ``t`` is a pure function of the trainer's
+``global_step`` (:class:`Clock`), so a run resumed from a checkpoint continues the schedules exactly. The
+cadence is "updates per epoch" (the paper's), "every n optimizer steps", or "total updates spread over the
+planned training length" (so that short runs still reach the final regime).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import lightning.pytorch as pl
+
+from ..estimators import Estimator, check_positive, estimators_of
+from ..nn import components_of
+
+
+@dataclass
+class Clock:
+    """Maps the trainer's optimizer step to a schedule step ``t``. Exactly one cadence must be given."""
+
+    updates_per_epoch: float | None = None
+    every_n_steps: int | None = None
+    total_updates: int | None = None
+
+    def __post_init__(self) -> None:
+        given = [x for x in (self.updates_per_epoch, self.every_n_steps, self.total_updates) if x is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one schedule cadence: updates_per_epoch, every_n_steps or total_updates")
+        if not given[0] > 0:
+            raise ValueError(f"the schedule cadence must be > 0, got {given[0]}")
+
+    def t(self, trainer: pl.Trainer) -> int:
+        step = trainer.global_step
+        if self.every_n_steps is not None:
+            return step // int(self.every_n_steps)
+        if self.updates_per_epoch is not None:
+            per_epoch = max(1, int(trainer.num_training_batches) // max(1, trainer.accumulate_grad_batches))
+            return int(step * self.updates_per_epoch // per_epoch)
+        total_steps = max(1, int(trainer.estimated_stepping_batches))
+        return min(int(self.total_updates), int(step * self.total_updates // total_steps))
+
+
+def _clock(updates_per_epoch, every_n_steps, total_updates) -> Clock:
+    if updates_per_epoch is None and every_n_steps is None and total_updates is None:
+        updates_per_epoch = 1
+    return Clock(updates_per_epoch, every_n_steps, total_updates)
+
+
+def _check_gamma(gamma: float) -> float:
+    if not float(gamma) >= 0:
+        raise ValueError(f"gamma must be >= 0, got {gamma} (the schedule decay rate)")
+    return float(gamma)
+
+
+class _Schedule(pl.Callback):
+    """Applies :meth:`apply` at the start of every training batch and logs the scheduled values."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        for name, value in self.apply(pl_module, self.clock.t(trainer)).items():
+            pl_module.log(f"schedule/{name}", value, on_step=True, on_epoch=False, prog_bar=False)
+
+    def apply(self, pl_module, t: int) -> dict[str, float]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def _tempered(pl_module) -> list[Estimator]:
+    return [e for e in estimators_of(pl_module) if e.uses_temperature]
+
+
+class TempMatch(_Schedule):
+    """Temperature matching: keep τ fixed and anneal the Gumbel scale ``β_t = τ(1 − e^{−γt})`` (§5.2.2).
+
+    ``tau=None`` keeps each estimator's own τ.
+    """
+
+    def __init__(self, gamma: float = 0.008, tau: float | None = None, updates_per_epoch: float | None = None,
+                 every_n_steps: int | None = None, total_updates: int | None = None) -> None:
+        super().__init__(_clock(updates_per_epoch, every_n_steps, total_updates))
+        self.gamma = _check_gamma(gamma)
+        self.tau = None if tau is None else check_positive("tau", tau)
+
+    @staticmethod
+    def beta(tau: float, gamma: float, t: int) -> float:
+        return tau * (1.0 - math.exp(-gamma * t))
+
+    def apply(self, pl_module, t):
+        out = {}
+        for e in _tempered(pl_module):
+            if self.tau is not None:
+                e.set_tau(self.tau)
+            e.set_beta(self.beta(float(e.tau), self.gamma, t))
+            out = {"tau": float(e.tau), "beta": float(e.beta)}
+        return out
+
+
+class TauAnnealing(_Schedule):
+    """TauAnn baseline of Fig. 4.2: ``τ_t = max(τ_min, τ₀·e^{−γt})`` with the Gumbel scale fixed."""
+
+    def __init__(self, gamma: float = 0.008, tau0: float | None = None, tau_min: float = 1.0,
+                 updates_per_epoch: float | None = None, every_n_steps: int | None = None,
+                 total_updates: int | None = None) -> None:
+        super().__init__(_clock(updates_per_epoch, every_n_steps, total_updates))
+        self.gamma = _check_gamma(gamma)
+        self.tau0 = None if tau0 is None else check_positive("tau0", tau0)
+        self.tau_min = check_positive("tau_min", tau_min)
+        self._tau0: dict[int, float] = {}
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        # τ₀ defaults to the configured τ (hparams), not the buffer, which a resumed run has already annealed.
+        base = getattr(pl_module, "hparams", {}).get("tau")
+        for i, e in enumerate(_tempered(pl_module)):
+            self._tau0[i] = self.tau0 or (float(base) if base is not None else float(e.tau))
+
+    def apply(self, pl_module, t):
+        out = {}
+        for i, e in enumerate(_tempered(pl_module)):
+            e.set_tau(max(self.tau_min, self._tau0[i] * math.exp(-self.gamma * t)))
+            out = {"tau": float(e.tau), "beta": float(e.beta)}
+        return out
+
+
+class CosineScaleAnnealing(_Schedule):
+    """Gumbel scale annealed from ``start`` to ``end`` on a cosine over the planned training (D-VAE, §1.3)."""
+
+    def __init__(self, start: float = 0.5, end: float = 2.0, total_updates: int = 1000) -> None:
+        super().__init__(Clock(total_updates=total_updates))
+        for n, v in (("start", start), ("end", end)):
+            if not float(v) >= 0:
+                raise ValueError(f"cosine scale {n} must be >= 0, got {v}")
+        self.start, self.end = float(start), float(end)
+
+    def apply(self, pl_module, t):
+        p = min(1.0, t / self.clock.total_updates)
+        beta = self.end + (self.start - self.end) * (1 + math.cos(math.pi * p)) / 2
+        for e in _tempered(pl_module):
+            e.set_beta(beta)
+        return {"beta": beta}
+
+
+class DropResAnnealing(_Schedule):
+    """DropRes probability ``α_t = min(1, c·t)`` (§5.2.3; the thesis' ``max`` is a typo)."""
+
+    def __init__(self, rate: float = 0.002, updates_per_epoch: float | None = None,
+                 every_n_steps: int | None = None, total_updates: int | None = None) -> None:
+        super().__init__(_clock(updates_per_epoch, every_n_steps, total_updates))
+        if not float(rate) >= 0:
+            raise ValueError(f"DropRes rate c must be >= 0, got {rate}")
+        self.rate = float(rate)
+
+    def apply(self, pl_module, t):
+        alpha = min(1.0, self.rate * t)
+        for c in components_of(pl_module):
+            c.set_alpha(alpha)
+        return {"alpha": alpha}
+
+
+def final_values(pl_module) -> dict[str, float]:
+    """Current τ, β (first tempered estimator) and α (first component) of a module, for result records."""
+    out: dict[str, float] = {}
+    tempered = _tempered(pl_module)
+    if tempered:
+        out.update(tau=float(tempered[0].tau), beta=float(tempered[0].beta))
+    comps = components_of(pl_module)
+    if comps:
+        out["alpha"] = float(comps[0].alpha) if comps[0].dropres else 1.0
+    return out

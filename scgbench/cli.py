@@ -1,0 +1,199 @@
+"""``scgbench`` command line: list, run, compare, leaderboard, profile, data.
+
+``scgbench run <benchmark> [--estimator E] [--profile quick|paper] [--seed S] [--variant V] [--resume]
+[--trainer.X v] [--model.X v] [--data.X v]`` trains and tests one configuration and writes one result
+record; see ``scgbench <command> --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _seeds(spec: str) -> list[int]:
+    """``"0-2"`` → [0, 1, 2]; ``"0,3,5"`` → [0, 3, 5]."""
+    out: list[int] = []
+    for part in spec.split(","):
+        if "-" in part:
+            a, b = part.split("-", 1)
+            out.extend(range(int(a), int(b) + 1))
+        elif part:
+            out.append(int(part))
+    if not out:
+        raise ValueError(f"no seeds in {spec!r}")
+    return out
+
+
+def _kv(items: list[str] | None) -> dict:
+    import yaml
+
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"--estimator-arg expects KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k] = yaml.safe_load(v)
+    return out
+
+
+def cmd_list(args) -> int:
+    from .benchmarks import PROFILES, load_all
+    from .callbacks import CALLBACKS
+    from .datamodules.catalog import load_providers
+    from .estimators import ESTIMATORS
+
+    print("benchmarks:")
+    for name, bm in sorted(load_all().items()):
+        try:
+            offline = "available offline" if bm.offline() else "needs download"
+        except Exception as e:  # noqa: BLE001 - availability probing must not break `list`
+            offline = f"unavailable ({e})"
+        print(f"  {name:24s} {offline:20s} data: {bm.data}")
+        print(f"  {'':24s} variants: {', '.join(bm.variants)} (default {bm.default_variant})")
+    print("estimators:")
+    for name, cls in sorted(ESTIMATORS.items()):
+        print(f"  {name:24s} {cls.family}")
+    print("callbacks (tricks and diagnostics):")
+    for name, cls in sorted(CALLBACKS.items()):
+        print(f"  {name:24s} {cls.__name__}")
+    print(f"profiles: {', '.join(PROFILES)}")
+    print("datasets (scgbench data <name>):")
+    for name, entry in sorted(load_providers().items()):
+        print(f"  {name:24s} {'offline' if entry.offline else 'download'}  {entry.description}")
+    return 0
+
+
+def _run_kwargs(args, overrides):
+    return dict(estimator=args.estimator, profile=args.profile, variant=args.variant, overrides=overrides,
+                results=args.results_dir, estimator_kwargs=_kv(args.estimator_arg),
+                disable_tricks=args.no_trick or ())
+
+
+def cmd_run(args, overrides) -> int:
+    from .runner import run
+
+    record = run(args.benchmark, seed=args.seed, run_dir=args.run_dir, resume=args.resume,
+                 **_run_kwargs(args, overrides))
+    if "path" in record:
+        shown = {k: round(v, 4) for k, v in record["metrics"].items()}
+        print(f"result record: {record['path']}\nrun directory: {record['run_dir']}\ntest metrics: {shown}")
+    return 0
+
+
+def cmd_compare(args, overrides) -> int:
+    from .leaderboard import write_leaderboard
+    from .runner import run
+
+    estimators = args.estimators.split(",") if args.estimators else [None]
+    variants = args.variants.split(",") if args.variants else [None]
+    failures = 0
+    for variant in variants:
+        for est in estimators:
+            for seed in _seeds(args.seeds):
+                args.variant, args.estimator = variant, est
+                print(f"== {args.benchmark} variant={variant or 'default'} estimator={est or 'default'} seed={seed}",
+                      flush=True)
+                try:
+                    run(args.benchmark, seed=seed, **_run_kwargs(args, overrides))
+                except Exception as e:  # noqa: BLE001 - one failed cell must not lose the rest of the grid
+                    failures += 1
+                    print(f"   failed: {type(e).__name__}: {e}", file=sys.stderr)
+    print(f"leaderboard: {write_leaderboard(args.results_dir, args.output)}")
+    return 1 if failures else 0
+
+
+def cmd_leaderboard(args, overrides) -> int:
+    from .leaderboard import write_leaderboard
+
+    path = write_leaderboard(args.results_dir, args.output)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_profile(args, overrides) -> int:
+    from .profiling import profile
+
+    profile(args.benchmark, profile_name=args.profile, variant=args.variant, estimator=args.estimator,
+            steps=args.steps, overrides=overrides, output=args.output)
+    return 0
+
+
+def cmd_data(args, overrides) -> int:
+    from .datamodules.catalog import load_providers
+    from .io import data_root
+
+    datasets = load_providers()
+    if args.name not in datasets:
+        raise ValueError(f"unknown dataset {args.name!r}; choose one of: {', '.join(sorted(datasets))}")
+    options = _kv(args.option)
+    print(datasets[args.name].prepare(data_root(args.root), **options))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="scgbench", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="benchmarks, estimators, callbacks, profiles and datasets")
+
+    def common(q, grid=False):
+        q.add_argument("benchmark")
+        if grid:
+            q.add_argument("--estimators", help="comma-separated estimator names")
+            q.add_argument("--variants", help="comma-separated variants")
+            q.add_argument("--seeds", default="0-2", help="e.g. 0-2 or 0,3,5")
+            q.add_argument("--output", default="leaderboard.md")
+        else:
+            q.add_argument("--estimator", help="estimator name (see `scgbench list`)")
+            q.add_argument("--variant", help="model variant / ablation (see `scgbench list`)")
+            q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--profile", default="quick", help="quick or paper")
+        q.add_argument("--estimator-arg", action="append", metavar="KEY=VALUE",
+                       help="estimator option, e.g. baseline=loo or num_samples=4")
+        q.add_argument("--no-trick", action="append", metavar="NAME", help="switch a trick off (tempmatch, dropres…)")
+        q.add_argument("--results-dir", help="where records go (default $SCGBENCH_RESULTS_DIR or ./results)")
+
+    r = sub.add_parser("run", help="train and test one benchmark configuration",
+                       epilog="Any --trainer.X / --model.X / --data.X override is passed to LightningCLI.")
+    common(r)
+    r.add_argument("--run-dir", help="run directory (default runs/<benchmark>/<run name>)")
+    r.add_argument("--resume", action="store_true", help="continue the same command from its last checkpoint")
+    c = sub.add_parser("compare", help="run a grid of estimators × variants × seeds, then render the leaderboard")
+    common(c, grid=True)
+    lb = sub.add_parser("leaderboard", help="render leaderboard.md from all result records")
+    lb.add_argument("--results-dir")
+    lb.add_argument("--output", default="leaderboard.md")
+    pr = sub.add_parser("profile", help="steps/s of Lightning vs a bare loop, loader vs step, estimator vs softmax")
+    pr.add_argument("benchmark")
+    pr.add_argument("--profile", default="quick")
+    pr.add_argument("--variant")
+    pr.add_argument("--estimator")
+    pr.add_argument("--steps", type=int, default=200)
+    pr.add_argument("--output", help="also write the numbers as JSON here")
+    d = sub.add_parser("data", help="download / convert / generate a dataset")
+    d.add_argument("name")
+    d.add_argument("--root", help="data root (default $SCGBENCH_DATA or ./data)")
+    d.add_argument("--option", action="append", metavar="KEY=VALUE")
+    return p
+
+
+COMMANDS = {"list": lambda a, o: cmd_list(a), "run": cmd_run, "compare": cmd_compare,
+            "leaderboard": cmd_leaderboard, "profile": cmd_profile, "data": cmd_data}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, overrides = parser.parse_known_args(argv)
+    if overrides and args.command not in ("run", "compare", "profile"):
+        parser.error(f"unrecognised arguments: {' '.join(overrides)}")
+    try:
+        return COMMANDS[args.command](args, overrides)
+    except (ValueError, FileNotFoundError, ConnectionError) as e:
+        print(f"scgbench: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

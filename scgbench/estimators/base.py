@@ -1,0 +1,128 @@
+"""The estimator interface: turn parameters of a categorical distribution into a sample whose gradient
+reaches the parameters (SPEC §1.2).
+
+An :class:`Estimator` is a small ``nn.Module`` in the spirit of ``torch.distributions``: it holds only the
+temperature ``tau`` and Gumbel scale ``beta`` (buffers, so they are checkpointed and resumed) and knows how
+to sample in training and how to decode at evaluation. Its input is the last dimension of ``params``; the
+first dimension is the (sample-expanded) batch. Extension points for later families:
+
+* ``param_size(K)`` — how many inputs the network must produce for K categories (IGR needs 2(K−1));
+* ``family`` — ``"pathwise"`` (the sample is differentiable in the parameters) or ``"score-function"``
+  (hard sample; the gradient comes from :meth:`surrogate_loss` given the downstream cost);
+* ``uses_temperature`` — whether TempMatch/TauAnn schedules apply to it.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+PATHWISE = "pathwise"
+SCORE_FUNCTION = "score-function"
+EVAL_MODES = ("map", "sample")
+
+
+def check_positive(name: str, value: float, flag: str | None = None) -> float:
+    value = float(value)
+    if not value > 0:
+        raise ValueError(f"{name} must be > 0, got {value}" + (f" (set {flag} to a positive value)" if flag else ""))
+    return value
+
+
+def gumbel_noise(shape: torch.Size, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """G ~ Gumbel(0, 1) = −log E with E ~ Exp(1) (= −log(−log U)); E is clamped away from 0 so G is finite."""
+    e = torch.empty(shape, device=device, dtype=dtype).exponential_()
+    return -torch.log(e.clamp_min(torch.finfo(dtype).tiny))
+
+
+def masked_logits(params: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float32 logits with masked entries at −inf, plus a ``[..., 1]`` flag of rows with any finite entry.
+
+    Rows that are entirely −inf (padding) are replaced by zeros so no NaN is produced; callers multiply
+    their output by the flag so such rows come out as all-zero vectors with zero gradient.
+    """
+    x = params.float()
+    if mask is not None:
+        x = x.masked_fill(~mask.bool(), float("-inf"))
+    valid = (x > float("-inf")).any(dim=-1, keepdim=True)
+    x = torch.where(valid, x, torch.zeros_like(x))
+    return x, valid
+
+
+def one_hot_argmax(x: torch.Tensor) -> torch.Tensor:
+    return torch.zeros_like(x).scatter_(-1, x.argmax(dim=-1, keepdim=True), 1.0)
+
+
+class Estimator(nn.Module):
+    """Base class. Subclasses implement :meth:`sample` (training) and declare ``name`` and ``family``."""
+
+    name: ClassVar[str] = ""
+    family: ClassVar[str] = PATHWISE
+    uses_temperature: ClassVar[bool] = True
+
+    def __init__(self, tau: float = 1.0, beta: float = 1.0, eval_mode: str = "map") -> None:
+        super().__init__()
+        check_positive("tau", tau, "--model.tau")
+        if not float(beta) >= 0:
+            raise ValueError(f"beta (Gumbel scale) must be >= 0, got {beta} (set --model.beta >= 0)")
+        self.register_buffer("tau", torch.tensor(float(tau)))
+        self.register_buffer("beta", torch.tensor(float(beta)))
+        self.eval_mode = eval_mode
+
+    @property
+    def eval_mode(self) -> str:
+        return self._eval_mode
+
+    @eval_mode.setter
+    def eval_mode(self, mode: str) -> None:
+        if mode not in EVAL_MODES:
+            raise ValueError(f"eval_mode must be one of {EVAL_MODES}, got {mode!r}")
+        self._eval_mode = mode
+
+    def set_tau(self, tau: float) -> None:
+        self.tau.fill_(check_positive("tau", tau))
+
+    def set_beta(self, beta: float) -> None:
+        if not float(beta) >= 0:
+            raise ValueError(f"beta must be >= 0, got {beta}")
+        self.beta.fill_(float(beta))
+
+    def param_size(self, num_categories: int) -> int:
+        """Number of network outputs needed for ``num_categories`` categories."""
+        return num_categories
+
+    def forward(self, params: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Sample in training; in evaluation decode with MAP (argmax θ) or a Gumbel-max sample at scale β."""
+        x, valid = masked_logits(params, mask)
+        if self.training:
+            z = self.sample(x)
+        elif self.eval_mode == "map":
+            z = one_hot_argmax(x)
+        else:
+            z = one_hot_argmax(self.perturb(x))
+        return (z * valid).to(params.dtype)
+
+    def perturb(self, x: torch.Tensor) -> torch.Tensor:
+        """θ + β·G: Gumbel-max of this samples from softmax(θ/β) (thesis Eq. 5.15)."""
+        if float(self.beta) == 0:
+            return x
+        return x + self.beta * gumbel_noise(x.shape, x.device)
+
+    def sample(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def surrogate_loss(self, cost: torch.Tensor) -> torch.Tensor:
+        """Extra loss whose gradient is the estimator's gradient contribution (0 for pathwise)."""
+        return cost.new_zeros(())
+
+    def reset(self) -> None:
+        """Forget per-step state (score-function estimators record log-probabilities)."""
+
+    @property
+    def num_samples(self) -> int:
+        return 1
+
+    def extra_repr(self) -> str:
+        return f"tau={float(self.tau):g}, beta={float(self.beta):g}, eval_mode={self.eval_mode}"

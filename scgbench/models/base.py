@@ -1,0 +1,81 @@
+"""Base LightningModule for task modules whose forward pass samples discrete nodes.
+
+Task modules subclass :class:`SCGModule`, build their estimators with :meth:`make_estimator` (estimator
+chosen by name, so every registered estimator works with every benchmark that supports its family),
+and implement :meth:`training_loss`. The base class provides:
+
+* sample expansion and the score-function surrogate for REINFORCE-style estimators;
+* per-epoch reseeding of the sampling noise from (run seed, epoch, rank), so a run resumed from an
+  epoch-end checkpoint draws the same noise as the uninterrupted run;
+* MAP vs sampled decoding at evaluation (:func:`scgbench.estimators.decoding`);
+* logging of the current τ, β and α.
+"""
+
+from __future__ import annotations
+
+import os
+
+import lightning.pytorch as pl
+import torch
+
+from ..callbacks.schedules import final_values
+from ..estimators import (decoding, expand_for_samples, get_estimator, get_estimator_class, reset_estimators,
+                          score_function_loss)
+
+
+class SCGModule(pl.LightningModule):
+    def __init__(self, estimator: str = "gumbel", tau: float = 1.0, beta: float = 1.0,
+                 estimator_kwargs: dict | None = None, lr: float = 1e-3) -> None:
+        super().__init__()
+        get_estimator_class(estimator)  # unknown names fail here, before anything is built
+        if not lr > 0:
+            raise ValueError(f"lr must be > 0, got {lr}")
+        self.estimator_name = estimator
+        self.estimator_kwargs = dict(estimator_kwargs or {})
+        self.tau0, self.beta0, self.lr = tau, beta, lr
+        self.make_estimator()  # validate τ, β and estimator options at construction (config time)
+
+    def make_estimator(self):
+        return get_estimator(self.estimator_name, tau=self.tau0, beta=self.beta0, **self.estimator_kwargs)
+
+    # -- training ---------------------------------------------------------------------------------------
+    def training_loss(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Return (loss to minimise, extra metrics to log). Implemented by each task."""
+        raise NotImplementedError
+
+    def expand(self, *tensors: torch.Tensor):
+        """Repeat the batch for score-function estimators that need S samples per example."""
+        return expand_for_samples(self, *tensors)
+
+    def surrogate(self, per_sample_cost: torch.Tensor) -> torch.Tensor:
+        return score_function_loss(self, per_sample_cost)
+
+    def training_step(self, batch, batch_idx):
+        reset_estimators(self)
+        loss, logs = self.training_loss(batch)
+        bs = self._batch_size(batch)
+        self.log("train/loss", loss.detach(), on_step=True, on_epoch=True, prog_bar=True, batch_size=bs)
+        for k, v in logs.items():
+            self.log(f"train/{k}", v, on_step=False, on_epoch=True, batch_size=bs)
+        return loss
+
+    @staticmethod
+    def _batch_size(batch) -> int:
+        first = next(iter(batch.values())) if isinstance(batch, dict) else batch[0]
+        return int(first.shape[0])
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        for k, v in final_values(self).items():
+            self.log(f"schedule/{k}_now", v, on_step=True, on_epoch=False)
+
+    def on_train_epoch_start(self) -> None:
+        # Noise depends only on (seed, epoch, rank): resuming at an epoch boundary reproduces the run.
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        torch.manual_seed(seed * 1_000_003 + self.current_epoch * 7919 + self.global_rank)
+
+    # -- evaluation ------------------------------------------------------------------------------------
+    def decoding(self, mode: str):
+        return decoding(self, mode)
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.lr)

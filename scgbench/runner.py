@@ -1,0 +1,193 @@
+"""Run one benchmark: resolve its config (profile ⊕ variant ⊕ overrides), instantiate the datamodule and
+module through LightningCLI (so every ``--trainer.*``, ``--model.*``, ``--data.*`` override works and is
+type-checked), train, test the selected checkpoint, and write one result record.
+
+Everything a run produces lives in one run directory (``runs/<benchmark>/<run name>`` unless
+``--run-dir``/``$SCGBENCH_RUNS_DIR`` say otherwise): TensorBoard logs (``tb/``), checkpoints
+(``checkpoints/``, ``last.ckpt`` at every epoch end), figures (``figures/``) and the resolved config. The run
+name is a deterministic function of the command, so ``--resume`` finds the last checkpoint of the same
+command. Under DDP the launcher re-executes the command in each process; they share the parent's run
+directory through ``$SCGBENCH_RUN_DIR`` and only global rank 0 writes the record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI
+
+from .benchmarks import Benchmark, get_benchmark
+from .callbacks import EpochHistory, build_callbacks, final_values
+from .estimators import get_estimator_class
+from .io import atomic_write_json
+from .leaderboard.records import hardware, write_record
+
+OVERRIDE_SECTIONS = ("trainer", "model", "data")
+
+
+def to_cli_args(config: dict) -> list[str]:
+    """``{"model": {"lr": 1e-4}}`` → ``["--model.lr=0.0001"]`` (JSON for non-strings, as jsonargparse reads)."""
+    args = []
+    for section in OVERRIDE_SECTIONS:
+        for k, v in config.get(section, {}).items():
+            args.append(f"--{section}.{k}={v if isinstance(v, str) else json.dumps(v)}")
+    return args
+
+
+def split_overrides(overrides: Sequence[str]) -> list[str]:
+    """Normalise ``--trainer.max_epochs 3`` / ``--trainer.max_epochs=3`` into ``--key=value`` strings."""
+    out, it = [], iter(overrides)
+    for tok in it:
+        if not tok.startswith("--") or tok.split(".", 1)[0][2:] not in OVERRIDE_SECTIONS:
+            raise ValueError(f"unrecognised argument {tok!r}: overrides look like --trainer.X, --model.X or --data.X")
+        if "=" in tok:
+            out.append(tok)
+        else:
+            try:
+                out.append(f"{tok}={next(it)}")
+            except StopIteration:
+                raise ValueError(f"override {tok} needs a value") from None
+    return out
+
+
+def run_name(benchmark: str, variant: str, estimator: str, profile: str, seed: int, overrides: Sequence[str],
+             tricks: dict) -> str:
+    digest = hashlib.sha1(json.dumps([list(overrides), tricks], sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return f"{variant}-{estimator}-{profile}-s{seed}-{digest}"
+
+
+def _choose_run_dir(base: Path, resume: bool) -> Path:
+    """``base`` (or ``base-2``, ``base-3``… when taken). With ``resume`` the newest one holding ``last.ckpt``."""
+    candidates = [base] + sorted(base.parent.glob(base.name + "-*"), key=lambda p: int(p.name.rsplit("-", 1)[1])
+                                 if p.name.rsplit("-", 1)[1].isdigit() else 0)
+    candidates = [c for c in candidates if c == base or c.name.rsplit("-", 1)[1].isdigit()]
+    if resume:
+        with_ckpt = [c for c in candidates if (c / "checkpoints" / "last.ckpt").exists()]
+        if not with_ckpt:
+            raise FileNotFoundError(f"--resume: no checkpoint found under {base}*/checkpoints/last.ckpt; "
+                                    "run the same command without --resume first")
+        return with_ckpt[-1]
+    i = 1
+    path = base
+    while path.exists():
+        i += 1
+        path = base.with_name(f"{base.name}-{i}")
+    return path
+
+
+def resolve(benchmark: Benchmark, profile: str, variant: str | None, estimator: str | None,
+            estimator_kwargs: dict | None = None, disable_tricks: Sequence[str] = ()) -> dict:
+    config = benchmark.config(profile, variant)
+    if estimator is not None:
+        cls = get_estimator_class(estimator)
+        if cls.family not in benchmark.families:
+            raise ValueError(f"{benchmark.name} does not support {cls.family} estimators such as {estimator!r}")
+        config["model"]["estimator"] = estimator
+    if estimator_kwargs:
+        config["model"]["estimator_kwargs"] = {**config["model"].get("estimator_kwargs", {}), **estimator_kwargs}
+    for t in disable_tricks:
+        if t not in config["tricks"]:
+            raise ValueError(f"--no-trick {t!r}: this run has tricks {sorted(config['tricks'])}")
+        config["tricks"][t] = None
+        if t == "dropres" and "dropres" in config["model"]:
+            config["model"]["dropres"] = False
+    return config
+
+
+def run(benchmark: str, estimator: str | None = None, profile: str = "quick", seed: int = 0,
+        variant: str | None = None, overrides: Sequence[str] = (), results: str | None = None,
+        run_dir: str | None = None, resume: bool = False, estimator_kwargs: dict | None = None,
+        disable_tricks: Sequence[str] = (), extra_callbacks: Sequence[pl.Callback] = (),
+        write: bool = True) -> dict[str, Any]:
+    """Train and test one configuration; return the result record (also written to ``results``)."""
+    bm = get_benchmark(benchmark)
+    variant = variant or bm.default_variant
+    config = resolve(bm, profile, variant, estimator, estimator_kwargs, disable_tricks)
+    user_args = split_overrides(overrides)
+    est_name = config["model"].get("estimator") or _default(bm.module, "estimator") or "none"
+    tricks = config["tricks"]
+    trick_callbacks = build_callbacks(tricks)  # validates schedule parameters before anything is built
+
+    owner = os.environ.get("SCGBENCH_RUN_OWNER")
+    if os.environ.get("SCGBENCH_RUN_DIR") and owner and owner != str(os.getpid()):
+        out = Path(os.environ["SCGBENCH_RUN_DIR"])  # a DDP worker process re-executing the parent's command
+        resume = (out / "checkpoints" / "last.ckpt").exists() and resume
+    else:
+        name = run_name(bm.name, variant, est_name, profile, seed, user_args, tricks)
+        base = Path(run_dir) if run_dir else Path(os.environ.get("SCGBENCH_RUNS_DIR", "runs")) / bm.name / name
+        out = _choose_run_dir(base, resume)
+        out.mkdir(parents=True, exist_ok=True)
+        os.environ["SCGBENCH_RUN_DIR"], os.environ["SCGBENCH_RUN_OWNER"] = str(out), str(os.getpid())
+
+    ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="best-{epoch}", monitor=bm.selection_metric,
+                           mode=bm.selection_mode, save_last=True)
+    history = EpochHistory()
+    callbacks = [ckpt, history, *trick_callbacks, *extra_callbacks]
+    data_args = ["--data.seed=%d" % seed] if "seed" in _init_params(bm.datamodule) else []
+    args = to_cli_args(config) + data_args + user_args
+    cli = LightningCLI(
+        bm.module, bm.datamodule, run=False, args=args, seed_everything_default=seed,
+        save_config_callback=None, auto_configure_optimizers=False,
+        trainer_defaults={"default_root_dir": str(out), "callbacks": callbacks, "enable_model_summary": False,
+                          "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                                     "init_args": {"save_dir": str(out), "name": "tb", "version": ""}},
+                          "log_every_n_steps": 10},
+        parser_kwargs={"exit_on_error": False})
+    trainer, model, dm = cli.trainer, cli.model, cli.datamodule
+    if trainer.is_global_zero:
+        atomic_write_json(out / "config.json", {"benchmark": bm.name, "variant": variant, "profile": profile,
+                                                "seed": seed, "config": config, "args": args})
+    t0 = time.perf_counter()
+    trainer.fit(model, datamodule=dm, ckpt_path=str(out / "checkpoints" / "last.ckpt") if resume else None)
+    fit_seconds = time.perf_counter() - t0
+    schedule_end = final_values(model)
+    best = ckpt.best_model_path or None
+    tested = trainer.test(model, datamodule=dm, ckpt_path=best or "last", verbose=False)
+    metrics: dict[str, float] = {}
+    for d in tested:
+        metrics.update({k.split("/dataloader_idx")[0]: float(v) for k, v in d.items()})
+
+    record = {
+        "benchmark": bm.name, "variant": variant, "estimator": est_name,
+        "estimator_kwargs": config["model"].get("estimator_kwargs", {}),
+        "tricks": {k: (v if v else False) for k, v in tricks.items()},
+        "profile": profile, "seed": seed, "metrics": metrics,
+        "selection": {"metric": bm.selection_metric, "mode": bm.selection_mode,
+                      "best": float(ckpt.best_model_score) if ckpt.best_model_score is not None else None,
+                      "checkpoint": best},
+        "hparams": {"model": dict(model.hparams), "data": dict(getattr(dm, "hparams", {})),
+                    "trainer": {"max_epochs": trainer.max_epochs, "max_steps": trainer.max_steps,
+                                "accumulate_grad_batches": trainer.accumulate_grad_batches,
+                                "precision": str(trainer.precision)}},
+        "schedule_end": schedule_end,
+        "data_source": getattr(dm, "data_source", "unknown"),
+        "wall_clock_s": {"fit": fit_seconds, "total": time.perf_counter() - t0,
+                         "epochs": history.epoch_seconds},
+        "history": dict(history.history),
+        "epochs_trained": trainer.current_epoch,
+        "global_steps": trainer.global_step,
+        "device": {"accelerator": type(trainer.accelerator).__name__, "devices": trainer.num_devices,
+                   "strategy": type(trainer.strategy).__name__, "world_size": trainer.world_size,
+                   "num_nodes": trainer.num_nodes, **hardware()},
+        "run_dir": str(out), "run_name": out.name, "resumed": bool(resume), "args": args,
+    }
+    if write and trainer.is_global_zero:
+        record["path"] = str(write_record(record, results))
+    return record
+
+
+def _init_params(cls) -> set[str]:
+    return set(inspect.signature(cls.__init__).parameters)
+
+
+def _default(cls, name: str):
+    p = inspect.signature(cls.__init__).parameters.get(name)
+    return None if p is None or p.default is inspect.Parameter.empty else p.default
