@@ -1,0 +1,273 @@
+"""ListOps unsupervised parsing (SPEC §2.2; thesis §6.1.1, Tables 6.1–6.2, Fig. 5.5; Appendix A.1.1).
+
+Variants (``variant=``):
+
+* ``lstm`` — 1-layer LSTM over token embeddings; hidden state of the last token → Lin dim→dim, ReLU,
+  Lin dim→10.
+* ``arb`` — parser + continuous GNN: two independent unidirectional 1-layer LSTMs q, k over
+  E1(tokens); edge logits A′ = q kᵀ; every non-root token except the final ``]`` picks one parent among
+  the other real tokens (not the final ``]``) with the estimator ("simplified arborescence prior", one
+  parent per node). A GNN (second embedding E2) runs ``rounds`` message passes:
+  ``p = ReLU(Lin₂(Dropout₀.₁(ReLU(Lin₁([x_recv; x_send])))))``, ``m_i = Σ_j A_ji p_ij``, ``x_i ← x_i + m_i``
+  with ``x_recv`` the receiver's current state (A.1.1, baseline).
+* ``ours`` — as ``arb`` but the pre-message uses the receiver's token embedding ``[x_e; x_j]`` and after
+  each of the first ``rounds − 1`` passes every node state is discretised by one discrete-continuous
+  component (thesis Eq. 4.2): θ = Pred(x′) = Lin dim→10(ReLU(Lin dim→dim(x′))), z = estimator(θ),
+  v = zᵀE2([0..9]), DropRes ``x = v`` w.p. α else ``x′ + v``. The stochastic depth of the component is
+  the round index (Fig. 5.5).
+* ``arb-gt`` / ``ours-gt`` — the GNN runs on the gold tree instead of the sampled graph.
+
+The class logits are Pred(root state) (``ours``: the same Pred as the discretisation). For depth-d
+extrapolation sets the GNN runs d rounds (discretising after the first d − 1).
+
+Efficiency and padding: messages are computed only on (sender, receiver) pairs inside one example
+(packed index lists, never on padded positions), so padding cannot leak into messages, parents or
+metrics. When the sampled graph is hard and carries no pathwise gradient (evaluation, REINFORCE) only the
+chosen edge per node is evaluated. ``edge_topk=k`` optionally keeps, per child, the k candidate parents
+with the largest relaxed weight (exact when k ≥ length; the dropped weights carry at most their own
+probability mass, and by Theorem 1 their gradient is bounded by (√2/τ)·z_j); ``None`` is exact.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanMetric
+
+from ..datamodules.listops.generator import CLOSE_ID, MED_ID, MIN_ID, NUM_TOKENS
+from ..nn import DiscreteContinuous
+from .base import SCGModule
+
+VARIANTS = ("lstm", "arb", "ours", "arb-gt", "ours-gt")
+NUM_VALUES = 10
+
+
+class DigitEmbedding(nn.Module):
+    """h(z) = zᵀ E2([0..9]): the GNN's token embedding rows of the ten digits (A.1.1)."""
+
+    def __init__(self, embedding: nn.Embedding) -> None:
+        super().__init__()
+        self.embedding = [embedding]  # not registered twice
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return z @ self.embedding[0].weight[:NUM_VALUES].to(z.dtype)
+
+
+class Accuracy(MeanMetric):
+    """Mean of 0/1 outcomes (a torchmetrics mean: exact under DDP reduction)."""
+
+
+def _masks(tokens: torch.Tensor, mask: torch.Tensor):
+    """(child_ok [B,L], parent_ok [B,L]): which tokens choose a parent / may be chosen.
+
+    The root (position 0) and the final ``]`` choose no parent; the final ``]`` is no candidate parent
+    (thesis §6.1.1: its edge cannot be learned from the task objective). Padding is neither.
+    """
+    B, L = tokens.shape
+    pos = torch.arange(L, device=tokens.device)[None, :]
+    last = mask.sum(1, keepdim=True) - 1
+    not_last = pos != last
+    child_ok = mask & not_last & (pos != 0)
+    parent_ok = mask & not_last
+    return child_ok, parent_ok
+
+
+class ListOpsModule(SCGModule):
+    def __init__(self, variant: str = "ours", estimator: str = "gumbel", tau: float = 1.0, beta: float = 1.0,
+                 estimator_kwargs: dict | None = None, node_estimator: str | None = None,
+                 node_estimator_kwargs: dict | None = None, dim: int = 60, rounds: int = 5,
+                 dropout: float = 0.1, dropres: bool = True, dropres_mode: str = "batch", lr: float = 5e-4,
+                 edge_topk: int | None = None, extrap_depths: tuple[int, ...] = (8, 10)) -> None:
+        super().__init__(estimator=estimator, tau=tau, beta=beta, estimator_kwargs=estimator_kwargs, lr=lr)
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown ListOps variant {variant!r}; choose one of {VARIANTS}")
+        if rounds < 1 or dim < 1:
+            raise ValueError(f"need rounds >= 1 and dim >= 1, got rounds={rounds}, dim={dim}")
+        if edge_topk is not None and edge_topk < 1:
+            raise ValueError(f"edge_topk must be >= 1 or None (exact), got {edge_topk}")
+        self.save_hyperparameters()
+        self.variant, self.dim, self.rounds, self.edge_topk = variant, dim, rounds, edge_topk
+        self.extrap_depths = tuple(int(d) for d in extrap_depths)
+        self.discrete = variant.startswith("ours")
+        self.gold = variant.endswith("-gt")
+        self.parsed = variant in ("arb", "ours")
+        if variant == "lstm":
+            self.embed = nn.Embedding(NUM_TOKENS, dim)
+            self.lstm = nn.LSTM(dim, dim, batch_first=True)
+            self.head = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, NUM_VALUES))
+        else:
+            if self.parsed:
+                self.parse_embed = nn.Embedding(NUM_TOKENS, dim)            # E1
+                self.lstm_q = nn.LSTM(dim, dim, batch_first=True)
+                self.lstm_k = nn.LSTM(dim, dim, batch_first=True)
+                self.edge_estimator = self.make_estimator()
+            self.embed = nn.Embedding(NUM_TOKENS, dim)                      # E2
+            self.msg1 = nn.Linear(2 * dim, dim)
+            self.msg2 = nn.Linear(dim, dim)
+            self.msg_dropout = nn.Dropout(dropout)
+            self.pred = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, NUM_VALUES))
+            if self.discrete:
+                if node_estimator is None:
+                    node_est = self.make_estimator()
+                else:
+                    from ..estimators import get_estimator
+                    node_est = get_estimator(node_estimator, tau=tau, beta=beta, **(node_estimator_kwargs or {}))
+                # one component, applied after rounds 1..R−1 with depth = round (shared weights, A.1.1)
+                self.node = DiscreteContinuous(node_est, self.pred, DigitEmbedding(self.embed), depth=1,
+                                               dropres=dropres, dropres_mode=dropres_mode)
+        self.val_acc = Accuracy()
+        self.metrics = nn.ModuleDict()  # test metrics, created on first use (names depend on the test sets)
+
+    # -- metrics -----------------------------------------------------------------------------------------
+    def _metric(self, name: str) -> Accuracy:
+        key = name.replace("/", "__")
+        if key not in self.metrics:
+            self.metrics[key] = Accuracy().to(self.device)
+        return self.metrics[key]
+
+    # -- model ---------------------------------------------------------------------------------------------
+    def edge_logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.parse_embed(tokens)
+        q, _ = self.lstm_q(x)   # unidirectional: padding after a sequence never changes its states
+        k, _ = self.lstm_k(x)
+        return q @ k.transpose(1, 2)  # [B, child, parent]
+
+    def _edges(self, tokens, mask, parents):
+        """Packed edge list (batch, child, parent, weight) plus the dense choice z (None for gold)."""
+        child_ok, parent_ok = _masks(tokens, mask)
+        L = tokens.shape[1]
+        if self.gold:
+            b, c = child_ok.nonzero(as_tuple=True)
+            p = parents[b, c]
+            return b, c, p, torch.ones(len(b), device=tokens.device), None, None
+        logits = self.edge_logits(tokens)
+        eye = torch.eye(L, dtype=torch.bool, device=tokens.device)
+        cand = child_ok[:, :, None] & parent_ok[:, None, :] & ~eye
+        # Non-candidates get a finite, hugely negative logit (probability exactly 0 after softmax) and whole
+        # rows that choose nothing are masked through the estimator (z = 0). A −inf inside a valid row would
+        # make REINFORCE's log p(z) = Σ z·log_softmax(θ) evaluate 0·(−inf) = NaN.
+        neg = torch.finfo(logits.dtype).min / 4
+        z = self.edge_estimator(logits.masked_fill(~cand, neg), child_ok[:, :, None])
+        if not z.requires_grad:
+            b, c, p = (z > 0).nonzero(as_tuple=True)      # hard choice, no pathwise gradient: L edges
+        elif self.edge_topk is not None and self.edge_topk < L:
+            # rank by the (possibly straight-through) value, ties by the parser's probabilities
+            key = z.detach().float() * 2 + torch.softmax(logits.detach().float().masked_fill(~cand, -1e9), -1)
+            key = key.masked_fill(~cand, -1.0)
+            top = key.topk(self.edge_topk, dim=-1).indices                  # [B, L, k]
+            sel = torch.zeros_like(cand).scatter_(-1, top, True) & cand
+            b, c, p = sel.nonzero(as_tuple=True)
+        else:
+            b, c, p = cand.nonzero(as_tuple=True)
+        return b, c, p, z[b, c, p], z, logits
+
+    def _dropout(self, h: torch.Tensor) -> torch.Tensor:
+        """Inverted dropout with a uniform-threshold mask (same law as nn.Dropout; ``bernoulli_`` is ~3×
+        slower on CPU and was the single most expensive kernel of a training step)."""
+        p = self.msg_dropout.p
+        if not self.training or p == 0:
+            return h
+        return h * (torch.rand_like(h) >= p).to(h.dtype) * (1.0 / (1.0 - p))
+
+    def gnn(self, tokens, mask, edges, rounds: int):
+        """Run ``rounds`` message passes; returns the final node states [B, L, dim]."""
+        b, c, p, w = edges
+        B, L = tokens.shape
+        xe = self.embed(tokens) * mask[..., None]
+        recv = b * L + p
+        send = b * L + c
+        w = w[:, None].to(xe.dtype)
+        node_mask = mask[..., None]
+        W_r, W_s = self.msg1.weight[:, :self.dim], self.msg1.weight[:, self.dim:]
+        x = xe
+        for r in range(1, rounds + 1):
+            flat = x.reshape(B * L, -1)
+            recv_state = xe.reshape(B * L, -1) if self.discrete or r == 1 else flat
+            # Lin₁([x_recv; x_send]) = W_r x_recv + W_s x_send + b, evaluated per node then gathered per edge
+            pre = (recv_state @ W_r.T)[recv] + (flat @ W_s.T + self.msg1.bias)[send]
+            msg = F.relu(self.msg2(self._dropout(F.relu(pre))))
+            m = torch.zeros_like(flat).index_add_(0, recv, w * msg)
+            x = x + m.view(B, L, -1)
+            if self.discrete and r < rounds:
+                x = self.node(x, node_mask, depth=r) * node_mask
+        return x
+
+    def forward(self, batch: dict, rounds: int | None = None) -> dict:
+        tokens, mask = batch["tokens"], batch["mask"]
+        if self.variant == "lstm":
+            h, _ = self.lstm(self.embed(tokens))
+            last = h[torch.arange(len(tokens), device=tokens.device), batch["lengths"] - 1]
+            return {"logits": self.head(last)}
+        b, c, p, w, z, edge_logits = self._edges(tokens, mask, batch.get("parents"))
+        x = self.gnn(tokens, mask, (b, c, p, w), rounds or self.rounds)
+        out = {"logits": self.pred(x[:, 0]), "states": x}
+        if z is not None:
+            out["z"] = z
+        return out
+
+    # -- metrics ---------------------------------------------------------------------------------------------
+    def _parse_metrics(self, batch, out) -> dict[str, torch.Tensor]:
+        """Outcome vectors (0/1 per counted token) for edge precision and intermediate accuracy."""
+        tokens, mask, gold = batch["tokens"], batch["mask"], batch["parents"]
+        res = {}
+        child_ok, _ = _masks(tokens, mask)
+        if "z" in out:
+            pred = out["z"].argmax(-1)
+            hit = pred == gold
+            not_close = tokens != CLOSE_ID
+            res["edge_prec"] = hit[child_ok & not_close].float()   # SPEC: non-root, non-`]` tokens
+            res["edge_prec_all"] = hit[child_ok].float()           # every predicted edge
+        if self.discrete:
+            is_op = mask & (tokens >= MIN_ID) & (tokens <= MED_ID)
+            theta = self.pred(out["states"])
+            res["inter_acc"] = (theta.argmax(-1) == batch["values"])[is_op].float()
+        return res
+
+    # -- steps -----------------------------------------------------------------------------------------------
+    def training_loss(self, batch):
+        # score-function estimators need S samples per example: repeat the batch (no-op for pathwise)
+        keys = ["tokens", "mask", "lengths", "parents", "values", "label"]
+        batch = dict(zip(keys, self.expand(*[batch[k] for k in keys])))
+        out = self(batch)
+        cost = F.cross_entropy(out["logits"], batch["label"], reduction="none")
+        loss = cost.mean() + self.surrogate(cost)
+        logs = {"acc": (out["logits"].argmax(-1) == batch["label"]).float().mean()}
+        if "z" in out:
+            with torch.no_grad():
+                logs["edge_prec"] = self._parse_metrics(batch, out)["edge_prec"].mean()
+        return loss, logs
+
+    def validation_step(self, batch, batch_idx):
+        out = self(batch)
+        acc = self.val_acc
+        acc.update((out["logits"].argmax(-1) == batch["label"]).float())
+        self.log("val/acc", acc, on_epoch=True, prog_bar=True, batch_size=len(batch["label"]))
+        self.log("val/loss", F.cross_entropy(out["logits"], batch["label"]), on_epoch=True,
+                 batch_size=len(batch["label"]), sync_dist=True)
+
+    def test_rounds(self, dataloader_idx: int) -> tuple[str, int]:
+        """(metric suffix, GNN rounds) of test loader ``dataloader_idx``: [test, d=8, d=10, ...]."""
+        if dataloader_idx == 0:
+            return "", self.rounds
+        dm = getattr(getattr(self, "_trainer", None), "datamodule", None)
+        names = getattr(dm, "test_names", None)
+        d = int(names[dataloader_idx][len("test_d"):]) if names else self.extrap_depths[dataloader_idx - 1]
+        return f"_d{d}", d
+
+    def test_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        suffix, rounds = self.test_rounds(dataloader_idx)
+        for mode, tag in (("map", ""), ("sample", "_sampled")):
+            with self.decoding(mode):
+                out = self(batch, rounds=rounds)
+            self._metric(f"test/acc{suffix}{tag}").update((out["logits"].argmax(-1) == batch["label"]).float())
+            for k, v in self._parse_metrics(batch, out).items():
+                if v.numel():
+                    self._metric(f"test/{k}{suffix}{tag}").update(v)
+
+    def on_test_epoch_end(self) -> None:
+        for key, m in self.metrics.items():
+            name = key.replace("__", "/")
+            if m.update_count:
+                self.log(name, m.compute(), add_dataloader_idx=False)
+                m.reset()

@@ -1,0 +1,160 @@
+"""ListOps model: padding never leaks, gold trees, every estimator on both node kinds, metrics, benchmark."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from scgbench.datamodules.listops import ListOpsConfig, collate_listops, generate
+from scgbench.estimators import list_estimators
+from scgbench.models.listops import VARIANTS, ListOpsModule, _masks
+
+
+@pytest.fixture(scope="module")
+def items():
+    cfg = ListOpsConfig(seed=5, train_per_depth=4, val_per_depth=1, test_per_depth=1, extrap_per_depth=1)
+    s = generate(cfg, ["train"])["train"]
+    return [(*(a for a in (s.example(i)[k] for k in ("tokens", "parents", "values"))),
+             int(s.labels[i]), int(s.depths[i])) for i in range(len(s))]
+
+
+def _deterministic(model: ListOpsModule) -> ListOpsModule:
+    """Training mode without randomness: β = 0 (softmax relaxation), no dropout, α = 1 (no residual coin)."""
+    model.train()
+    for m in model.modules():
+        if hasattr(m, "set_beta"):
+            m.set_beta(0.0)
+        if hasattr(m, "set_alpha"):
+            m.set_alpha(1.0)
+    model.msg_dropout.p = 0.0 if hasattr(model, "msg_dropout") else None
+    return model
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("topk", [None, 3])
+def test_padding_does_not_leak(items, variant, topk):
+    torch.manual_seed(0)
+    model = ListOpsModule(variant=variant, dim=16, edge_topk=topk)
+    tight = collate_listops(items)
+    loose = collate_listops(items, pad_to=tight["tokens"].shape[1] + 9)
+    # evaluation (MAP): logits, parents and metric outcome vectors identical
+    model.eval()
+    with torch.no_grad():
+        a, b = model(tight), model(loose)
+        torch.testing.assert_close(a["logits"], b["logits"])
+        ma, mb = model._parse_metrics(tight, a), model._parse_metrics(loose, b)
+        assert ma.keys() == mb.keys()
+        for k in ma:
+            torch.testing.assert_close(ma[k], mb[k])
+        if "z" in a:
+            L = tight["tokens"].shape[1]
+            assert torch.equal(a["z"].argmax(-1), b["z"].argmax(-1)[:, :L])
+            assert b["z"][:, L:].abs().sum() == 0 and b["z"][..., L:].abs().sum() == 0
+    if variant == "lstm":
+        return
+    # training (deterministic relaxation): identical loss and identical gradients
+    if hasattr(model, "msg_dropout"):
+        model.msg_dropout.p = 0.0
+    _deterministic(model)
+    grads = []
+    for batch in (tight, loose):
+        model.zero_grad()
+        loss, _ = model.training_loss(batch)
+        loss.backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    for n in grads[0]:
+        torch.testing.assert_close(grads[0][n], grads[1][n], msg=n)
+
+
+def test_topk_large_equals_exact(items):
+    torch.manual_seed(0)
+    exact = _deterministic(ListOpsModule(variant="ours", dim=16))
+    exact.msg_dropout.p = 0.0
+    topk = _deterministic(ListOpsModule(variant="ours", dim=16, edge_topk=100))
+    topk.load_state_dict(exact.state_dict())
+    topk.msg_dropout.p = 0.0
+    batch = collate_listops(items)
+    torch.testing.assert_close(exact.training_loss(batch)[0], topk.training_loss(batch)[0])
+
+
+def test_gold_edges_and_masks(items):
+    batch = collate_listops(items)
+    model = ListOpsModule(variant="ours-gt", dim=8)
+    b, c, p, w, z, _ = model._edges(batch["tokens"], batch["mask"], batch["parents"])
+    child_ok, parent_ok = _masks(batch["tokens"], batch["mask"])
+    assert len(b) == int(child_ok.sum()) == int((batch["lengths"] - 2).sum())
+    assert torch.equal(p, batch["parents"][b, c]) and (w == 1).all() and z is None
+    assert not child_ok[:, 0].any() and not parent_ok[torch.arange(len(items)), batch["lengths"] - 1].any()
+
+
+def test_parse_metrics_on_gold_choice(items):
+    batch = collate_listops(items)
+    model = ListOpsModule(variant="ours", dim=8).eval()
+    L = batch["tokens"].shape[1]
+    gold = batch["parents"].clamp_min(0)
+    z = torch.nn.functional.one_hot(gold, L).float()
+    states = torch.zeros(len(items), L, 8)
+    res = model._parse_metrics(batch, {"z": z, "states": states})
+    assert res["edge_prec"].mean() == 1 and res["edge_prec_all"].mean() == 1
+    n_ops = int(((batch["tokens"] >= 10) & (batch["tokens"] <= 12)).sum())
+    n_digits_args = int(((batch["tokens"] < 10) & batch["mask"]).sum())
+    assert res["inter_acc"].numel() == n_ops
+    assert res["edge_prec"].numel() == n_digits_args + n_ops - len(items)   # all but roots and `]`
+    # a choice that always picks position 0 is right exactly for the root's children
+    z0 = torch.zeros_like(z)
+    z0[..., 0] = 1
+    hit = model._parse_metrics(batch, {"z": z0, "states": states})["edge_prec"]
+    assert 0 < hit.mean() < 1
+
+
+@pytest.mark.parametrize("estimator,kwargs", [(e, {"baseline": "loo", "num_samples": 2} if e == "reinforce" else {})
+                                              for e in list_estimators()] + [("reinforce", {"baseline": "ema",
+                                                                                           "num_samples": 1})])
+def test_every_estimator_trains_parser_and_nodes(items, estimator, kwargs):
+    torch.manual_seed(0)
+    model = ListOpsModule(variant="ours", dim=16, estimator=estimator, estimator_kwargs=kwargs)
+    model.train()
+    batch = collate_listops(items)
+    loss, logs = model.training_loss(batch)
+    assert torch.isfinite(loss)
+    loss.backward()
+    for name in ("lstm_q.weight_ih_l0", "parse_embed.weight", "pred.0.weight", "msg1.weight"):
+        g = dict(model.named_parameters())[name].grad
+        assert g is not None and torch.isfinite(g).all() and g.abs().sum() > 0, name
+    assert 0 <= float(logs["edge_prec"]) <= 1
+
+
+def test_score_function_node_estimator_with_pathwise_edges(items):
+    model = ListOpsModule(variant="ours", dim=16, estimator="gumbel", node_estimator="reinforce",
+                          node_estimator_kwargs={"baseline": "loo", "num_samples": 2})
+    loss, _ = model.training_loss(collate_listops(items))
+    loss.backward()
+    assert model.pred[0].weight.grad.abs().sum() > 0
+
+
+def test_bad_options():
+    with pytest.raises(ValueError, match="unknown ListOps variant"):
+        ListOpsModule(variant="tree")
+    with pytest.raises(ValueError, match="edge_topk"):
+        ListOpsModule(edge_topk=0)
+    with pytest.raises(ValueError, match="unknown estimator"):
+        ListOpsModule(estimator="gumble")
+
+
+def test_benchmark_registered_with_profiles_and_ablations():
+    from scgbench.benchmarks import get_benchmark
+
+    bm = get_benchmark("listops")
+    paper = bm.config("paper", "ours")
+    assert paper["model"]["dim"] == 60 and paper["data"]["batch_size"] == 100 and paper["model"]["lr"] == 5e-4
+    assert paper["trainer"]["max_epochs"] == 100
+    assert paper["tricks"]["tempmatch"] == {"gamma": 0.008, "updates_per_epoch": 10}
+    assert paper["tricks"]["dropres"]["rate"] == 0.002
+    for v in ("ours", "ours-notm", "ours-nodr", "ours-notm-nodr", "ours-tau2", "ours-tau4", "lstm", "arb",
+              "arb-gt", "ours-gt"):
+        bm.config("quick", v)
+    assert bm.config("quick", "ours-nodr")["tricks"]["dropres"] is None
+    assert bm.config("quick", "ours-nodr")["model"]["dropres"] is False
+    assert bm.config("quick", "ours-notm")["tricks"]["tempmatch"] is None
+    assert {r["variant"] for r in bm.reference} >= {"ours", "lstm", "ours-gt", "ours-nodr"}
