@@ -1,0 +1,9 @@
+"""NAS-Bench-101 without TensorFlow (SPEC §2.4): cells and the official hash, exact enumeration of the
+423,624-cell space, a tfrecord→parquet converter, a parquet loader and a graph datamodule."""
+
+from .cell import NODE_TYPES, OPERATIONS, Cell, InvalidCellError, hash_module
+from .enumeration import NUM_CELLS, enumerate_space, hash_modules
+from .store import SchemaError, ensure_space, load_cells
+
+__all__ = ["Cell", "InvalidCellError", "hash_module", "hash_modules", "enumerate_space", "NUM_CELLS",
+           "NODE_TYPES", "OPERATIONS", "load_cells", "ensure_space", "SchemaError"]
