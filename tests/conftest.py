@@ -1,0 +1,16 @@
+import os
+
+import pytest
+
+# Small models: one intra-op thread is faster than two contending ones, and keeps timings stable.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture
+def isolated(tmp_path, monkeypatch):
+    """Run directories and result records under tmp_path; no state leaks between runs of one process."""
+    monkeypatch.setenv("SCGBENCH_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.setenv("SCGBENCH_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.delenv("SCGBENCH_RUN_DIR", raising=False)
+    monkeypatch.delenv("SCGBENCH_RUN_OWNER", raising=False)
+    return tmp_path
