@@ -7,3 +7,17 @@ from .store import SchemaError, ensure_space, load_cells
 
 __all__ = ["Cell", "InvalidCellError", "hash_module", "hash_modules", "enumerate_space", "NUM_CELLS",
            "NODE_TYPES", "OPERATIONS", "load_cells", "ensure_space", "SchemaError"]
+
+
+def _register() -> None:
+    from ..catalog import register_dataset
+    from .prepare import prepare
+
+    register_dataset(
+        "nasbench101",
+        "NAS-Bench-101 search space (423,624 cells, enumerated locally; no network) and, if the official "
+        "tfrecord is given/present, its accuracies converted to parquet without TensorFlow",
+        prepare, offline=True)
+
+
+_register()

@@ -1,0 +1,132 @@
+"""LightningDataModule of NAS-Bench-101 cells as torch-geometric graphs (SPEC §2.4; thesis §6.1.4).
+
+Each example is a :class:`torch_geometric.data.Data` with ``node_type`` (index into
+:data:`~.cell.NODE_TYPES`), ``x`` (its one-hot encoding), ``edge_index`` sorted by (target, source) — a
+topological order in which a sequential decoder adds the edges — ``y`` (validation accuracy at the chosen
+budget, mean over repeats; NaN when the source has no accuracies) and ``cell_index`` (row in the table).
+
+Data source, in order: ``path`` if given; else the converted metrics parquet under the data root if it
+exists (and ``use_metrics`` allows it); else the enumerated space, enumerated and cached on first use.
+Split: a seeded permutation, then ``1 - test_fraction`` train / ``test_fraction`` held out (90/10 in the
+thesis). The held-out cells serve as both validation and test set (the thesis has no separate validation
+split; ``val/*`` metrics are only logged and used for checkpoint selection on the loss).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torch_geometric.data import Batch, Data
+
+from ..base import SeededDataModule
+from .cell import NODE_TYPES
+from .store import METRICS_FILE, CellTable, default_dir, ensure_space, load_cells
+
+
+class CellGraphs(Dataset):
+    """Cells of a :class:`CellTable` (rows ``index``) as torch-geometric graphs, built on access."""
+
+    def __init__(self, table: CellTable, index: np.ndarray, target: np.ndarray | None) -> None:
+        self.table, self.index, self.target = table, np.asarray(index), target
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> Data:
+        r = int(self.index[i])
+        v = int(self.table.num_vertices[r])
+        adj = self.table.adjacency[r, :v, :v]
+        src, dst = np.nonzero(adj)
+        order = np.lexsort((src, dst))
+        types = torch.as_tensor(self.table.types[r, :v], dtype=torch.long)
+        y = float(self.target[r]) if self.target is not None else float("nan")
+        return Data(x=torch.nn.functional.one_hot(types, len(NODE_TYPES)).float(), node_type=types,
+                    edge_index=torch.as_tensor(np.stack([src[order], dst[order]]), dtype=torch.long),
+                    y=torch.tensor([y], dtype=torch.float), cell_index=torch.tensor([r]), num_nodes=v)
+
+
+def collate_graphs(items: list[Data]) -> Batch:
+    return Batch.from_data_list(items)
+
+
+class NASBench101DataModule(SeededDataModule):
+    """NAS-Bench-101 cells; see the module docstring for the source and split rules.
+
+    Args:
+        root: data root (default ``$SCGBENCH_DATA`` or ``./data``).
+        path: explicit space or metrics parquet.
+        use_metrics: ``"auto"`` (use the converted parquet when present), ``"yes"`` (require it) or ``"no"``.
+        subset: use only this many cells (seeded random choice before the split; ``None`` = all).
+        test_fraction: held-out share (0.1 in the thesis).
+        max_test: cap on the held-out set actually evaluated (the metrics decode 100× per graph).
+        epochs: budget whose accuracies are used as targets (108 in the thesis).
+    """
+
+    def __init__(self, root: str | None = None, path: str | None = None, use_metrics: str = "auto",
+                 subset: int | None = None, test_fraction: float = 0.1, max_test: int | None = None,
+                 epochs: int = 108, batch_size: int = 32, eval_batch_size: int | None = None,
+                 num_workers: int = 0, seed: int = 0) -> None:
+        super().__init__(batch_size, eval_batch_size, num_workers, seed)
+        if use_metrics not in ("auto", "yes", "no"):
+            raise ValueError(f"use_metrics must be 'auto', 'yes' or 'no', got {use_metrics!r}")
+        if not 0 < test_fraction < 1:
+            raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+        self.save_hyperparameters()
+        self.root, self.path, self.use_metrics = root, path, use_metrics
+        self.subset, self.test_fraction, self.max_test, self.epochs = subset, test_fraction, max_test, epochs
+        self.collate_fn = collate_graphs
+        self.table: CellTable | None = None
+
+    def _source(self) -> Path:
+        if self.path:
+            return Path(self.path)
+        metrics = default_dir(self.root) / METRICS_FILE
+        if self.use_metrics == "yes" and not metrics.exists():
+            raise FileNotFoundError(f"use_metrics='yes' but {metrics} does not exist; convert the official "
+                                    "tfrecord with `scgbench data nasbench101 --option tfrecord=PATH`")
+        if self.use_metrics != "no" and metrics.exists():
+            return metrics
+        return default_dir(self.root) / "space_v1.parquet"
+
+    def prepare_data(self) -> None:
+        if not self.path and not self._source().exists():
+            ensure_space(self.root)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.table is not None:
+            return
+        src = self._source()
+        if not src.exists():
+            ensure_space(self.root)
+        self.table = load_cells(src, epochs=self.epochs)
+        n = len(self.table)
+        rng = np.random.default_rng(self.seed)
+        perm = rng.permutation(n)
+        if self.subset is not None:
+            if not 2 <= self.subset <= n:
+                raise ValueError(f"subset must be in 2..{n}, got {self.subset}")
+            perm = perm[: self.subset]
+        n_test = max(1, int(round(len(perm) * self.test_fraction)))
+        self.train_index, self.test_index = np.sort(perm[n_test:]), np.sort(perm[:n_test])
+        eval_index = self.test_index[: self.max_test] if self.max_test else self.test_index
+        target = self.table.metrics.get("validation_accuracy")
+        self.has_targets = target is not None and bool(np.isfinite(target).any())
+        self.train_set = CellGraphs(self.table, self.train_index, target)
+        self.val_set = self.test_set = CellGraphs(self.table, eval_index, target)
+        kind = "converted NAS-Bench-101 tfrecord" if self.table.kind == "metrics" else "enumerated NAS-Bench-101 space"
+        self.data_source = (f"{kind} ({n:,} cells, {src.name}); seed {self.seed}: "
+                            f"{len(self.train_index):,} train / {len(eval_index):,} held-out evaluated"
+                            + (f" (subset {self.subset:,})" if self.subset else ""))
+
+    # sets the metrics need: all cells of the space (in-space check) and the training cells (novelty)
+    def space_hashes(self) -> np.ndarray:
+        """Hashes of the search space: the loaded table if it is an enumerated space, else the cached one."""
+        if self.table.kind == "space":
+            return self.table.hashes
+        return load_cells(ensure_space(self.root)).hashes
+
+    def train_hashes(self) -> np.ndarray:
+        return self.table.hashes[self.train_index]
