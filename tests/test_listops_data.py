@@ -261,3 +261,35 @@ def test_full_paper_dataset_under_a_minute_and_pinned(tmp_path):
     head = Path(cache_path(tmp_path, ListOpsConfig(), "train")).read_text().split("\n", 1)[0]
     assert '"sha256": "348819a5b421bf350c9871d2c5944694e2daaa606868e79486391e4498644db3"' in head
     assert torch.tensor(splits["train"].lengths()).max() <= 50
+
+
+def test_length_bucket_sampler_is_seeded_complete_and_sharded(small):
+    from scgbench.datamodules.listops.datamodule import LengthBucketSampler, ListOpsDataset
+
+    ds = ListOpsDataset(small["train"])  # 500 examples
+    one = LengthBucketSampler(ds, batch_size=16, bucket=4, seed=7)
+    one.set_epoch(3)
+    batches = list(one)
+    assert len(batches) == len(one) == 32
+    assert sorted(i for b in batches for i in b) == list(range(500))
+    again = LengthBucketSampler(ds, batch_size=16, bucket=4, seed=7)
+    again.set_epoch(3)
+    assert list(again) == batches                      # pure function of (seed, epoch)
+    again.set_epoch(4)
+    assert list(again) != batches
+    L = small["train"].lengths()
+    spread = np.mean([L[b].max() - L[b].min() for b in batches])
+    rand = np.mean([L[b].max() - L[b].min() for b in np.array_split(np.random.default_rng(0).permutation(500), 32)])
+    assert spread < rand / 2                            # batches hold similar lengths
+    ranks = [LengthBucketSampler(ds, 16, 4, num_replicas=3, rank=r, seed=7) for r in range(3)]
+    for r in ranks:
+        r.set_epoch(3)
+    shards = [list(r) for r in ranks]
+    assert len({len(s) for s in shards}) == 1 and all(len(s) == len(r) for s, r in zip(shards, ranks))
+    assert set(i for s in shards for b in s for i in b) == set(range(500))
+    dm = ListOpsDataModule(root=None, cache=False, data_seed=3, train_per_depth=20, val_per_depth=2,
+                           test_per_depth=2, extrap_per_depth=2, batch_size=8, bucket=2)
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    got = list(loader)
+    assert sum(len(b["label"]) for b in got) == 100 and isinstance(loader.sampler, LengthBucketSampler)

@@ -98,3 +98,51 @@ register(Benchmark(
     reference=REFERENCE,
     node_shape=(100, 45, 45),
 ))
+
+
+def figure_5_5(with_dropres: list[str], without_dropres: list[str], output: str, key: str = "grad_u") -> dict:
+    """Thesis Fig. 5.5 from real runs: mean |∂L/∂u| at each of the 4 discretisation rounds (stochastic depth;
+    higher = closer to the loss), averaged over training and over the given run directories, with and
+    without DropRes. Reads ``<run>/figures/grad_magnitude.json`` (written by the GradientMagnitude
+    callback); writes the figure to ``output`` and the averaged curves next to it as JSON."""
+    import json
+    from collections import defaultdict
+    from pathlib import Path
+
+    from ..callbacks import plot_gradient_depth
+    from ..io import atomic_write_json
+
+    runs, curves = {}, {}
+    for label, dirs in (("with DropRes", with_dropres), ("without DropRes", without_dropres)):
+        history = []
+        for d in dirs:
+            f = Path(d) / "figures" / "grad_magnitude.json"
+            if not f.exists():
+                raise FileNotFoundError(f"{f} not found: run `ours` with the grad-magnitude trick on (the "
+                                        "listops profiles switch it on) and pass that run directory")
+            history += json.loads(f.read_text())
+        runs[f"{label} ({len(dirs)} runs)"] = history
+        by_depth = defaultdict(list)
+        for r in history:
+            if key in r:
+                by_depth[r["depth"]].append(r[key])
+        curves[label] = {int(d): sum(v) / len(v) for d, v in sorted(by_depth.items())}
+    fig = plot_gradient_depth(runs, key=key)
+    out = Path(output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120, bbox_inches="tight")
+    atomic_write_json(out.with_suffix(".json"), {"key": key, "mean_by_depth": curves,
+                                                 "runs": {"with DropRes": with_dropres,
+                                                          "without DropRes": without_dropres}})
+    return curves
+
+
+if __name__ == "__main__":  # python -m scgbench.benchmarks.listops --with RUN... --without RUN... --output F
+    import argparse
+
+    p = argparse.ArgumentParser(description="ListOps Fig. 5.5 (gradient magnitude vs stochastic depth)")
+    p.add_argument("--with", dest="with_", nargs="+", required=True, help="run dirs of ours (DropRes on)")
+    p.add_argument("--without", nargs="+", required=True, help="run dirs of ours-nodr")
+    p.add_argument("--output", default="results/listops/fig5_5_grad_depth.png")
+    a = p.parse_args()
+    print(figure_5_5(a.with_, a.without, a.output))

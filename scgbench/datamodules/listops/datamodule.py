@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from scgbench.datamodules.base import SeededDataModule
 from scgbench.io import data_root
@@ -25,10 +25,51 @@ class ListOpsDataset(Dataset):
     def __len__(self) -> int:
         return len(self.split)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, i):
+        if isinstance(i, list):  # a whole batch from LengthBucketSampler
+            return [self[j] for j in i]
         s = self.split
         a, b = int(s.offsets[i]), int(s.offsets[i + 1])
         return s.tokens[a:b], s.parents[a:b], s.values[a:b], int(s.labels[i]), int(s.depths[i])
+
+
+class LengthBucketSampler(DistributedSampler):
+    """Yields whole batches of similar length (less padding: the parser's LSTMs and the L×L edge logits
+    cost ∝ padded length), as a pure function of (seed, epoch, rank) like the base class's sampler.
+
+    Per epoch: a seeded permutation is cut into buckets of ``bucket`` batches, each bucket is sorted by
+    length and cut into batches, and the batch order is shuffled; batches are then dealt to the DDP ranks
+    (the last ones repeated so every rank gets the same count, like ``DistributedSampler``). Being a
+    ``DistributedSampler``, Lightning neither replaces it nor forgets to call ``set_epoch``.
+    """
+
+    def __init__(self, dataset: ListOpsDataset, batch_size: int, bucket: int, num_replicas: int = 1,
+                 rank: int = 0, seed: int = 0) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
+        self.lengths = torch.from_numpy(dataset.split.lengths())
+        self.batch_size_, self.bucket = int(batch_size), int(bucket)
+        n_batches = -(-len(dataset) // self.batch_size_)
+        self.per_rank = -(-n_batches // num_replicas)
+
+    def batches(self) -> list[list[int]]:
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        perm = torch.randperm(len(self.lengths), generator=g)
+        chunk = self.batch_size_ * self.bucket
+        out: list[list[int]] = []
+        for start in range(0, len(perm), chunk):
+            idx = perm[start:start + chunk]
+            idx = idx[torch.argsort(self.lengths[idx], stable=True)].tolist()
+            out += [idx[i:i + self.batch_size_] for i in range(0, len(idx), self.batch_size_)]
+        order = torch.randperm(len(out), generator=g).tolist()
+        out = [out[i] for i in order]
+        out += out[:self.per_rank * self.num_replicas - len(out)]
+        return out[self.rank::self.num_replicas]
+
+    def __iter__(self):
+        return iter(self.batches())
+
+    def __len__(self) -> int:
+        return self.per_rank
 
 
 def collate_listops(items, pad_to: int | None = None) -> dict[str, torch.Tensor]:
@@ -65,13 +106,15 @@ class ListOpsDataModule(SeededDataModule):
     ``extrap_depths`` order); :attr:`test_names` names them. ``seed`` orders training batches;
     ``data_seed`` selects the generated dataset (fixed across training repeats, as in the paper).
     ``files`` maps split names to user expression files (format in :mod:`.storage`) that replace the
-    generated split.
+    generated split. ``bucket=k`` batches training examples of similar length (k batches per sorted
+    bucket, :class:`LengthBucketSampler`); ``None`` uses the base class's i.i.d. batches.
     """
 
     def __init__(self, root: str | None = None, data_seed: int = 0, train_per_depth: int = 20_000,
                  val_per_depth: int = 2_000, test_per_depth: int = 2_000, extrap_per_depth: int = 2_000,
                  extrap_depths: tuple[int, ...] = (8, 10), extrap_max_len: int = 100,
-                 files: dict[str, str] | None = None, cache: bool = True, batch_size: int = 100,
+                 files: dict[str, str] | None = None, cache: bool = True, bucket: int | None = None,
+                 batch_size: int = 100,
                  eval_batch_size: int | None = None, num_workers: int = 0, seed: int = 0) -> None:
         super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size or 500,
                          num_workers=num_workers, seed=seed)
@@ -80,6 +123,9 @@ class ListOpsDataModule(SeededDataModule):
                                     extrap_per_depth=extrap_per_depth, extrap_depths=tuple(extrap_depths),
                                     extrap_max_len=extrap_max_len)
         self.root = root
+        if bucket is not None and bucket < 1:
+            raise ValueError(f"bucket must be >= 1 batches or None, got {bucket}")
+        self.bucket = bucket
         self.cache = cache
         self.files = dict(files or {})
         self.collate_fn = collate_listops
@@ -114,6 +160,14 @@ class ListOpsDataModule(SeededDataModule):
         self.val_set = ListOpsDataset(self.splits["val"])
         self.test_sets = [ListOpsDataset(self.splits[n]) for n in self.test_names]
         self.test_set = self.test_sets[0]
+
+    def train_dataloader(self) -> DataLoader:
+        if not self.bucket:
+            return self.train_loader(self.train_set)
+        world, rank = self._world()
+        sampler = LengthBucketSampler(self.train_set, self.batch_size, self.bucket, world, rank, self.seed)
+        return DataLoader(self.train_set, sampler=sampler, batch_size=None, collate_fn=self.collate_fn,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
     def test_dataloader(self):
         return [self.eval_loader(ds) for ds in self.test_sets]
