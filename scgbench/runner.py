@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
@@ -28,7 +29,7 @@ from .benchmarks import Benchmark, get_benchmark
 from .callbacks import EpochHistory, build_callbacks, final_values
 from .estimators import get_estimator_class
 from .io import atomic_write_json
-from .leaderboard.records import hardware, write_record
+from .leaderboard.records import git_commit, hardware, write_record
 
 OVERRIDE_SECTIONS = ("trainer", "model", "data")
 
@@ -145,6 +146,7 @@ def run(benchmark: str, estimator: str | None = None, profile: str = "quick", se
     if trainer.is_global_zero:
         atomic_write_json(out / "config.json", {"benchmark": bm.name, "variant": variant, "profile": profile,
                                                 "seed": seed, "config": config, "args": args})
+    code_version = git_commit()  # the code this run trains with, even if the checkout moves on meanwhile
     t0 = time.perf_counter()
     trainer.fit(model, datamodule=dm, ckpt_path=str(out / "checkpoints" / "last.ckpt") if resume else None)
     fit_seconds = time.perf_counter() - t0
@@ -177,7 +179,8 @@ def run(benchmark: str, estimator: str | None = None, profile: str = "quick", se
         "device": {"accelerator": type(trainer.accelerator).__name__, "devices": trainer.num_devices,
                    "strategy": type(trainer.strategy).__name__, "world_size": trainer.world_size,
                    "num_nodes": trainer.num_nodes, **hardware()},
-        "run_dir": str(out), "run_name": out.name, "resumed": bool(resume), "args": args,
+        "run_dir": str(out), "run_name": out.name, "resumed": bool(resume), "args": args, "git": code_version,
+        "torch_threads": torch.get_num_threads(),
     }
     if write and trainer.is_global_zero:
         record["path"] = str(write_record(record, results))

@@ -56,14 +56,14 @@ def _check_gamma(gamma: float) -> float:
 
 
 class _Schedule(pl.Callback):
-    """Applies :meth:`apply` at the start of every training batch and logs the scheduled values."""
+    """Applies :meth:`apply` at the start of every training batch. The current τ, β and α are logged once
+    per logging step by :class:`scgbench.models.base.SCGModule` (``self.log`` is costly; see profiling)."""
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        for name, value in self.apply(pl_module, self.clock.t(trainer)).items():
-            pl_module.log(f"schedule/{name}", value, on_step=True, on_epoch=False, prog_bar=False)
+        self.apply(pl_module, self.clock.t(trainer))
 
     def apply(self, pl_module, t: int) -> dict[str, float]:  # pragma: no cover - abstract
         raise NotImplementedError

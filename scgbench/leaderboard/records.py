@@ -79,7 +79,8 @@ def write_record(record: dict[str, Any], directory: str | os.PathLike | None = N
         raise ValueError(f"result record lacks {missing}")
     now = datetime.now(timezone.utc)
     record = {"schema_version": SCHEMA_VERSION, "timestamp": now.isoformat(timespec="seconds"),
-              "command": sys.argv, "versions": package_versions(), "git": git_commit(), **record}
+              "command": sys.argv, "versions": package_versions(), **record}
+    record.setdefault("git", git_commit())
     name = f"{record.get('run_name', record['benchmark'])}-{now.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:8]}.json"
     path = results_dir(directory) / record["benchmark"] / name
     atomic_write_json(path, record)

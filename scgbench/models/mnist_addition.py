@@ -124,8 +124,13 @@ class MNISTAdditionModule(SCGModule):
         logits = self(images)
         cost = F.cross_entropy(logits, label, reduction="none")
         loss = cost.mean() + self.surrogate(cost)
-        self.train_acc(logits.detach(), label)
-        return loss, {"acc": self.train_acc}
+        self.train_acc.update(logits.detach(), label)
+        return loss, {}
+
+    def on_train_epoch_end(self) -> None:
+        super().on_train_epoch_end()
+        self.log("train/acc", self.train_acc.compute())
+        self.train_acc.reset()
 
     def validation_step(self, batch, batch_idx):
         logits = self(batch["images"])
