@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -85,12 +86,16 @@ def register(benchmark: Benchmark) -> Benchmark:
 
 
 def load_all() -> dict[str, Benchmark]:
+    """Import every provider. One that fails to import (e.g. an optional dependency is missing) is skipped
+    with a warning, so the other benchmarks stay usable; ``get_benchmark`` then reports it as unknown."""
     for mod in PROVIDERS:
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as e:
             if e.name != mod:
-                raise
+                warnings.warn(f"benchmark provider {mod} could not be imported: {e}", stacklevel=2)
+        except ImportError as e:
+            warnings.warn(f"benchmark provider {mod} could not be imported: {e}", stacklevel=2)
     return BENCHMARKS
 
 
