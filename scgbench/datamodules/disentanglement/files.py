@@ -68,8 +68,16 @@ def _npz_member(path: Path, key: str) -> np.ndarray:
                 data_start = info.header_offset + 30 + name_len + extra_len
                 f.seek(data_start)
                 version = np.lib.format.read_magic(f)
-                shape, fortran, dtype = np.lib.format._read_array_header(f, version)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                try:
+                    shape, fortran, dtype = read_header(f)
+                except ValueError:  # a header variant we do not parse by hand: load the member instead
+                    shape = None
                 offset = f.tell()
+            if shape is None:
+                with np.load(path, allow_pickle=False) as data:
+                    return np.asarray(data[key])
             if dtype.hasobject:
                 raise ValueError(f"{path}: array '{key}' holds Python objects, expected numbers")
             return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape,
