@@ -123,10 +123,13 @@ class NASBench101DataModule(SeededDataModule):
 
     # sets the metrics need: all cells of the space (in-space check) and the training cells (novelty)
     def space_hashes(self) -> np.ndarray:
-        """Hashes of the search space: the loaded table if it is an enumerated space, else the cached one."""
+        """Hashes of the search space: the loaded table if it is an enumerated space, else the cached
+        enumeration if there is one, else the converted file's own cells (the official files hold every
+        cell of the space, so this never triggers an enumeration as a side effect)."""
         if self.table.kind == "space":
             return self.table.hashes
-        return load_cells(ensure_space(self.root)).hashes
+        cached = default_dir(self.root) / "space_v1.parquet"
+        return load_cells(cached).hashes if cached.exists() else self.table.hashes
 
     def train_hashes(self) -> np.ndarray:
         return self.table.hashes[self.train_index]
