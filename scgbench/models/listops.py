@@ -30,6 +30,8 @@ probability mass, and by Theorem 1 their gradient is bounded by (√2/τ)·z_j);
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -78,12 +80,15 @@ class ListOpsModule(SCGModule):
                  estimator_kwargs: dict | None = None, node_estimator: str | None = None,
                  node_estimator_kwargs: dict | None = None, dim: int = 60, rounds: int = 5,
                  dropout: float = 0.1, dropres: bool = True, dropres_mode: str = "batch", lr: float = 5e-4,
-                 edge_topk: int | None = None, extrap_depths: tuple[int, ...] = (8, 10)) -> None:
+                 edge_topk: int | None = None, extrap_depths: tuple[int, ...] = (8, 10),
+                 lr_decay: str = "none") -> None:
         super().__init__(estimator=estimator, tau=tau, beta=beta, estimator_kwargs=estimator_kwargs, lr=lr)
         if variant not in VARIANTS:
             raise ValueError(f"unknown ListOps variant {variant!r}; choose one of {VARIANTS}")
         if rounds < 1 or dim < 1:
             raise ValueError(f"need rounds >= 1 and dim >= 1, got rounds={rounds}, dim={dim}")
+        if lr_decay not in ("none", "cosine"):
+            raise ValueError(f"lr_decay must be 'none' or 'cosine', got {lr_decay!r}")
         if edge_topk is not None and edge_topk < 1:
             raise ValueError(f"edge_topk must be >= 1 or None (exact), got {edge_topk}")
         self.save_hyperparameters()
@@ -118,6 +123,19 @@ class ListOpsModule(SCGModule):
                                                dropres=dropres, dropres_mode=dropres_mode)
         self.val_acc = Accuracy()
         self.metrics = nn.ModuleDict()  # test metrics, created on first use (names depend on the test sets)
+
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        """``lr_decay='cosine'``: lr_t = lr·½(1 + cos(π·step/total)) over the planned optimizer steps (quick
+        profile: a short run ends converged rather than mid-noise). Set here rather than through an LR
+        scheduler so ``configure_optimizers`` stays a plain Adam (A.1.1) and resumes exactly (pure function
+        of the global step)."""
+        if self.hparams.lr_decay != "cosine" or self._trainer is None:
+            return
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        lr = self.lr * 0.5 * (1 + math.cos(math.pi * min(self.trainer.global_step, total) / total))
+        for opt in self.trainer.optimizers:
+            for group in opt.param_groups:
+                group["lr"] = lr
 
     # -- metrics -----------------------------------------------------------------------------------------
     def _metric(self, name: str) -> Accuracy:
