@@ -120,6 +120,19 @@ def cmd_profile(args, overrides) -> int:
     return 0
 
 
+def cmd_figure(args, overrides) -> int:
+    from .benchmarks import get_benchmark
+    from .leaderboard import read_records
+
+    bm = get_benchmark(args.benchmark)
+    if args.name not in bm.figures:
+        raise ValueError(f"unknown figure {args.name!r} for {bm.name}; choose one of: {', '.join(bm.figures) or '(none)'}")
+    records = [r for _, r in read_records(args.results_dir) if r["benchmark"] == bm.name]
+    out = Path(args.output or f"figures/{bm.name}-{args.name}.png")
+    print(f"wrote {bm.figures[args.name](records, out)}")
+    return 0
+
+
 def cmd_data(args, overrides) -> int:
     from .datamodules.catalog import load_providers
     from .io import data_root
@@ -172,6 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--estimator")
     pr.add_argument("--steps", type=int, default=200)
     pr.add_argument("--output", help="also write the numbers as JSON here")
+    f = sub.add_parser("figure", help="draw a benchmark's figure from the result records of real runs")
+    f.add_argument("benchmark")
+    f.add_argument("name", help="e.g. fig4.2 for mnist-addition")
+    f.add_argument("--results-dir")
+    f.add_argument("--output", help="PNG path (default figures/<benchmark>-<name>.png)")
     d = sub.add_parser("data", help="download / convert / generate a dataset")
     d.add_argument("name")
     d.add_argument("--root", help="data root (default $SCGBENCH_DATA or ./data)")
@@ -180,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"list": lambda a, o: cmd_list(a), "run": cmd_run, "compare": cmd_compare,
-            "leaderboard": cmd_leaderboard, "profile": cmd_profile, "data": cmd_data}
+            "leaderboard": cmd_leaderboard, "profile": cmd_profile, "figure": cmd_figure, "data": cmd_data}
 
 
 def main(argv: list[str] | None = None) -> int:

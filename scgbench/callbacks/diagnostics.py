@@ -194,14 +194,21 @@ def plot_category_usage(usage: dict[int, dict[str, list[float]]]):
 
 
 class EpochHistory(pl.Callback):
-    """Per-epoch wall-clock (``time/epoch_s``) and the epoch-level metrics, kept for the result record."""
+    """Per-epoch wall-clock (``time/epoch_s``) and the epoch-level ``train/*`` and ``val/*`` metrics, kept for
+    the result record as ``[{"epoch": e, "train/acc": …, "val/acc": …}, …]``.
+
+    An epoch's metrics are read at the start of the next epoch (and at the end of fitting): Lightning calls
+    callbacks' ``on_train_epoch_end`` *before* the module's, so the module's epoch-level training metrics are
+    not logged yet at that point.
+    """
 
     def __init__(self) -> None:
         self.epoch_seconds: list[float] = []
-        self.history: dict[str, list[float]] = defaultdict(list)
+        self.history: list[dict[str, float]] = []
         self._t0 = 0.0
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._snapshot(trainer, trainer.current_epoch - 1)
         self._t0 = time.perf_counter()
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
@@ -209,16 +216,20 @@ class EpochHistory(pl.Callback):
         self.epoch_seconds.append(dt)
         pl_module.log("time/epoch_s", dt, on_step=False, on_epoch=True)
 
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking:
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self._snapshot(trainer, trainer.current_epoch - 1)
+
+    def _snapshot(self, trainer, epoch: int) -> None:
+        if epoch < 0 or any(h["epoch"] == epoch for h in self.history):
             return
-        for k, v in trainer.callback_metrics.items():
-            if (k.startswith("val/") or k.startswith("train/")) and torch.as_tensor(v).numel() == 1:
-                self.history[k].append(float(v))
+        row = {k: float(v) for k, v in trainer.callback_metrics.items()
+               if k.startswith(("train/", "val/")) and not k.endswith("_step") and torch.as_tensor(v).numel() == 1}
+        if row:  # empty right after a resume: that epoch's row came back with the checkpoint
+            self.history.append({"epoch": epoch, **row})
 
     def state_dict(self):
-        return {"epoch_seconds": self.epoch_seconds, "history": dict(self.history)}
+        return {"epoch_seconds": self.epoch_seconds, "history": self.history}
 
     def load_state_dict(self, state):
         self.epoch_seconds = list(state.get("epoch_seconds", []))
-        self.history = defaultdict(list, {k: list(v) for k, v in state.get("history", {}).items()})
+        self.history = list(state.get("history", []))
