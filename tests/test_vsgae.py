@@ -111,3 +111,27 @@ def test_tiny_fit_and_test(dm, tmp_path):
     assert np.isfinite(out["test/recon_acc"]) and np.isfinite(out["test/prior_validity"])
     assert 0 <= out["test/recon_acc"] <= 1 and 0 <= out["test/prior_validity"] <= 1
     assert first < 30
+
+
+def test_metric_states_reduce_like_one_process():
+    """What DDP does (sum / cat of states) gives the one-process result: split the updates over two 'ranks'."""
+    torch.manual_seed(1)
+    m = VSGAE(dn=16, dg=6).eval()
+    T, A, N = m.decode(torch.randn(120, 6) * 3, mode="sample")
+    hashes = graph_hashes(T[:10].numpy(), A[:10].numpy(), N[:10].numpy())
+    whole = GenerationMetrics(space_hashes=hashes[:5], train_hashes=hashes[5:8])
+    whole.update(T, A, N)
+    ranks = [GenerationMetrics(space_hashes=hashes[:5], train_hashes=hashes[5:8]) for _ in range(2)]
+    ranks[0].update(T[::2], A[::2], N[::2])
+    ranks[1].update(T[1::2], A[1::2], N[1::2])
+    ranks[0].merge_state(ranks[1])
+    a, b = whole.compute(), ranks[0].compute()
+    assert 0 < a["validity"] < 1 and a.keys() == b.keys()
+    assert all(torch.allclose(a[k], b[k], equal_nan=True) for k in a)
+    acc = torch.rand(11)
+    r1, r2, r3 = ReconstructionAccuracy(), ReconstructionAccuracy(), ReconstructionAccuracy()
+    r1.update(acc)
+    r2.update(acc[:4])
+    r3.update(acc[4:])
+    r2.merge_state(r3)
+    assert all(torch.allclose(r1.compute()[k], r2.compute()[k]) for k in r1.compute())
