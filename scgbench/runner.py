@@ -66,22 +66,25 @@ def run_name(benchmark: str, variant: str, estimator: str, profile: str, seed: i
 
 
 def _choose_run_dir(base: Path, resume: bool) -> Path:
-    """``base`` (or ``base-2``, ``base-3``… when taken). With ``resume`` the newest one holding ``last.ckpt``."""
-    candidates = [base] + sorted(base.parent.glob(base.name + "-*"), key=lambda p: int(p.name.rsplit("-", 1)[1])
-                                 if p.name.rsplit("-", 1)[1].isdigit() else 0)
-    candidates = [c for c in candidates if c == base or c.name.rsplit("-", 1)[1].isdigit()]
+    """With ``resume``: the newest of ``base``, ``base-2``, … that holds ``last.ckpt``. Otherwise claim the
+    first free one with an atomic ``mkdir``, so concurrent identical commands never share a directory."""
     if resume:
-        with_ckpt = [c for c in candidates if (c / "checkpoints" / "last.ckpt").exists()]
+        taken = [base] + sorted((p for p in base.parent.glob(base.name + "-*") if p.name.rsplit("-", 1)[1].isdigit()),
+                                key=lambda p: int(p.name.rsplit("-", 1)[1]))
+        with_ckpt = [c for c in taken if (c / "checkpoints" / "last.ckpt").exists()]
         if not with_ckpt:
             raise FileNotFoundError(f"--resume: no checkpoint found under {base}*/checkpoints/last.ckpt; "
                                     "run the same command without --resume first")
         return with_ckpt[-1]
+    base.parent.mkdir(parents=True, exist_ok=True)
     i = 1
-    path = base
-    while path.exists():
-        i += 1
-        path = base.with_name(f"{base.name}-{i}")
-    return path
+    while True:
+        path = base if i == 1 else base.with_name(f"{base.name}-{i}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            i += 1
 
 
 def resolve(benchmark: Benchmark, profile: str, variant: str | None, estimator: str | None,

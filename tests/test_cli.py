@@ -128,3 +128,15 @@ def test_ddp_on_two_cpu_processes_writes_one_record_over_the_whole_test_set(isol
     rec = records[0][1]
     assert rec["device"]["world_size"] == 2
     assert rec["metrics"]["test/examples"] == 500  # every test pair exactly once, no sampler padding
+
+
+def test_run_directories_are_claimed_once_and_resume_finds_the_newest(tmp_path):
+    from scgbench.runner import _choose_run_dir
+
+    base = tmp_path / "runs" / "x"
+    first, second = _choose_run_dir(base, resume=False), _choose_run_dir(base, resume=False)
+    assert first == base and second == tmp_path / "runs" / "x-2"
+    for d in (first, second):
+        (d / "checkpoints").mkdir()
+        (d / "checkpoints" / "last.ckpt").write_bytes(b"")
+    assert _choose_run_dir(base, resume=True) == second
