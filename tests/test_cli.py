@@ -1,6 +1,5 @@
 """CLI, runner, result records, resume and the leaderboard (issue 2, item 5), on tiny MNIST-addition runs."""
 
-import json
 import subprocess
 import sys
 from pathlib import Path
