@@ -96,7 +96,8 @@ def cmd_compare(args, overrides) -> int:
                 print(f"== {args.benchmark} variant={variant or 'default'} estimator={est or 'default'} seed={seed}",
                       flush=True)
                 try:
-                    run(args.benchmark, seed=seed, **_run_kwargs(args, overrides))
+                    rec = run(args.benchmark, seed=seed, **_run_kwargs(args, overrides))
+                    print(f"   test metrics: { {k: round(v, 4) for k, v in rec['metrics'].items()} }", flush=True)
                 except Exception as e:  # noqa: BLE001 - one failed cell must not lose the rest of the grid
                     failures += 1
                     print(f"   failed: {type(e).__name__}: {e}", file=sys.stderr)
