@@ -163,7 +163,13 @@ class ColorDSprites(GroundTruthData):
     def render(self, factors, nuisance=None):
         base, color = nuisance
         gray = self.base.render(factors, base)
-        return (gray * color).astype(np.float32)  # broadcasts [n,64,64,1]·[n,1,1,3]
+        # in float32 (the sprite is binary, so this equals the reference's float64 product rounded); one
+        # channel at a time because a broadcast with a trailing axis of 3 runs numpy's slowest inner loop
+        out = np.empty(gray.shape[:3] + (3,), dtype=np.float32)
+        c32 = color.astype(np.float32)
+        for ch in range(3):
+            np.multiply(gray[..., 0], c32[:, :, :, ch], out=out[..., ch])
+        return out
 
 
 class NoisyDSprites(ColorDSprites):
@@ -184,7 +190,10 @@ class NoisyDSprites(ColorDSprites):
     def render(self, factors, nuisance=None):
         base, noise = nuisance
         gray = self.base.render(factors, base)
-        return np.minimum(gray + noise, 1.0).astype(np.float32)
+        out = noise.astype(np.float32)  # the reference adds in float64; the sum is exact where the sprite is 0
+        for ch in range(3):  # per channel: see ColorDSprites.render
+            out[..., ch] += gray[..., 0]
+        return np.minimum(out, 1.0, out=out)
 
 
 class Circles(GroundTruthData):
