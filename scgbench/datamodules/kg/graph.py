@@ -160,8 +160,9 @@ class KnowledgeGraph:
                 c = cnt[start:stop]
                 tot = int(c.sum())
                 if tot:
-                    first = torch.repeat_interleave(torch.cumsum(c, 0) - c, c, output_size=tot)
-                    idx = torch.repeat_interleave(lo[start:stop], c, output_size=tot) + (torch.arange(tot) - first)
+                    # edge index of pair j = lo[k] + (j − first pair of k): one repeat_interleave for both
+                    shift = torch.repeat_interleave(lo[start:stop] - (torch.cumsum(c, 0) - c), c, output_size=tot)
+                    idx = torch.arange(tot) + shift
                     rows = torch.repeat_interleave(q[start:stop], c, output_size=tot)
                     parts.append(rows * N + self.targets[idx])
                 start = stop
