@@ -158,3 +158,36 @@ def test_benchmark_registered_with_profiles_and_ablations():
     assert bm.config("quick", "ours-nodr")["model"]["dropres"] is False
     assert bm.config("quick", "ours-notm")["tricks"]["tempmatch"] is None
     assert {r["variant"] for r in bm.reference} >= {"ours", "lstm", "ours-gt", "ours-nodr"}
+
+
+@pytest.mark.slow
+def test_end_to_end_run_record(tmp_path, monkeypatch):
+    """`scgbench run listops` path on a tiny generated set: all metrics of SPEC §2.2 land in the record."""
+    from scgbench.runner import run
+
+    monkeypatch.setenv("SCGBENCH_DATA", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    rec = run("listops", variant="ours", profile="quick", seed=0, write=False, run_dir=str(tmp_path / "run"),
+              overrides=["--data.train_per_depth=12", "--data.val_per_depth=4", "--data.test_per_depth=4",
+                         "--data.extrap_per_depth=4", "--trainer.max_epochs=2", "--data.batch_size=20",
+                         "--trainer.enable_progress_bar=false", "--model.dim=16"])
+    m = rec["metrics"]
+    for k in ("test/acc", "test/edge_prec", "test/inter_acc", "test/acc_d8", "test/acc_d10",
+              "test/acc_sampled", "test/edge_prec_sampled", "test/acc_d10_sampled"):
+        assert 0.0 <= m[k] <= 1.0, k
+    assert rec["schedule_end"]["alpha"] == 1.0 and rec["schedule_end"]["beta"] > 0.99
+    assert (tmp_path / "run" / "figures" / "grad_magnitude.json").exists()
+    assert "procedural listops generator v1" in rec["data_source"]
+
+
+def test_cosine_lr_decay_follows_global_step():
+    from types import SimpleNamespace
+
+    model = ListOpsModule(variant="ours-gt", dim=8, lr=0.01, lr_decay="cosine")
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    for step, want in ((0, 0.01), (50, 0.005), (100, 0.0), (120, 0.0)):
+        model._trainer = SimpleNamespace(estimated_stepping_batches=100, global_step=step, optimizers=[opt])
+        model.on_train_batch_start(None, 0)
+        assert opt.param_groups[0]["lr"] == pytest.approx(want, abs=1e-12)
+    with pytest.raises(ValueError, match="lr_decay"):
+        ListOpsModule(lr_decay="linear")
