@@ -265,3 +265,17 @@ def test_umls_paths_offline_and_datamodule(tmp_path):
     tb = next(iter(dm.train_dataloader()))
     assert set(tb) == {"head", "rels", "length", "tail"} and len(tb["head"]) == 64
     assert "umls-paths" in dm.data_source
+
+
+def test_datamodule_guu_protocol_batches_have_positive_and_candidate_masks(tmp_path):
+    raw = _guu_dir(tmp_path)
+    dm = KGPathDataModule("wordnet-paths", root=str(tmp_path / "data"), batch_size=4,
+                          dataset_options={"raw_dir": str(raw)})
+    dm.setup()
+    assert dm.eval_protocol == "guu"
+    assert len(dm.test_set) == 2  # Guu protocol: forward queries only
+    b = next(iter(dm.test_dataloader()))
+    assert set(b) >= {"positive_mask", "candidate_mask"}
+    # "c **s b": candidates of **s are the subjects of s = {b}; "a r,s,r d": objects of r = {b, d}
+    assert b["candidate_mask"].tolist() == [[False, True, False, False], [False, True, False, True]]
+    assert b["positive_mask"][torch.arange(2), b["tail"]].all()
