@@ -24,8 +24,11 @@ pixel-identical data):
 * Orientation 0 and 2π (indices 0 and 39) give identical images, as in the original; the square
   repeats (approximately) every 90° and the ellipse every 180°, so a few orientations of small sprites
   that are a near-multiple of the symmetry angle apart rasterise to the same binary image — the same
-  "rotational symmetry" duplicates the original has. All other factor changes give distinct images
-  (tested).
+  "rotational symmetry" duplicates the original has. Measured at one position: squares of scale
+  0.5 / 0.6 / 0.7 / 0.8–1.0 give 36 / 34 / 37 / 39 distinct images over the 40 orientations, ellipses and
+  hearts 39 at every scale (only 0 ≡ 2π). All other factor changes give distinct images (tested).
+* Speed: ~18,000 dSprites images per CPU-second (one core; ``python -m
+  scgbench.metrics.disentanglement.bench``).
 
 color-dSprites and noisy-dSprites follow disentanglement_lib exactly (colour ~ U(0.5, 1)³ multiplies
 the sprite; noise ~ U(0, 1) per pixel and channel is added to the background and clipped at 1), on top
