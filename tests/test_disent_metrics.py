@@ -140,6 +140,17 @@ def test_dci_closed_form_matrices():
     assert disentanglement(half) == pytest.approx(1 / 3, abs=1e-6)
     with pytest.raises(ValueError, match="importance matrix"):
         disentanglement(np.ones((3, 1)))
+    # the reference's matrix cases: empty code, missed factors, one code for two factors, redundant codes
+    d5 = np.diag(5.0 * np.ones(5))
+    empty = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
+    assert disentanglement(empty) == pytest.approx(1.0, abs=1e-6) and completeness(empty) == pytest.approx(1.0, abs=1e-6)
+    assert disentanglement(d5[:2]) == pytest.approx(1.0, abs=1e-6) and completeness(d5[:2]) == pytest.approx(1.0, abs=1e-6)
+    two = np.hstack([d5, d5])
+    assert disentanglement(two) == pytest.approx(1 - np.log(2) / np.log(10), abs=1e-6)
+    assert completeness(two) == pytest.approx(1.0, abs=1e-6)
+    red = np.vstack([d5, d5])
+    assert completeness(red) == pytest.approx(1 - np.log(2) / np.log(10), abs=1e-6)
+    assert completeness(np.zeros((10, 10))) == pytest.approx(0.0, abs=1e-7)
 
 
 @pytest.mark.slow
@@ -162,6 +173,11 @@ def test_modularity_closed_form():
     assert modularity(np.array([[1.0, 0.5], [0.0, 2.0]])) == pytest.approx((0.75 + 1.0) / 2)
     assert modularity(np.array([[1.0, 1.0, 1.0]])) == pytest.approx(0.0)  # δ = 2/(1·2) = 1
     assert modularity(np.array([[0.0, 0.0], [1.0, 0.0]])) == pytest.approx(0.5)  # zero row scores 0 (convention)
+    d5 = np.diag(5.0 * np.ones(5))
+    assert modularity(np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])) == pytest.approx(2 / 3)
+    assert modularity(np.zeros((10, 10))) == 0.0
+    assert modularity(np.vstack([d5, d5])) == pytest.approx(1.0) and modularity(d5[:2]) == pytest.approx(1.0)
+    assert modularity(np.hstack([d5, d5])) == pytest.approx(1 - 1 / 9)  # δ = 25 / (25 · 9)
 
 
 def test_modularity_explicitness_perfect_and_constant_code():
@@ -173,6 +189,11 @@ def test_modularity_explicitness_perfect_and_constant_code():
                                            np.column_stack([ft, np.ones(600)]), ft)
     assert c["modularity_score"] == pytest.approx(s["modularity_score"] * 2 / 3, abs=1e-12)
     assert c["explicitness_score_test"] == pytest.approx(s["explicitness_score_test"], abs=1e-6)
+    # codes randomly permuted per point: every code carries a little of every factor → low modularity
+    rs = np.random.RandomState(0)
+    g = sample((5, 5, 5, 5), 20000)
+    shuffled = np.array([rs.permutation(row) for row in g])
+    assert modularity(discrete_mutual_info(histogram_discretize(shuffled.T.astype(float), 20), g.T)) < 0.2
     data = FactorImages((3, 4))
     r = compute_modularity_explicitness(data, lambda x: identity(x)[:, :2], 0, num_train=800, num_test=400)
     assert r["modularity_score"] > 0.99
@@ -252,6 +273,12 @@ def test_gaussian_total_correlation_closed_form():
     kl = 0.5 * (np.trace(np.linalg.inv(d) @ cov) - 2 + np.log(np.linalg.det(d) / np.linalg.det(cov)))
     assert gaussian_total_correlation(cov) == pytest.approx(kl, abs=1e-12)
     assert gaussian_wasserstein_correlation(np.diag([1.0, 4.0])) == pytest.approx(0.0, abs=1e-12)
+    import scipy.linalg
+    c9 = np.array([[1.0, 0.9], [0.9, 1.0]])
+    dg = np.diag(np.diag(c9))  # W2² between N(0, Σ) and N(0, diag Σ): tr(Σ + D − 2 (Σ D)^{1/2})
+    assert gaussian_wasserstein_correlation(c9) == pytest.approx(
+        np.real(np.trace(c9 + dg - 2 * scipy.linalg.sqrtm(c9 @ dg))), abs=1e-9)
+    assert gaussian_total_correlation(np.eye(5)) == pytest.approx(0.0, abs=1e-12)
     z = np.random.RandomState(0).multivariate_normal([0, 0], cov, size=20000)
     u = unsupervised_from_codes(np.column_stack([z, np.full(20000, 3.0)]))  # plus a collapsed code
     assert u["gaussian_total_correlation"] == pytest.approx(-0.5 * np.log(1 - rho ** 2), abs=0.02)
