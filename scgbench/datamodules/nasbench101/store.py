@@ -152,12 +152,22 @@ def load_cells(path: str | os.PathLike, epochs: int = 108) -> CellTable:
     metrics: dict[str, np.ndarray] = {}
     if kind == "metrics":
         metrics["trainable_parameters"] = t["trainable_parameters"].to_numpy().astype(np.float64)
-        ep = t["epochs"].to_pylist()
-        pos = np.array([e.index(epochs) if e and epochs in e else -1 for e in ep])
+        # vectorised: epochs is list<int16> per cell, each metric list<list<double>> (budget, repeat)
+        ep = t["epochs"].combine_chunks()
+        ep_vals = pc.list_flatten(ep).to_numpy()
+        ep_cell = pc.list_parent_indices(ep).to_numpy()
         for m in METRICS:
-            vals = t[f"final_{m}"].to_pylist()
-            metrics[m] = np.array([float(np.mean(v[p])) if p >= 0 and v[p] else np.nan
-                                   for v, p in zip(vals, pos)])
+            lvl1 = pc.list_flatten(t[f"final_{m}"].combine_chunks())   # one entry per (cell, budget)
+            if len(lvl1) != len(ep_vals):
+                raise SchemaError(f"{path}: column final_{m} does not have one list per budget in 'epochs'")
+            vals = pc.list_flatten(lvl1).to_numpy(zero_copy_only=False).astype(np.float64)
+            par = pc.list_parent_indices(lvl1).to_numpy()
+            sel = (ep_vals[par] == epochs) & np.isfinite(vals)
+            cells = ep_cell[par[sel]]
+            total = np.bincount(cells, weights=vals[sel], minlength=n)
+            count = np.bincount(cells, minlength=n)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                metrics[m] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
     return CellTable(t["hash"].to_numpy(zero_copy_only=False).astype(str), nv, adjacency, types, kind,
                      metrics, str(path))
 
