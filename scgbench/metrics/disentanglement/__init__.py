@@ -12,7 +12,22 @@ Every metric has two entry points:
 ``representation_function`` maps float32 observations ``[n, 64, 64, C]`` to codes ``[n, num_codes]``
 (numpy or torch); :func:`torch_representation` wraps an encoder ``nn.Module`` for use from a callback.
 :func:`evaluate_all` runs the suite, each metric with a fresh ``RandomState(seed)`` (the study's
-``evaluation.random_seed``), and reports seconds per metric.
+``evaluation.random_seed``), and reports seconds per metric; :mod:`.callback` wraps it as a Lightning
+callback and :mod:`.bench` times it.
+
+Verification: on procedural dSprites, color-dSprites and noisy-dSprites with a fixed quantised
+random-projection representation (and a collapsed code), every ``compute_*`` function here returned the
+same numbers (max abs difference 4e-16) as a line-by-line transcription of the reference functions with
+gin/TensorFlow removed, driven by the same ``RandomState(0)`` — MIG, SAP (both modes), BetaVAE, FactorVAE,
+modularity/explicitness, DCI and downstream (LR and GBT, tree ``random_state`` pinned on both sides),
+unsupervised scores. The deliberate deviations (documented per module) only concern inputs on which the
+reference crashes or returns NaN (constant codes, classes missing from a test sample) and pinned solver
+seeds where the reference used the global numpy state.
+
+Cost: the study settings are heavy by design. BetaVAE encodes 2 · 64 · 15,000 = 1.92 M images and
+FactorVAE 0.97 M, so with a real encoder their time is dominated by its forward passes; DCI and the GBT
+downstream task fit one ``GradientBoostingClassifier`` (100 stages × #classes trees) per factor on 10,000
+points — minutes for dSprites' 40- and 32-valued factors. Use ``preset="quick"`` for monitoring.
 """
 
 from __future__ import annotations
