@@ -279,3 +279,15 @@ def test_datamodule_guu_protocol_batches_have_positive_and_candidate_masks(tmp_p
     # "c **s b": candidates of **s are the subjects of s = {b}; "a r,s,r d": objects of r = {b, d}
     assert b["candidate_mask"].tolist() == [[False, True, False, False], [False, True, False, True]]
     assert b["positive_mask"][torch.arange(2), b["tail"]].all()
+
+
+def test_guu_files_are_fetched_and_unpacked_from_an_archive(tmp_path):
+    import tarfile
+
+    raw = _guu_dir(tmp_path / "src")
+    archive = tmp_path / "wordnet_paths.tar.gz"
+    with tarfile.open(archive, "w:gz") as t:
+        t.add(raw / "wordnet", arcname="wordnet")
+    d = PathQueryDataset("wordnet-paths", tmp_path / "data", url=archive.as_uri())
+    assert d.relations == ["r", "s"] and len(d.get_idx_split()["test"]) == 2
+    assert (tmp_path / "data" / "wordnet-paths" / "raw" / "wordnet" / "train").exists()

@@ -167,7 +167,13 @@ def fetch_guu(name: str, raw_dir: Path, url: str | None = None) -> dict[str, Pat
         raise ConnectionError(f"{e}. Alternatively put the Guu et al. (2015) files train, dev, test of "
                               f"{name} into {raw_dir}") from e
     with tarfile.open(archive) as t:
-        t.extractall(raw_dir, filter="data")
+        if hasattr(tarfile, "data_filter"):
+            t.extractall(raw_dir, filter="data")
+        else:  # Python < 3.10.12: refuse members that would escape raw_dir
+            for m in t.getmembers():
+                if m.name.startswith("/") or ".." in Path(m.name).parts or not (m.isfile() or m.isdir()):
+                    raise PathFileError(f"{archive}: unsafe archive member {m.name!r}")
+            t.extractall(raw_dir)
     found = find()
     if not found:
         raise FileNotFoundError(f"{archive} did not contain the files train, dev, test")
