@@ -119,15 +119,15 @@ class GenerationMetrics(Metric):
         self.valid += int(valid.sum())
         for c in CHECKS:
             setattr(self, c, getattr(self, c) + int(checks[c].sum()))
-        if valid.any():
-            sel = np.flatnonzero(valid)
-            hashes = graph_hashes(types[sel], adj[sel], nv[sel])
+        sel = np.flatnonzero(valid)
+        hashes = graph_hashes(types[sel], adj[sel], nv[sel]) if len(sel) else np.zeros(0, dtype="U32")
+        if self.space_set is not None and len(sel):
             edges = adj[sel].reshape(len(sel), -1).sum(axis=1)
-            if self.space_set is not None:
-                self.in_space += int(sum(h in self.space_set and e <= MAX_EDGES for h, e in zip(hashes, edges)))
-            self.keys.append(torch.as_tensor(hash_keys(hashes), device=self.n.device))
-            novel = [h not in self.train_set for h in hashes] if self.train_set is not None else [True] * len(hashes)
-            self.novel.append(torch.as_tensor(novel, dtype=torch.bool, device=self.n.device))
+            self.in_space += int(sum(h in self.space_set and e <= MAX_EDGES for h, e in zip(hashes, edges)))
+        # always append (possibly empty) tensors so that every rank contributes to the 'cat' reduction
+        self.keys.append(torch.as_tensor(hash_keys(hashes), dtype=torch.long, device=self.n.device))
+        novel = [h not in self.train_set for h in hashes] if self.train_set is not None else [True] * len(hashes)
+        self.novel.append(torch.as_tensor(novel, dtype=torch.bool, device=self.n.device))
 
     def compute(self) -> dict[str, torch.Tensor]:
         n, valid = self.n.clamp(min=1).double(), self.valid.double()
