@@ -117,9 +117,10 @@ class NASBench101DataModule(SeededDataModule):
         self.train_set = CellGraphs(self.table, self.train_index, target)
         self.val_set = self.test_set = CellGraphs(self.table, eval_index, target)
         kind = "converted NAS-Bench-101 tfrecord" if self.table.kind == "metrics" else "enumerated NAS-Bench-101 space"
-        self.data_source = (f"{kind} ({n:,} cells, {src.name}); seed {self.seed}: "
-                            f"{len(self.train_index):,} train / {len(eval_index):,} held-out evaluated"
-                            + (f" (subset {self.subset:,})" if self.subset else ""))
+        # no seed in here: records of different seeds must group into one leaderboard row
+        self.data_source = (f"{kind} ({n:,} cells, {src.name}): {len(self.train_index):,} train / "
+                            f"{len(eval_index):,} held-out evaluated"
+                            + (f" (seeded subset of {self.subset:,})" if self.subset else ""))
 
     # sets the metrics need: all cells of the space (in-space check) and the training cells (novelty)
     def space_hashes(self) -> np.ndarray:
