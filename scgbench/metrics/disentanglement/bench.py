@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--suite", choices=["none", "study", "quick"], default="none")
     parser.add_argument("--metrics", default=None, help="comma-separated subset of the suite")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--n-jobs", type=int, default=1, help="parallel GBT fits (DCI) — same numbers")
+    parser.add_argument("--n-jobs", type=int, default=1, help="parallel GBT fits (DCI) — same numbers; the CPU seconds printed then miss the workers' time")
     parser.add_argument("--skip-codes", action="store_true")
     args = parser.parse_args(argv)
     print(f"cpus available: {len(os.sched_getaffinity(0))}, load average: {os.getloadavg()}")
