@@ -122,7 +122,13 @@ def figure_5_5(with_dropres: list[str], without_dropres: list[str], output: str,
                 raise FileNotFoundError(f"{f} not found: run `ours` with the grad-magnitude trick on (the "
                                         "listops profiles switch it on) and pass that run directory")
             history += json.loads(f.read_text())
-        runs[f"{label} ({len(dirs)} runs)"] = history
+        # one curve per label: average the runs at each (step, depth) so the over-training panel stays readable
+        cells = defaultdict(list)
+        for r in history:
+            if key in r:
+                cells[r["step"], r["depth"]].append(r[key])
+        runs[f"{label} ({len(dirs)} runs)"] = [{"step": st, "depth": d, key: sum(v) / len(v)}
+                                             for (st, d), v in sorted(cells.items())]
         by_depth = defaultdict(list)
         for r in history:
             if key in r:
