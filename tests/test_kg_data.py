@@ -291,3 +291,10 @@ def test_guu_files_are_fetched_and_unpacked_from_an_archive(tmp_path):
     d = PathQueryDataset("wordnet-paths", tmp_path / "data", url=archive.as_uri())
     assert d.relations == ["r", "s"] and len(d.get_idx_split()["test"]) == 2
     assert (tmp_path / "data" / "wordnet-paths" / "raw" / "wordnet" / "train").exists()
+
+
+def test_datamodule_test_length_filter(tmp_path):
+    dm = KGPathDataModule("nations-paths", root=str(tmp_path), test_lengths=[1, 4], reciprocal=False)
+    dm.setup()
+    assert dm.test_set.length_counts() == {1: 201, 4: 201}
+    assert len(dm.train_set) == len(dm.dataset.get_idx_split()["train"])  # no reversed copies

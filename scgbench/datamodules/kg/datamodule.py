@@ -139,9 +139,8 @@ class KGPathDataModule(SeededDataModule):
             sel = torch.randperm(len(val), generator=g)[:self.max_valid_queries].sort().values
             val = QuerySet(val.heads[sel], val.rels[sel], val.lengths[sel], val.tails[sel], True)
         self.val_set = val
-        tl = None if self.test_lengths is None else set(int(x) for x in self.test_lengths)
-        self.test_set = self._queries("test", True, both_eval,
-                                      None if tl is None else (lambda L: torch.tensor([int(x) in tl for x in L])))
+        tl = None if self.test_lengths is None else torch.tensor([int(x) for x in self.test_lengths])
+        self.test_set = self._queries("test", True, both_eval, None if tl is None else (lambda L: torch.isin(L, tl)))
         self.collate_fn = PathCollate(d.graph, d.eval_protocol)
         self.data_source = (f"{self.dataset_name} ({d.spec.description}); train queries {len(self.train_set)}, "
                             f"valid {len(self.val_set)}, test {len(self.test_set)}; generator seed "
