@@ -32,16 +32,18 @@ def reverse_paths(heads: Tensor, rels: Tensor, lengths: Tensor, tails: Tensor,
 
 
 def _dedupe(keys: Tensor, size: int) -> Tensor:
-    """Sorted unique values of ``keys`` in ``[0, size)``: a bitmap scatter + nonzero for many keys, a sort
-    for few (both much faster than ``torch.unique``)."""
-    if len(keys) * 512 > size:
+    """Sorted unique values of ``keys`` in ``[0, size)``, much faster than ``torch.unique``: a sort (on
+    int32 keys when they fit, about twice as fast) and a neighbour comparison; a bitmap scatter + nonzero
+    only when the keys cover a large part of the range (nonzero costs a pass over all ``size`` slots)."""
+    if len(keys) * 4 > size:
         bitmap = torch.zeros(size, dtype=torch.bool)
         bitmap[keys] = True
         return torch.nonzero(bitmap).squeeze(1)
-    keys = torch.sort(keys).values
-    if len(keys) < 2:
-        return keys
-    return keys[torch.cat([keys.new_ones(1, dtype=torch.bool), keys[1:] != keys[:-1]])]
+    small = keys.to(torch.int32) if size < 2 ** 31 else keys
+    srt = torch.sort(small).values
+    if len(srt) > 1:
+        srt = srt[torch.cat([srt.new_ones(1, dtype=torch.bool), srt[1:] != srt[:-1]])]
+    return srt.long()
 
 
 class KnowledgeGraph:
