@@ -27,7 +27,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from .benchmarks import Benchmark, get_benchmark
 from .callbacks import EpochHistory, build_callbacks, final_values
-from .estimators import get_estimator_class
+from .estimators import estimators_of, get_estimator_class
 from .io import atomic_write_json
 from .leaderboard.records import git_commit, hardware, write_record
 
@@ -146,6 +146,8 @@ def run(benchmark: str, estimator: str | None = None, profile: str = "quick", se
                           "log_every_n_steps": 10},
         parser_kwargs={"exit_on_error": False})
     trainer, model, dm = cli.trainer, cli.model, cli.datamodule
+    if not estimators_of(model):
+        est_name = "none"  # e.g. a continuous baseline: no discrete node, so no estimator is in play
     if trainer.is_global_zero:
         atomic_write_json(out / "config.json", {"benchmark": bm.name, "variant": variant, "profile": profile,
                                                 "seed": seed, "config": config, "args": args})

@@ -16,6 +16,10 @@ CALLBACKS = {
 }
 
 
+#: the training tricks among them (the rest are diagnostics, which do not change training)
+TRICKS = ("tempmatch", "tauann", "dropres", "cosine-scale")
+
+
 def build_callbacks(tricks: dict[str, dict | None]) -> list:
     """``{"tempmatch": {"gamma": 0.008, "updates_per_epoch": 8}, "dropres": None, ...}`` → callbacks.
 
@@ -32,7 +36,7 @@ def build_callbacks(tricks: dict[str, dict | None]) -> list:
 
 
 __all__ = [
-    "CALLBACKS", "CategoryUsage", "Clock", "CosineScaleAnnealing", "DropResAnnealing", "EpochHistory",
+    "CALLBACKS", "TRICKS", "CategoryUsage", "Clock", "CosineScaleAnnealing", "DropResAnnealing", "EpochHistory",
     "GradientMagnitude", "TauAnnealing", "TempMatch", "build_callbacks", "final_values",
     "plot_category_usage", "plot_gradient_depth",
 ]

@@ -23,7 +23,9 @@ def _fmt(v: float, pct: bool) -> str:
 
 
 def tricks_label(tricks: dict) -> str:
-    on = sorted(k for k, v in (tricks or {}).items() if v)
+    from ..callbacks import TRICKS
+
+    on = sorted(k for k, v in (tricks or {}).items() if v and k in TRICKS)
     return "+".join(on) if on else "none"
 
 
@@ -47,7 +49,7 @@ def render(results: str | os.PathLike | None = None, warn=None) -> str:
         rows = groups[name]
         metrics = list(bm.leaderboard_metrics) if bm else sorted({m for rs in rows.values() for r in rs
                                                                   for m in r["metrics"]})
-        pct = {m: any(t in m for t in ("acc", "precision", "mrr", "hits", "validity", "quantile")) for m in metrics}
+        pct = {m: any(t in m for t in ("acc", "prec", "mrr", "hits", "validity", "quantile")) for m in metrics}
         lines += [f"## {name}", ""]
         if bm:
             lines += [bm.description, ""]
