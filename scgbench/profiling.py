@@ -24,7 +24,7 @@ from lightning.pytorch.cli import LightningCLI
 from torch.utils.data import DataLoader
 
 from .benchmarks import get_benchmark
-from .callbacks import build_callbacks
+from .callbacks import TRICKS, build_callbacks
 from .estimators import ESTIMATORS, get_estimator, reset_estimators
 from .runner import resolve, split_overrides, to_cli_args
 
@@ -93,6 +93,8 @@ def profile(benchmark: str, profile_name: str = "quick", variant: str | None = N
             steps: int = 200, overrides: Sequence[str] = (), output: str | None = None, warmup: int = 20) -> dict:
     bm = get_benchmark(benchmark)
     config = resolve(bm, profile_name, variant, estimator)
+    # Training tricks only: diagnostics would write figures and are not part of a training step's cost.
+    config["tricks"] = {k: v for k, v in config["tricks"].items() if k in TRICKS}
     args = to_cli_args(config) + split_overrides(overrides)
     cli = LightningCLI(bm.module, bm.datamodule, run=False, args=args, seed_everything_default=0,
                        save_config_callback=None, auto_configure_optimizers=False,
