@@ -115,7 +115,9 @@ def test_finite_for_extreme_and_masked_logits(name, dtype):
     z = est(logits)
     assert z.dtype == dtype and torch.isfinite(z).all()
     cost = (z.float() * torch.arange(4.0)).sum(-1)
-    (cost.mean() + est.surrogate_loss(cost)).backward()
+    loss = cost.mean() + est.surrogate_loss(cost)
+    assert torch.isfinite(loss)
+    loss.backward()
     assert torch.isfinite(logits.grad).all()
     # masked (−inf) categories are never chosen and get no probability mass
     assert torch.all(z[2, [0, 2]] == 0) and torch.all(z[6, [0, 2]] == 0)

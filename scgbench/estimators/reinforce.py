@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import SCORE_FUNCTION, Estimator, gumbel_noise, one_hot_argmax
+from .base import SCORE_FUNCTION, Estimator, gumbel_noise
 
 BASELINES = ("loo", "ema", "none")
 
@@ -51,8 +51,10 @@ class Reinforce(Estimator):
 
     def sample(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            z = one_hot_argmax(x + gumbel_noise(x.shape, x.device))  # exact sample from softmax(θ)
-        log_p = (torch.log_softmax(x, dim=-1) * z).sum(dim=-1)
+            idx = (x + gumbel_noise(x.shape, x.device)).argmax(dim=-1, keepdim=True)  # exact sample from softmax(θ)
+            z = torch.zeros_like(x).scatter_(-1, idx, 1.0)
+        # gather, not (log_softmax · z).sum(): masked categories have log p = −inf and 0 · −inf = NaN
+        log_p = torch.log_softmax(x, dim=-1).gather(-1, idx).squeeze(-1)
         # One log-probability per leading (sample-batch) index: sum over the node's other dimensions.
         self._log_probs.append(log_p.reshape(log_p.shape[0], -1).sum(dim=1) if log_p.dim() else log_p)
         return z
