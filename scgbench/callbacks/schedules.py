@@ -61,6 +61,12 @@ class _Schedule(pl.Callback):
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
+        self.estimators: list[Estimator] = []
+        self.components = []
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        # Found once: walking the module tree every step is a measurable share of a small model's step.
+        self.estimators, self.components = _tempered(pl_module), components_of(pl_module)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self.apply(pl_module, self.clock.t(trainer))
@@ -91,7 +97,7 @@ class TempMatch(_Schedule):
 
     def apply(self, pl_module, t):
         out = {}
-        for e in _tempered(pl_module):
+        for e in self.estimators:
             if self.tau is not None:
                 e.set_tau(self.tau)
             e.set_beta(self.beta(float(e.tau), self.gamma, t))
@@ -114,12 +120,12 @@ class TauAnnealing(_Schedule):
     def on_fit_start(self, trainer, pl_module) -> None:
         # τ₀ defaults to the configured τ (hparams), not the buffer, which a resumed run has already annealed.
         base = getattr(pl_module, "hparams", {}).get("tau")
-        for i, e in enumerate(_tempered(pl_module)):
+        for i, e in enumerate(self.estimators):
             self._tau0[i] = self.tau0 or (float(base) if base is not None else float(e.tau))
 
     def apply(self, pl_module, t):
         out = {}
-        for i, e in enumerate(_tempered(pl_module)):
+        for i, e in enumerate(self.estimators):
             e.set_tau(max(self.tau_min, self._tau0[i] * math.exp(-self.gamma * t)))
             out = {"tau": float(e.tau), "beta": float(e.beta)}
         return out
@@ -138,7 +144,7 @@ class CosineScaleAnnealing(_Schedule):
     def apply(self, pl_module, t):
         p = min(1.0, t / self.clock.total_updates)
         beta = self.end + (self.start - self.end) * (1 + math.cos(math.pi * p)) / 2
-        for e in _tempered(pl_module):
+        for e in self.estimators:
             e.set_beta(beta)
         return {"beta": beta}
 
@@ -155,7 +161,7 @@ class DropResAnnealing(_Schedule):
 
     def apply(self, pl_module, t):
         alpha = min(1.0, self.rate * t)
-        for c in components_of(pl_module):
+        for c in self.components:
             c.set_alpha(alpha)
         return {"alpha": alpha}
 
