@@ -142,7 +142,16 @@ class KnowledgeGraph:
         every hop expands it through the CSR and deduplicates, so the cost is the number of edges actually
         traversed (not B·N per hop). Expansions above ``max_pairs`` pairs are processed in chunks.
         """
-        heads, rels, lengths = heads.long(), rels.long(), lengths.long()
+        # these are many small integer ops; intra-op threading makes them ~10x slower (measured with
+        # 2 threads: 10.5 s vs 1.05 s for 8,190 FB15k-237-sized queries), so run them single-threaded
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return self._reachable(heads.long(), rels.long(), lengths.long(), max_pairs)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _reachable(self, heads: Tensor, rels: Tensor, lengths: Tensor, max_pairs: int) -> Tensor:
         B, N = heads.shape[0], self.num_entities
         keys = torch.arange(B) * N + heads
         for i in range(int(lengths.max()) if B else 0):
