@@ -72,6 +72,15 @@ def test_training_step_gives_finite_gradients(estimator, kw):
     assert m.relation.weight.grad.abs().sum() > 0
 
 
+def test_estimator_exists_before_the_graph_size_is_known():
+    from scgbench.estimators import estimators_of
+
+    assert len(estimators_of(KGPathModule("ours"))) == 1  # built lazily at setup, estimator from the start
+    assert estimators_of(KGPathModule("complex-c")) == []
+    m = _model("ours")
+    assert estimators_of(m) == [m.hop.estimator]  # shared, not duplicated
+
+
 def test_bad_arguments_are_rejected():
     with pytest.raises(ValueError, match="variant"):
         KGPathModule("transe", num_entities=N, num_relations=R)

@@ -71,6 +71,9 @@ class KGPathModule(SCGModule):
         self.variant, self.dim = variant, dim
         self.discrete = variant == "ours"
         self.built = False
+        # the estimator exists from construction (the hop itself needs the entity count, known at setup),
+        # so that tools inspecting a fresh module see which estimator is in play
+        self.hop_estimator = self.make_estimator() if self.discrete else None
         self.val_metric: nn.Module | None = None
         self.test_metric: nn.Module | None = None
         if num_entities is not None and num_relations is not None:
@@ -97,7 +100,7 @@ class KGPathModule(SCGModule):
             self.relation.weight.normal_(std=hp.init_scale)
             self.relation.weight[:, :self.dim] += 1.0
         if self.discrete:
-            self.hop = DiscreteContinuous(self.make_estimator(), self.entity, depth=1, dropres=hp.dropres,
+            self.hop = DiscreteContinuous(self.hop_estimator, self.entity, depth=1, dropres=hp.dropres,
                                           dropres_mode=hp.dropres_mode)
         self.protocol = protocol
         metric = FilteredRankingMetric if protocol == "filtered" else GuuRankingMetric
