@@ -9,12 +9,12 @@ the keys ``model``, ``data``, ``trainer`` (LightningCLI arguments) and ``tricks`
 from __future__ import annotations
 
 import copy
-import importlib
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import lightning.pytorch as pl
+
+from ..providers import import_providers
 
 PROFILES = ("quick", "paper")
 
@@ -91,16 +91,9 @@ def register(benchmark: Benchmark) -> Benchmark:
 
 
 def load_all() -> dict[str, Benchmark]:
-    """Import every provider. One that fails to import (e.g. an optional dependency is missing) is skipped
-    with a warning, so the other benchmarks stay usable; ``get_benchmark`` then reports it as unknown."""
-    for mod in PROVIDERS:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name != mod:
-                warnings.warn(f"benchmark provider {mod} could not be imported: {e}", stacklevel=2)
-        except ImportError as e:
-            warnings.warn(f"benchmark provider {mod} could not be imported: {e}", stacklevel=2)
+    """Import every provider (one that fails to import is skipped with a warning; ``get_benchmark`` then
+    reports it as unknown)."""
+    import_providers(PROVIDERS, "benchmark")
     return BENCHMARKS
 
 

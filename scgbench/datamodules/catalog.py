@@ -6,10 +6,10 @@ Each task's data module registers its datasets here at import time; the CLI impo
 
 from __future__ import annotations
 
-import importlib
-import warnings
 from dataclasses import dataclass
 from typing import Callable
+
+from ..providers import import_providers
 
 
 @dataclass(frozen=True)
@@ -39,14 +39,6 @@ def register_dataset(name: str, description: str, prepare: Callable[..., str], o
 
 
 def load_providers() -> dict[str, DatasetEntry]:
-    """Import every provider; one that is absent or fails to import (e.g. a missing optional dependency) is
-    skipped with a warning so the rest of the catalog stays usable."""
-    for mod in PROVIDERS:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name != mod:
-                warnings.warn(f"dataset provider {mod} could not be imported: {e}", stacklevel=2)
-        except ImportError as e:
-            warnings.warn(f"dataset provider {mod} could not be imported: {e}", stacklevel=2)
+    """Import every provider (one that fails to import is skipped with a warning)."""
+    import_providers(PROVIDERS, "dataset")
     return DATASETS
