@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from scgbench.datamodules.disentanglement.base import GroundTruthData
-from scgbench.metrics.disentanglement import (completeness, compute_beta_vae_sklearn, compute_dci,
-                                              compute_downstream_task, compute_factor_vae, compute_mig,
+from scgbench.metrics.disentanglement import (completeness, compute_beta_vae_sklearn, compute_downstream_task, compute_factor_vae, compute_mig,
                                               compute_modularity_explicitness, compute_sap,
                                               compute_unsupervised_metrics, dci_from_codes, disentanglement,
                                               evaluate_all, gaussian_total_correlation,

@@ -1,6 +1,5 @@
 """NAS-Bench-101 cells: validation rules, pruning and the official module hash."""
 
-import itertools
 
 import numpy as np
 import pytest

@@ -23,10 +23,8 @@ graph alone with its noise row.
 
 from __future__ import annotations
 
-import math
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F

@@ -138,3 +138,13 @@ def check_row_major_layout(classes: np.ndarray, sizes: Sequence[int], what: str)
     if not np.array_equal(row_major_index(classes, sizes), np.arange(n)):
         raise ValueError(f"{what}: rows are not in the official row-major factor order "
                          f"(factor sizes {list(sizes)}); the file is not in the official layout")
+
+
+def concat_nuisance(parts: Sequence[Any]) -> Any:
+    """Concatenate per-example nuisance draws (None, arrays, or tuples of those) along axis 0."""
+    first = parts[0]
+    if first is None:
+        return None
+    if isinstance(first, tuple):
+        return tuple(concat_nuisance([p[k] for p in parts]) for k in range(len(first)))
+    return np.concatenate(parts, axis=0)

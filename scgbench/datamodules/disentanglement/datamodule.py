@@ -23,19 +23,9 @@ import torch
 from torch.utils.data import Dataset, DistributedSampler
 
 from ..base import SeededDataModule
-from .base import GroundTruthData
+from .base import GroundTruthData, concat_nuisance
 
 _SPLITS = {"train": 0, "val": 1, "test": 2}
-
-
-def _concat_nuisance(parts: list[Any]) -> Any:
-    """Concatenate per-example nuisance draws (None, arrays, or tuples of those) along axis 0."""
-    first = parts[0]
-    if first is None:
-        return None
-    if isinstance(first, tuple):
-        return tuple(_concat_nuisance([p[k] for p in parts]) for k in range(len(first)))
-    return np.concatenate(parts, axis=0)
 
 
 class GroundTruthStream(Dataset):
@@ -71,7 +61,7 @@ class GroundTruthStream(Dataset):
             factors.append(f)
             nuisance.append(self.data.draw_nuisance(f, rng))
         f = np.concatenate(factors, axis=0)
-        return f, self.data.render(f, _concat_nuisance(nuisance))
+        return f, self.data.render(f, concat_nuisance(nuisance))
 
     def __getitems__(self, indices: list[int]) -> list[Any]:
         f, obs = self.draw(list(indices))

@@ -22,7 +22,7 @@ import numpy as np
 from sklearn import linear_model
 from sklearn.exceptions import ConvergenceWarning
 
-from .utils import DEFAULT_CHUNK, RepresentationFn, _concat_nuisance, represent
+from .utils import DEFAULT_CHUNK, RepresentationFn, concat_nuisance, represent
 from ...datamodules.disentanglement.base import as_random_state
 
 
@@ -46,7 +46,7 @@ def generate_training_batch(data, representation_function: RepresentationFn, bat
             labels[p] = index
             f_all += [factors1, factors2]
             n_all += [nuis1, nuis2]
-        reps = represent(data, representation_function, np.concatenate(f_all), _concat_nuisance(n_all), chunk=1 << 30)
+        reps = represent(data, representation_function, np.concatenate(f_all), concat_nuisance(n_all), chunk=1 << 30)
         reps = reps.reshape(stop - start, 2, batch_size, -1)
         features.append(np.mean(np.abs(reps[:, 0] - reps[:, 1]), axis=1))
     return np.concatenate(features, axis=0), labels

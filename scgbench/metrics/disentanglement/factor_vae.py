@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .utils import DEFAULT_CHUNK, RepresentationFn, _concat_nuisance, represent
+from .utils import DEFAULT_CHUNK, RepresentationFn, concat_nuisance, represent
 from ...datamodules.disentanglement.base import as_random_state
 
 
@@ -56,7 +56,7 @@ def generate_votes(data, representation_function: RepresentationFn, batch_size: 
             f_all.append(factors)
             n_all.append(data.draw_nuisance(factors, rng))
             idx.append(factor_index)
-        reps = represent(data, representation_function, np.concatenate(f_all), _concat_nuisance(n_all), chunk=1 << 30)
+        reps = represent(data, representation_function, np.concatenate(f_all), concat_nuisance(n_all), chunk=1 << 30)
         reps = reps.reshape(stop - start, batch_size, -1)
         local_variances = np.var(reps, axis=1, ddof=1)
         argmin = np.argmin(local_variances[:, active_dims] / global_variances[active_dims][None, :], axis=1)

@@ -10,11 +10,11 @@ public ``*_from_codes`` functions take the natural ``[num_points, num_codes]`` l
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
-from ...datamodules.disentanglement.base import GroundTruthData, as_random_state
+from ...datamodules.disentanglement.base import GroundTruthData, as_random_state, concat_nuisance
 
 RepresentationFn = Callable[[np.ndarray], Any]
 
@@ -93,15 +93,6 @@ def _slice_nuisance(nuis: Any, start: int, stop: int) -> Any:
     return nuis[start:stop]
 
 
-def _concat_nuisance(parts: Sequence[Any]) -> Any:
-    first = parts[0]
-    if first is None:
-        return None
-    if isinstance(first, tuple):
-        return tuple(_concat_nuisance([p[k] for p in parts]) for k in range(len(first)))
-    return np.concatenate(parts, axis=0)
-
-
 def represent(data: GroundTruthData, representation_function: RepresentationFn, factors: np.ndarray,
               nuisance: Any, chunk: int = DEFAULT_CHUNK) -> np.ndarray:
     """Render ``factors`` (with their drawn ``nuisance``) and encode them ``chunk`` images at a time;
@@ -128,7 +119,7 @@ def generate_batch_factor_code(data: GroundTruthData, representation_function: R
     the random stream consumed in ``batch_size`` steps like the reference."""
     rng = as_random_state(random_state)
     factors, nuisance = draw_factor_batches(data, int(num_points), rng, int(batch_size))
-    codes = represent(data, representation_function, factors, _concat_nuisance(nuisance), chunk)
+    codes = represent(data, representation_function, factors, concat_nuisance(nuisance), chunk)
     return codes.T, factors.T
 
 
