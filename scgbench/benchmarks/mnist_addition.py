@@ -45,6 +45,7 @@ register(Benchmark(
     profiles={"quick": QUICK, "paper": PAPER},
     variants={
         "ours": {"model": {"variant": "ours"}},
+        "ours-exdr": {"model": {"variant": "ours", "dropres_mode": "example"}},  # one DropRes coin per example
         "ours-notm": {"model": {"variant": "ours"}, "tricks": {"tempmatch": None}},
         "ours-nodr": {"model": {"variant": "ours", "dropres": False}, "tricks": {"dropres": None}},
         "baseline": {"model": {"variant": "baseline"}, "tricks": NO_TRICKS},
