@@ -39,22 +39,26 @@ class _Tracking(pl.Callback):
         if every_n_steps < 1:
             raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
         self.every_n_steps = every_n_steps
+        self.components: list = []
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        self.components = components_of(pl_module)  # found once, not walked every step
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        on = trainer.global_step % self.every_n_steps == 0
-        for c in components_of(pl_module):
-            c.track = c.track or on
+        if trainer.global_step % self.every_n_steps == 0:
+            for c in self.components:
+                c.track = True
 
     def _collect(self, pl_module) -> dict[int, dict]:
         """This step's statistics, by depth (read-only: several diagnostics share them)."""
         merged: dict[int, dict] = {}
-        for c in components_of(pl_module):
+        for c in self.components:
             for depth, s in c.stats.items():
                 merged.setdefault(depth, {}).update(s)
         return merged
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        for c in components_of(pl_module):
+        for c in self.components:
             c.track = False
             c.pop_stats()
 

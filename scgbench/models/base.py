@@ -19,8 +19,7 @@ import lightning.pytorch as pl
 import torch
 
 from ..callbacks.schedules import final_values
-from ..estimators import (PATHWISE, decoding, estimators_of, expand_for_samples, get_estimator,
-                          get_estimator_class, score_function_loss)
+from ..estimators import PATHWISE, decoding, estimators_of, get_estimator, get_estimator_class
 
 
 class SCGModule(pl.LightningModule):
@@ -52,17 +51,25 @@ class SCGModule(pl.LightningModule):
         """
         raise NotImplementedError
 
+    @property
+    def score_estimators(self) -> list:
+        """The module's score-function estimators, found once (per-step module walks cost measurable time)."""
+        if self._score_estimators is None:
+            self._score_estimators = [e for e in estimators_of(self) if e.family != PATHWISE]
+        return self._score_estimators
+
     def expand(self, *tensors: torch.Tensor):
-        """Repeat the batch for score-function estimators that need S samples per example."""
-        return expand_for_samples(self, *tensors)
+        """Repeat the batch S times (sample-major) for score-function estimators that need S samples."""
+        s = max((e.num_samples for e in self.score_estimators), default=1) if self.training else 1
+        out = tuple(t if s == 1 else t.repeat(s, *([1] * (t.dim() - 1))) for t in tensors)
+        return out if len(out) != 1 else out[0]
 
     def surrogate(self, per_sample_cost: torch.Tensor) -> torch.Tensor:
-        return score_function_loss(self, per_sample_cost)
+        """The score-function surrogate (zero when every estimator is pathwise)."""
+        return sum((e.surrogate_loss(per_sample_cost) for e in self.score_estimators), per_sample_cost.new_zeros(()))
 
     def training_step(self, batch, batch_idx):
-        if self._score_estimators is None:  # found once; per-step module walks cost measurable time
-            self._score_estimators = [e for e in estimators_of(self) if e.family != PATHWISE]
-        for e in self._score_estimators:
+        for e in self.score_estimators:
             e.reset()
         loss, logs = self.training_loss(batch)
         self._loss_sum += loss.detach()
