@@ -94,14 +94,15 @@ def test_duplicated_feature_ties_only_move_importance_between_copies():
 
 
 @pytest.mark.parametrize("make_x", [
-    lambda rng: rng.randn(400, 3),  # continuous: > 256 distinct values
-    lambda rng: np.where(rng.rand(400, 3) < 0.5, np.float32(1), np.nextafter(np.float32(1), np.float32(2)))
-    * rng.randint(1, 4, (400, 3)),  # values one float32 ulp apart: sklearn never splits between them
+    lambda rng: rng.randn(1000, 3),  # continuous: > 256 distinct values
+    lambda rng: np.where(rng.rand(1000, 3) < 0.5, np.float32(1), np.nextafter(np.float32(1), np.float32(2)))
+    * rng.randint(1, 4, (1000, 3)),  # values one float32 ulp apart: sklearn never splits between them
+    lambda rng: rng.randint(0, 8, (400, 3)) / 7.0,  # quantised but small: sklearn decides its own ties
 ])
 def test_fallback_is_sklearn(make_x):
     rng = np.random.RandomState(0)
     X = make_x(rng)
-    latent = X[:, 0] + 0.3 * rng.randn(400)
+    latent = X[:, 0] + 0.3 * rng.randn(len(X))
     y = (latent > np.median(latent)).astype(int) + (X[:, 1] > np.median(X[:, 1]))
     ours = QuantisedGBT(n_estimators=20, random_state=0).fit(X, y)
     ref = GradientBoostingClassifier(n_estimators=20, random_state=0).fit(X, y)

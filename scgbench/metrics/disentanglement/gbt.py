@@ -56,7 +56,7 @@ Equality: on data without tied splits the trees are sklearn's and importances / 
 
 Fallback: features with more than ``max_bins`` (256) distinct float32 values, distinct values within
 sklearn's ``FEATURE_THRESHOLD`` (1e-7, which its splitter never separates), non-finite X,
-non-classification y, ``max_depth`` > 6, more than 2^24 samples, or a sklearn without the private loss
+non-classification y, fewer than 1,000 samples, ``max_depth`` > 6, more than 2^24 samples, or a sklearn without the private loss
 helpers make ``fit`` use sklearn's ``GradientBoostingClassifier`` with the same hyperparameters
 (``fallback_reason_`` says why; ``None`` on the fast path).
 """
@@ -80,6 +80,10 @@ except ImportError:  # pragma: no cover - other sklearn layouts: always fall bac
 FEATURE_THRESHOLD = np.float32(1e-7)  # sklearn tree/_partitioner.pxd
 EPSILON = np.finfo(np.float64).eps  # sklearn tree/_tree.pyx
 MAX_BINS = 256
+# Below this many samples sklearn is fitted itself: it is fast there, and tiny training sets (the downstream
+# task's 10- and 100-point fits) are full of exact ties whose outcome follows sklearn's summation rounding —
+# e.g. at 10 points sklearn picks the same one of two tied codes for every seed, a random order would not.
+MIN_FAST_SAMPLES = 1000
 MAX_DEPTH = 6  # the level histograms have 2^depth · K columns
 RIGHT_TABLE_BYTES = 1 << 27
 
@@ -160,6 +164,8 @@ class QuantisedGBT:
             return "not a 2-d X with a matching 1-d y"
         if X.shape[0] >= 2 ** 24 or X.shape[0] * (X.shape[1] * self.max_bins + 1) >= 2 ** 31:
             return "too many samples (float32 counts, int32 indices)"
+        if X.shape[0] < MIN_FAST_SAMPLES:
+            return f"{X.shape[0]} < {MIN_FAST_SAMPLES} samples (sklearn is quick there and its ties are its own)"
         if X.dtype.kind not in "biuf":
             return "X is not numeric"
         if type_of_target(y) not in ("binary", "multiclass") or np.unique(y).size < 2:
