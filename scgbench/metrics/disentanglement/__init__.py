@@ -20,8 +20,8 @@ random-projection representation (and a collapsed code), every ``compute_*`` fun
 same numbers (max abs difference 4e-16) as a line-by-line transcription of the reference functions with
 gin/TensorFlow removed, driven by the same ``RandomState(0)`` — MIG, SAP (both modes), BetaVAE, FactorVAE,
 modularity/explicitness, DCI and downstream (LR and GBT, tree ``random_state`` pinned on both sides),
-unsupervised scores (DCI then still used sklearn's GBT; its histogram GBT now equals sklearn's up to the
-tie-breaking sklearn leaves to its ``random_state``, see :mod:`.dci`). The deliberate deviations
+unsupervised scores (DCI and downstream then still used sklearn's GBT; the histogram GBT that both use now
+equals sklearn's up to the tie-breaking sklearn leaves to its ``random_state``, see :mod:`.gbt`). The deliberate deviations
 (documented per module) only concern inputs on which the reference crashes or returns NaN (constant
 codes, classes missing from a test sample) and pinned solver seeds where the reference used the global
 numpy state.
@@ -29,9 +29,10 @@ numpy state.
 Cost: the study settings are heavy by design. BetaVAE encodes 2 · 64 · 15,000 = 1.92 M images and
 FactorVAE 0.97 M, so with a real encoder their time is dominated by its forward passes; DCI and the GBT
 downstream task fit one ``GradientBoostingClassifier`` (100 stages × #classes trees) per factor on 10,000
-points — minutes of sklearn for dSprites' 40- and 32-valued factors; DCI uses the equivalent histogram
-implementation :class:`~.gbt.QuantisedGBT` for quantised codes (~13 CPU-s). Use ``preset="quick"`` for
-monitoring.
+points — minutes of sklearn for dSprites' 40- and 32-valued factors; both use the equivalent histogram
+implementation :class:`~.gbt.QuantisedGBT` for quantised codes (DCI ~14 CPU-s). The six-metric suite on
+the bench's stand-in model takes ~65 s on 2 cores (``python -m scgbench.metrics.disentanglement.bench``).
+Use ``preset="quick"`` for monitoring.
 """
 
 from __future__ import annotations
