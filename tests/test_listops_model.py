@@ -187,3 +187,34 @@ def test_cosine_lr_decay_follows_global_step():
         assert opt.param_groups[0]["lr"] == pytest.approx(want, abs=1e-12)
     with pytest.raises(ValueError, match="lr_decay"):
         ListOpsModule(lr_decay="linear")
+
+
+@pytest.mark.parametrize("estimator", ["gumbel", "st-gumbel"])
+@pytest.mark.parametrize("topk", [None, 3])
+def test_preceding_parent_candidates(items, estimator, topk):
+    """``parent_candidates='preceding'``: in prefix notation every gold parent precedes its child, so the
+    parser's candidates are the earlier real tokens (the gold parent always among them); no mass, message or
+    MAP choice ever goes to the child itself or a later token. ``'all'`` (SPEC default) still offers later ones."""
+    batch = collate_listops(items)
+    torch.manual_seed(0)
+    model = ListOpsModule(variant="ours", dim=16, estimator=estimator, edge_topk=topk,
+                          parent_candidates="preceding").train()
+    b, c, p, w, z, logits = model._edges(batch["tokens"], batch["mask"], batch["parents"])
+    assert (p < c).all() and len(b) > 0
+    L = batch["tokens"].shape[1]
+    later = torch.ones(L, L, dtype=torch.bool).triu()
+    assert z[:, later].abs().sum() == 0
+    child_ok, _ = _masks(batch["tokens"], batch["mask"])
+    gold = batch["parents"]
+    assert (gold[child_ok] < torch.arange(L).expand_as(gold)[child_ok]).all()   # the prior never excludes gold
+    model.eval()
+    with torch.no_grad():
+        pred = model(batch)["z"].argmax(-1)
+    assert (pred[child_ok] < torch.arange(L).expand_as(pred)[child_ok]).all()
+    # the SPEC default offers every other real token, later ones included
+    model_all = ListOpsModule(variant="ours", dim=16, estimator=estimator).train()
+    model_all.load_state_dict(model.state_dict())
+    _, c2, p2, *_ = model_all._edges(batch["tokens"], batch["mask"], batch["parents"])
+    assert (p2 > c2).any()
+    with pytest.raises(ValueError, match="parent_candidates"):
+        ListOpsModule(parent_candidates="later")

@@ -7,7 +7,10 @@ Variants (``variant=``):
 * ``arb`` — parser + continuous GNN: two independent unidirectional 1-layer LSTMs q, k over
   E1(tokens); edge logits A′ = q kᵀ; every non-root token except the final ``]`` picks one parent among
   the other real tokens (not the final ``]``) with the estimator ("simplified arborescence prior", one
-  parent per node). A GNN (second embedding E2) runs ``rounds`` message passes:
+  parent per node). ``parent_candidates='preceding'`` restricts the candidates to the earlier tokens (in
+  prefix notation every gold parent precedes its child, so this prior never excludes the gold tree; the
+  SPEC/thesis default ``'all'`` also offers later tokens, and from scratch the parser then puts about half
+  of its choices on later tokens and never recovers — see results/listops/README.md). A GNN (second embedding E2) runs ``rounds`` message passes:
   ``p = ReLU(Lin₂(Dropout₀.₁(ReLU(Lin₁([x_recv; x_send])))))``, ``m_i = Σ_j A_ji p_ij``, ``x_i ← x_i + m_i``
   with ``x_recv`` the receiver's current state (A.1.1, baseline).
 * ``ours`` — as ``arb`` but the pre-message uses the receiver's token embedding ``[x_e; x_j]`` and after
@@ -81,7 +84,7 @@ class ListOpsModule(SCGModule):
                  node_estimator_kwargs: dict | None = None, dim: int = 60, rounds: int = 5,
                  dropout: float = 0.1, dropres: bool = True, dropres_mode: str = "batch", lr: float = 5e-4,
                  edge_topk: int | None = None, extrap_depths: tuple[int, ...] = (8, 10),
-                 lr_decay: str = "none") -> None:
+                 lr_decay: str = "none", parent_candidates: str = "all") -> None:
         super().__init__(estimator=estimator, tau=tau, beta=beta, estimator_kwargs=estimator_kwargs, lr=lr)
         if variant not in VARIANTS:
             raise ValueError(f"unknown ListOps variant {variant!r}; choose one of {VARIANTS}")
@@ -89,6 +92,8 @@ class ListOpsModule(SCGModule):
             raise ValueError(f"need rounds >= 1 and dim >= 1, got rounds={rounds}, dim={dim}")
         if lr_decay not in ("none", "cosine"):
             raise ValueError(f"lr_decay must be 'none' or 'cosine', got {lr_decay!r}")
+        if parent_candidates not in ("all", "preceding"):
+            raise ValueError(f"parent_candidates must be 'all' or 'preceding', got {parent_candidates!r}")
         if edge_topk is not None and edge_topk < 1:
             raise ValueError(f"edge_topk must be >= 1 or None (exact), got {edge_topk}")
         self.save_hyperparameters()
@@ -162,6 +167,8 @@ class ListOpsModule(SCGModule):
         logits = self.edge_logits(tokens)
         eye = torch.eye(L, dtype=torch.bool, device=tokens.device)
         cand = child_ok[:, :, None] & parent_ok[:, None, :] & ~eye
+        if self.hparams.parent_candidates == "preceding":
+            cand &= torch.ones_like(eye).tril(-1)   # parent position < child position (prefix notation)
         # Non-candidates get a finite, hugely negative logit (probability exactly 0 after softmax) and whole
         # rows that choose nothing are masked through the estimator (z = 0). A −inf inside a valid row would
         # make REINFORCE's log p(z) = Σ z·log_softmax(θ) evaluate 0·(−inf) = NaN.
