@@ -153,6 +153,9 @@ def test_benchmark_registered_with_profiles_and_ablations():
     assert bm.config("quick", "ours-nodr")["tricks"]["dropres"] is None
     assert bm.config("quick", "ours-nodr")["model"]["dropres"] is False
     assert bm.config("quick", "ours-notm")["tricks"]["tempmatch"] is None
+    # quick restricts parent candidates to preceding tokens; the paper profile keeps the SPEC's all positions
+    assert bm.config("quick", "ours")["model"]["parent_candidates"] == "preceding"
+    assert bm.config("paper", "ours")["model"].get("parent_candidates", "all") == "all"
     assert {r["variant"] for r in bm.reference} >= {"ours", "lstm", "ours-gt", "ours-nodr"}
 
 
