@@ -72,8 +72,8 @@ class SCGModule(pl.LightningModule):
         for e in self.score_estimators:
             e.reset()
         loss, logs = self.training_loss(batch)
-        self._loss_sum += loss.detach()
-        self._loss_count += 1
+        self._loss_sum.add_(loss.detach())  # in place: `+=` re-assigns through nn.Module.__setattr__
+        self._loss_count.add_(1)
         if self._logging_step():
             bs = self._batch_size(batch)
             self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True, batch_size=bs)
