@@ -67,11 +67,8 @@ class Benchmark:
         return self.variants[name]
 
     def config(self, profile: str, variant: str | None) -> dict:
-        """profile ⊕ variant; a variant's ``per_profile[profile]`` entry applies on top for that profile only."""
-        var = dict(self.variant(variant))
-        per_profile = var.pop("per_profile", {})
-        return deep_merge({"model": {}, "data": {}, "trainer": {}, "tricks": {}}, self.profile(profile), var,
-                          per_profile.get(profile, {}))
+        return deep_merge({"model": {}, "data": {}, "trainer": {}, "tricks": {}}, self.profile(profile),
+                          self.variant(variant))
 
 
 BENCHMARKS: dict[str, Benchmark] = {}

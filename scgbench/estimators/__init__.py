@@ -61,31 +61,34 @@ def estimators_of(module: nn.Module) -> list[Estimator]:
     return [m for m in module.modules() if isinstance(m, Estimator)]
 
 
-def num_samples(module: nn.Module) -> int:
-    """How many times a training batch must be repeated for the module's score-function estimators."""
+def num_samples(module: nn.Module, estimators: list[Estimator] | None = None) -> int:
+    """How many times a training batch must be repeated for the module's score-function estimators
+    (``estimators``: the module's, when the caller has them at hand; found by a module walk otherwise)."""
     if not module.training:
         return 1
-    return max([e.num_samples for e in estimators_of(module) if e.family == SCORE_FUNCTION], default=1)
+    ests = estimators_of(module) if estimators is None else estimators
+    return max([e.num_samples for e in ests if e.family == SCORE_FUNCTION], default=1)
 
 
-def expand_for_samples(module: nn.Module, *tensors: torch.Tensor):
+def expand_for_samples(module: nn.Module, *tensors: torch.Tensor, estimators: list[Estimator] | None = None):
     """Repeat each tensor S times along dim 0 (sample-major), S = :func:`num_samples` of ``module``."""
-    s = num_samples(module)
+    s = num_samples(module, estimators)
     out = tuple(t if s == 1 else t.repeat(s, *([1] * (t.dim() - 1))) for t in tensors)
     return out if len(out) != 1 else out[0]
 
 
-def score_function_loss(module: nn.Module, cost: torch.Tensor) -> torch.Tensor:
+def score_function_loss(module: nn.Module, cost: torch.Tensor,
+                        estimators: list[Estimator] | None = None) -> torch.Tensor:
     """Sum of the surrogate losses of the module's estimators for per-sample ``cost`` (0 if all pathwise)."""
     total = cost.new_zeros(())
-    for est in estimators_of(module):
+    for est in estimators_of(module) if estimators is None else estimators:
         if est.family != PATHWISE:
             total = total + est.surrogate_loss(cost)
     return total
 
 
-def reset_estimators(module: nn.Module) -> None:
-    for est in estimators_of(module):
+def reset_estimators(module: nn.Module, estimators: list[Estimator] | None = None) -> None:
+    for est in estimators_of(module) if estimators is None else estimators:
         est.reset()
 
 

@@ -19,7 +19,8 @@ import lightning.pytorch as pl
 import torch
 
 from ..callbacks.schedules import final_values
-from ..estimators import PATHWISE, decoding, estimators_of, get_estimator, get_estimator_class
+from ..estimators import (PATHWISE, decoding, estimators_of, expand_for_samples, get_estimator, get_estimator_class,
+                          reset_estimators, score_function_loss)
 
 
 class SCGModule(pl.LightningModule):
@@ -60,17 +61,14 @@ class SCGModule(pl.LightningModule):
 
     def expand(self, *tensors: torch.Tensor):
         """Repeat the batch S times (sample-major) for score-function estimators that need S samples."""
-        s = max((e.num_samples for e in self.score_estimators), default=1) if self.training else 1
-        out = tuple(t if s == 1 else t.repeat(s, *([1] * (t.dim() - 1))) for t in tensors)
-        return out if len(out) != 1 else out[0]
+        return expand_for_samples(self, *tensors, estimators=self.score_estimators)
 
     def surrogate(self, per_sample_cost: torch.Tensor) -> torch.Tensor:
         """The score-function surrogate (zero when every estimator is pathwise)."""
-        return sum((e.surrogate_loss(per_sample_cost) for e in self.score_estimators), per_sample_cost.new_zeros(()))
+        return score_function_loss(self, per_sample_cost, estimators=self.score_estimators)
 
     def training_step(self, batch, batch_idx):
-        for e in self.score_estimators:
-            e.reset()
+        reset_estimators(self, self.score_estimators)
         loss, logs = self.training_loss(batch)
         self._loss_sum.add_(loss.detach())  # in place: `+=` re-assigns through nn.Module.__setattr__
         self._loss_count.add_(1)
