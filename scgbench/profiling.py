@@ -1,6 +1,8 @@
 """``scgbench profile <benchmark>``: where the time of a training step goes, measured in one process.
 
-1. training steps/s of the LightningModule under ``Trainer.fit`` vs a bare PyTorch loop (``zero_grad``,
+1. training steps/s of the LightningModule under ``Trainer.fit`` — with the Trainer of ``scgbench run``:
+   its logger, checkpoint and progress-bar callbacks, logging cadence and training tricks — vs a bare
+   PyTorch loop (``zero_grad``,
    ``training_loss``, ``backward``, ``Adam.step``) over the *same* model initialisation and the *same*
    pre-drawn batches (target ratio ≥ 0.9);
 2. the data loader alone (batches/s) vs training steps/s (target ≥ 10×);
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
+import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
@@ -26,7 +29,7 @@ from torch.utils.data import DataLoader
 from .benchmarks import get_benchmark
 from .callbacks import TRICKS, build_callbacks
 from .estimators import ESTIMATORS, get_estimator, reset_estimators
-from .runner import resolve, split_overrides, to_cli_args
+from .runner import resolve, run_callbacks, split_overrides, to_cli_args, trainer_defaults
 
 
 class _StepTimer(pl.Callback):
@@ -95,40 +98,42 @@ def profile(benchmark: str, profile_name: str = "quick", variant: str | None = N
     config = resolve(bm, profile_name, variant, estimator)
     # Training tricks only: diagnostics would write figures and are not part of a training step's cost.
     config["tricks"] = {k: v for k, v in config["tricks"].items() if k in TRICKS}
-    args = to_cli_args(config) + split_overrides(overrides)
-    cli = LightningCLI(bm.module, bm.datamodule, run=False, args=args, seed_everything_default=0,
-                       save_config_callback=None, auto_configure_optimizers=False,
-                       trainer_defaults={"logger": False, "enable_checkpointing": False, "enable_progress_bar": False,
-                                         "enable_model_summary": False, "callbacks": build_callbacks(config["tricks"])},
-                       parser_kwargs={"exit_on_error": False})
-    dm, model = cli.datamodule, cli.model
-    dm.prepare_data()
-    dm.setup("fit")
-    total = steps + warmup
-
-    # (2) the data loader alone
-    loader = dm.train_dataloader()
-    batches, t0 = [], time.perf_counter()
-    while len(batches) < total:
-        for b in loader:
-            batches.append(b)
-            if len(batches) == total:
-                break
-    loader_rate = total / (time.perf_counter() - t0)
-
-    # (1) bare loop vs Lightning on the same initial weights and batches
-    # The bare loop runs before and after Lightning (rates averaged) so drifting machine load biases neither.
-    init = copy.deepcopy(model.state_dict())
-    bare_before = _bare_loop(model, batches, warmup)
-    model.load_state_dict(init)
+    user_args = split_overrides(overrides)
+    args = to_cli_args(config) + user_args
     timer = _StepTimer(warmup)
-    trainer = pl.Trainer(max_steps=total, limit_val_batches=0, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                         callbacks=[timer, *build_callbacks(config["tricks"])], accelerator="cpu", devices=1)
-    trainer.fit(model, train_dataloaders=DataLoader(batches, batch_size=None, shuffle=False))
-    lightning_rate = timer.n / (timer.t1 - timer.t0)
-    model.load_state_dict(init)
-    bare_rate = (bare_before + _bare_loop(model, batches, warmup)) / 2
+    total = steps + warmup
+    with tempfile.TemporaryDirectory() as tmp:
+        # The Trainer of `scgbench run` (callbacks, logger, progress bar, logging cadence), stopped after
+        # `total` steps without validation, on the CPU where the bare loop runs too.
+        callbacks = [timer, *run_callbacks(bm, Path(tmp), build_callbacks(config["tricks"]))]
+        defaults = {**trainer_defaults(Path(tmp), callbacks, user_args), "max_steps": total,
+                    "limit_val_batches": 0, "num_sanity_val_steps": 0, "accelerator": "cpu", "devices": 1}
+        cli = LightningCLI(bm.module, bm.datamodule, run=False, args=args, seed_everything_default=0,
+                           save_config_callback=None, auto_configure_optimizers=False, trainer_defaults=defaults,
+                           parser_kwargs={"exit_on_error": False})
+        dm, model = cli.datamodule, cli.model
+        dm.prepare_data()
+        dm.setup("fit")
+
+        # (2) the data loader alone
+        loader = dm.train_dataloader()
+        batches, t0 = [], time.perf_counter()
+        while len(batches) < total:
+            for b in loader:
+                batches.append(b)
+                if len(batches) == total:
+                    break
+        loader_rate = total / (time.perf_counter() - t0)
+
+        # (1) bare loop vs Lightning on the same initial weights and batches (one epoch: no epoch-end work)
+        # The bare loop runs before and after Lightning (rates averaged) so drifting machine load biases neither.
+        init = copy.deepcopy(model.state_dict())
+        bare_before = _bare_loop(model, batches, warmup)
+        model.load_state_dict(init)
+        cli.trainer.fit(model, train_dataloaders=DataLoader(batches, batch_size=None, shuffle=False))
+        lightning_rate = timer.n / (timer.t1 - timer.t0)
+        model.load_state_dict(init)
+        bare_rate = (bare_before + _bare_loop(model, batches, warmup)) / 2
 
     est = _estimator_timing(bm.node_shape)
     batch_size = getattr(dm, "batch_size", None)

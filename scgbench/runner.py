@@ -12,6 +12,7 @@ directory through ``$SCGBENCH_RUN_DIR`` and only global rank 0 writes the record
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import json
@@ -22,8 +23,9 @@ from typing import Any, Sequence
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.profilers import PassThroughProfiler
 
 from .benchmarks import Benchmark, get_benchmark
 from .callbacks import EpochHistory, build_callbacks, final_values
@@ -32,6 +34,41 @@ from .io import atomic_write_json
 from .leaderboard.records import git_commit, hardware, write_record
 
 OVERRIDE_SECTIONS = ("trainer", "model", "data")
+LOG_EVERY_N_STEPS = 10
+PROGRESS_BAR_REFRESH = 20  # steps; Lightning's default (1) re-reads every logged metric at every step
+
+
+class NullProfiler(PassThroughProfiler):
+    """Lightning's default no-op profiler without its per-call cost: ``PassThroughProfiler.profile`` builds a
+    generator context manager ~70 times per training step; this returns one shared ``nullcontext``. Same
+    behaviour (nothing is recorded); ``--trainer.profiler simple`` etc. still replace it."""
+
+    _NULL = contextlib.nullcontext()
+
+    def profile(self, action_name: str):
+        return self._NULL
+
+
+def run_callbacks(bm: Benchmark, out: Path, trick_callbacks: Sequence[pl.Callback]) -> list[pl.Callback]:
+    """[selection checkpoint (+ ``last.ckpt``), epoch history, *tricks]: the callbacks of every run."""
+    ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="best-{epoch}", monitor=bm.selection_metric,
+                           mode=bm.selection_mode, save_last=True)
+    return [ckpt, EpochHistory(), *trick_callbacks]
+
+
+def trainer_defaults(out: Path, callbacks: Sequence[pl.Callback], user_args: Sequence[str] = ()) -> dict:
+    """The Trainer settings of every ``scgbench run`` (``scgbench profile`` times the same ones): TensorBoard
+    logs under ``out/tb``, no per-step profiler cost, a progress bar refreshed every
+    ``PROGRESS_BAR_REFRESH`` steps unless ``--trainer.enable_progress_bar=false``."""
+    callbacks = list(callbacks)
+    given = dict(a.split("=", 1) for a in user_args if "=" in a)
+    bar_off = given.get("--trainer.enable_progress_bar", "true").lower() in ("false", "0", "no")
+    if not bar_off and "--trainer.callbacks" not in given:  # a user's own callbacks may bring their own bar
+        callbacks.append(TQDMProgressBar(refresh_rate=PROGRESS_BAR_REFRESH))
+    return {"default_root_dir": str(out), "callbacks": callbacks, "enable_model_summary": False,
+            "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                       "init_args": {"save_dir": str(out), "name": "tb", "version": ""}},
+            "log_every_n_steps": LOG_EVERY_N_STEPS, "profiler": {"class_path": f"{__name__}.NullProfiler"}}
 
 
 def to_cli_args(config: dict) -> list[str]:
@@ -131,19 +168,13 @@ def run(benchmark: str, estimator: str | None = None, profile: str = "quick", se
         out.mkdir(parents=True, exist_ok=True)
         os.environ["SCGBENCH_RUN_DIR"], os.environ["SCGBENCH_RUN_OWNER"] = str(out), str(os.getpid())
 
-    ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="best-{epoch}", monitor=bm.selection_metric,
-                           mode=bm.selection_mode, save_last=True)
-    history = EpochHistory()
-    callbacks = [ckpt, history, *trick_callbacks, *extra_callbacks]
+    ckpt, history, *_ = callbacks = [*run_callbacks(bm, out, trick_callbacks), *extra_callbacks]
     data_args = ["--data.seed=%d" % seed] if "seed" in _init_params(bm.datamodule) else []
     args = to_cli_args(config) + data_args + user_args
     cli = LightningCLI(
         bm.module, bm.datamodule, run=False, args=args, seed_everything_default=seed,
         save_config_callback=None, auto_configure_optimizers=False,
-        trainer_defaults={"default_root_dir": str(out), "callbacks": callbacks, "enable_model_summary": False,
-                          "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-                                     "init_args": {"save_dir": str(out), "name": "tb", "version": ""}},
-                          "log_every_n_steps": 10},
+        trainer_defaults=trainer_defaults(out, callbacks, user_args),
         parser_kwargs={"exit_on_error": False})
     trainer, model, dm = cli.trainer, cli.model, cli.datamodule
     if not estimators_of(model):

@@ -81,6 +81,16 @@ def test_run_writes_one_complete_record_and_the_leaderboard(isolated):
     assert len(saved["wall_clock_s"]["epochs"]) == 3
     run_dir = Path(rec["run_dir"])
     assert (run_dir / "checkpoints" / "last.ckpt").exists() and list((run_dir / "tb").glob("events*"))
+    # per-step scalars go straight to TensorBoard on logging steps (step 0 of 9 here), epoch metrics as usual
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    steps = {}
+    for f in (run_dir / "tb").glob("events*"):
+        acc = EventAccumulator(str(f))
+        acc.Reload()
+        steps.update({t: [e.step for e in acc.Scalars(t)] for t in acc.Tags()["scalars"]})
+    assert steps["train/loss_step"] == [0] and steps["schedule/beta"] == [0] and steps["schedule/alpha"] == [0]
+    assert len(steps["val/acc"]) == 3
     # the leaderboard renders it, and skips (but reports) a broken record
     (path.parent / "broken.json").write_text("{not json")
     warnings = []
@@ -109,6 +119,19 @@ def test_resume_after_interruption_gives_the_same_test_metrics(isolated):
     assert resumed["resumed"] and resumed["global_steps"] == full["global_steps"]
     assert resumed["metrics"] == full["metrics"]
     assert len(list(read_records(isolated / "results"))) == 2  # the crashed attempt wrote no record
+
+
+def test_trainer_defaults_progress_bar_and_profiler(tmp_path):
+    from lightning.pytorch.callbacks import TQDMProgressBar
+
+    from scgbench.runner import PROGRESS_BAR_REFRESH, NullProfiler, trainer_defaults
+
+    bars = [c for c in trainer_defaults(tmp_path, [])["callbacks"] if isinstance(c, TQDMProgressBar)]
+    assert len(bars) == 1 and bars[0].refresh_rate == PROGRESS_BAR_REFRESH > 1
+    # a user who switches the bar off gets none (Lightning rejects a bar callback with the bar disabled)
+    assert not trainer_defaults(tmp_path, [], ["--trainer.enable_progress_bar=false"])["callbacks"]
+    prof = NullProfiler()
+    assert prof.profile("a") is prof.profile("b")  # one shared no-op context, nothing allocated per hook call
 
 
 def test_resume_without_a_checkpoint_is_a_clear_error(isolated, capsys):

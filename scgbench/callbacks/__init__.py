@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .diagnostics import CategoryUsage, EpochHistory, GradientMagnitude, plot_category_usage, plot_gradient_depth
+from .diagnostics import (CategoryUsage, EpochHistory, GradientMagnitude, log_step_scalars, plot_category_usage,
+                          plot_gradient_depth)
 from .schedules import Clock, CosineScaleAnnealing, DropResAnnealing, TauAnnealing, TempMatch, final_values
 
 #: tricks (and diagnostics) a benchmark profile can switch on by name, with their callback class
@@ -37,6 +38,6 @@ def build_callbacks(tricks: dict[str, dict | None]) -> list:
 
 __all__ = [
     "CALLBACKS", "TRICKS", "CategoryUsage", "Clock", "CosineScaleAnnealing", "DropResAnnealing", "EpochHistory",
-    "GradientMagnitude", "TauAnnealing", "TempMatch", "build_callbacks", "final_values",
+    "GradientMagnitude", "TauAnnealing", "TempMatch", "build_callbacks", "final_values", "log_step_scalars",
     "plot_category_usage", "plot_gradient_depth",
 ]

@@ -32,6 +32,19 @@ def _tb(trainer: pl.Trainer):
     return None
 
 
+def log_step_scalars(trainer: pl.Trainer, values: dict) -> None:
+    """Write per-step scalars straight to the run's loggers at the current optimizer step.
+
+    Per-step diagnostics need none of ``LightningModule.log``'s epoch reduction or DDP sync, and each
+    ``self.log`` call costs 0.1–0.7 ms of bookkeeping: a measurable share of a ~6 ms CPU step
+    (``scgbench profile``). Loggers write on global rank zero only.
+    """
+    if values and trainer.loggers:
+        metrics = {k: float(v) for k, v in values.items()}
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)
+
+
 class _Tracking(pl.Callback):
     """Turns on gradient recording in every component every ``every_n_steps`` optimizer steps."""
 
@@ -71,16 +84,15 @@ class GradientMagnitude(_Tracking):
         self.history: list[dict] = []
 
     def on_after_backward(self, trainer, pl_module) -> None:
-        stats = self._collect(pl_module)
+        stats, scalars = self._collect(pl_module), {}
         for depth, s in sorted(stats.items()):
             row = {"step": trainer.global_step, "epoch": trainer.current_epoch, "depth": depth}
             if s.get("u_n"):
-                row["grad_u"] = s["u_abs"] / s["u_n"]
-                pl_module.log(f"grad/u_depth{depth}", row["grad_u"], on_step=True, on_epoch=False)
+                row["grad_u"] = scalars[f"grad/u_depth{depth}"] = s["u_abs"] / s["u_n"]
             if s.get("theta_n"):
-                row["grad_theta"] = s["theta_abs"] / s["theta_n"]
-                pl_module.log(f"grad/theta_depth{depth}", row["grad_theta"], on_step=True, on_epoch=False)
+                row["grad_theta"] = scalars[f"grad/theta_depth{depth}"] = s["theta_abs"] / s["theta_n"]
             self.history.append(row)
+        log_step_scalars(trainer, scalars)
 
     def state_dict(self):
         return {"history": self.history}

@@ -63,13 +63,20 @@ class _Schedule(pl.Callback):
         self.clock = clock
         self.estimators: list[Estimator] = []
         self.components = []
+        self._applied_t: int | None = None
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         # Found once: walking the module tree every step is a measurable share of a small model's step.
         self.estimators, self.components = _tempered(pl_module), components_of(pl_module)
+        self._applied_t = None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self.apply(pl_module, self.clock.t(trainer))
+        # The values are a pure function of t, which changes only every few steps: applying them only when
+        # t moves saves a tensor fill (and, on a GPU, a host sync) per step.
+        t = self.clock.t(trainer)
+        if t != self._applied_t:
+            self.apply(pl_module, t)
+            self._applied_t = t
 
     def apply(self, pl_module, t: int) -> dict[str, float]:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -8,7 +8,7 @@ and implement :meth:`training_loss`. The base class provides:
 * per-epoch reseeding of the sampling noise from (run seed, epoch, rank), so a run resumed from an
   epoch-end checkpoint draws the same noise as the uninterrupted run;
 * MAP vs sampled decoding at evaluation (:func:`scgbench.estimators.decoding`);
-* logging of the current τ, β and α.
+* per-step logging (loss, the task's extra scalars, the current τ, β and α) straight to the loggers.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import os
 import lightning.pytorch as pl
 import torch
 
+from ..callbacks.diagnostics import log_step_scalars
 from ..callbacks.schedules import final_values
 from ..estimators import (PATHWISE, decoding, estimators_of, expand_for_samples, get_estimator, get_estimator_class,
                           reset_estimators, score_function_loss)
@@ -44,11 +45,10 @@ class SCGModule(pl.LightningModule):
 
     # -- training ---------------------------------------------------------------------------------------
     def training_loss(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Return (loss to minimise, extra per-step scalars to log). Implemented by each task.
+        """Return (loss to minimise, extra per-step scalars). Implemented by each task.
 
-        Keep the extra dict empty on the hot path: every ``self.log`` call costs milliseconds in Lightning
-        (``scgbench profile`` shows it); accumulate training metrics in torchmetrics objects and log them in
-        ``on_train_epoch_end`` instead.
+        The loss and the extra scalars go to the loggers every ``log_every_n_steps`` steps; epoch-level
+        training metrics belong in torchmetrics objects logged in ``on_train_epoch_end``.
         """
         raise NotImplementedError
 
@@ -73,31 +73,27 @@ class SCGModule(pl.LightningModule):
         self._loss_sum.add_(loss.detach())  # in place: `+=` re-assigns through nn.Module.__setattr__
         self._loss_count.add_(1)
         if self._logging_step():
-            bs = self._batch_size(batch)
-            self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True, batch_size=bs)
-            for k, v in logs.items():
-                self.log(f"train/{k}", v, on_step=True, on_epoch=False, batch_size=bs)
+            log_step_scalars(self.trainer, {"train/loss_step": loss.detach(),
+                                            **{f"train/{k}": v for k, v in logs.items()},
+                                            **{f"schedule/{k}": v for k, v in final_values(self).items()}})
         return loss
 
     def _logging_step(self) -> bool:
-        # Each self.log call costs milliseconds in Lightning: per-step values only on logging steps.
         return self.global_step % max(1, self.trainer.log_every_n_steps) == 0
+
+    def __setattr__(self, name: str, value) -> None:
+        # Lightning sets `_current_fx_name` around each of the ~20 hook calls of a training step; nn.Module's
+        # generic __setattr__ (parameter/module/buffer checks) made that a visible share of a small step.
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
 
     def on_train_epoch_end(self) -> None:
         """Log epoch-level training metrics; subclasses extend it and call ``super()``."""
         self.log("train/loss", self._loss_sum / self._loss_count.clamp_min(1), sync_dist=True)
         self._loss_sum.zero_()
         self._loss_count.zero_()
-
-    @staticmethod
-    def _batch_size(batch) -> int:
-        first = next(iter(batch.values())) if isinstance(batch, dict) else batch[0]
-        return int(first.shape[0])
-
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        if self._logging_step():
-            for k, v in final_values(self).items():
-                self.log(f"schedule/{k}", v, on_step=True, on_epoch=False)
 
     def on_train_epoch_start(self) -> None:
         # Noise depends only on (seed, epoch, rank): resuming at an epoch boundary reproduces the run.
