@@ -156,6 +156,8 @@ def test_benchmark_registered_with_profiles_and_ablations():
     # quick restricts parent candidates to preceding tokens; the paper profile keeps the SPEC's all positions
     assert bm.config("quick", "ours")["model"]["parent_candidates"] == "preceding"
     assert bm.config("paper", "ours")["model"].get("parent_candidates", "all") == "all"
+    assert bm.config("quick", "ours-gt")["model"]["discretise"] == bm.config("paper", "ours")["model"]["discretise"] \
+        == "operators"
     assert {r["variant"] for r in bm.reference} >= {"ours", "lstm", "ours-gt", "ours-nodr"}
 
 
@@ -221,3 +223,34 @@ def test_preceding_parent_candidates(items, estimator, topk):
     assert (p2 > c2).any()
     with pytest.raises(ValueError, match="parent_candidates"):
         ListOpsModule(parent_candidates="later")
+
+
+@pytest.mark.parametrize("estimator", ["gumbel", "reinforce"])
+def test_operator_only_discretisation(items, estimator):
+    """``discretise='operators'``: only operator nodes (the intermediate results) are discretised; a digit or
+    ``]`` receives no message on the gold tree, so its state stays exactly its token embedding through every
+    round, while with ``'all'`` (SPEC default) it becomes a digit embedding row E2[k] after round 1."""
+    from scgbench.datamodules.listops.generator import CLOSE_ID, MED_ID, MIN_ID
+
+    batch = collate_listops(items)
+    tokens, mask = batch["tokens"], batch["mask"]
+    torch.manual_seed(0)
+    ops = ListOpsModule(variant="ours-gt", dim=16, discretise="operators", estimator=estimator).eval()
+    every = ListOpsModule(variant="ours-gt", dim=16, estimator=estimator).eval()
+    every.load_state_dict(ops.state_dict())
+    edges = ops._edges(tokens, mask, batch["parents"])[:4]
+    is_op = mask & (tokens >= MIN_ID) & (tokens <= MED_ID)
+    leaf = mask & ~is_op
+    assert (leaf & (tokens == CLOSE_ID)).any() and is_op.any()
+    with torch.no_grad():
+        x_ops = ops.gnn(tokens, mask, edges, rounds=3)
+        x_all = every.gnn(tokens, mask, edges, rounds=3)
+        xe = ops.embed(tokens)
+    torch.testing.assert_close(x_ops[leaf], xe[leaf])
+    digits = ops.embed.weight[:10]
+    dist = (x_all[leaf][:, None, :] - digits[None]).abs().amax(-1).amin(-1)   # distance to the nearest E2[k]
+    assert dist.max() < 1e-5 and not torch.allclose(x_all[leaf], xe[leaf])
+    # operator states are discretised in both: after round 3 (not discretised) they differ from their embedding
+    assert not torch.allclose(x_ops[is_op], xe[is_op])
+    with pytest.raises(ValueError, match="discretise"):
+        ListOpsModule(discretise="digits")

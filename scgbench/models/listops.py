@@ -17,7 +17,10 @@ Variants (``variant=``):
   each of the first ``rounds − 1`` passes every node state is discretised by one discrete-continuous
   component (thesis Eq. 4.2): θ = Pred(x′) = Lin dim→10(ReLU(Lin dim→dim(x′))), z = estimator(θ),
   v = zᵀE2([0..9]), DropRes ``x = v`` w.p. α else ``x′ + v``. The stochastic depth of the component is
-  the round index (Fig. 5.5).
+  the round index (Fig. 5.5). ``discretise='operators'`` discretises only the operator nodes (the
+  intermediate results); digits and ``]`` keep their token embedding (they receive no messages on a tree).
+  With the SPEC default ``'all'`` each ``]`` becomes one fixed digit after round 1 and enters its operator as
+  a fake argument in the later rounds (see results/listops/README.md).
 * ``arb-gt`` / ``ours-gt`` — the GNN runs on the gold tree instead of the sampled graph.
 
 The class logits are Pred(root state) (``ours``: the same Pred as the discretisation). For depth-d
@@ -84,7 +87,7 @@ class ListOpsModule(SCGModule):
                  node_estimator_kwargs: dict | None = None, dim: int = 60, rounds: int = 5,
                  dropout: float = 0.1, dropres: bool = True, dropres_mode: str = "batch", lr: float = 5e-4,
                  edge_topk: int | None = None, extrap_depths: tuple[int, ...] = (8, 10),
-                 lr_decay: str = "none", parent_candidates: str = "all") -> None:
+                 lr_decay: str = "none", parent_candidates: str = "all", discretise: str = "all") -> None:
         super().__init__(estimator=estimator, tau=tau, beta=beta, estimator_kwargs=estimator_kwargs, lr=lr)
         if variant not in VARIANTS:
             raise ValueError(f"unknown ListOps variant {variant!r}; choose one of {VARIANTS}")
@@ -94,6 +97,8 @@ class ListOpsModule(SCGModule):
             raise ValueError(f"lr_decay must be 'none' or 'cosine', got {lr_decay!r}")
         if parent_candidates not in ("all", "preceding"):
             raise ValueError(f"parent_candidates must be 'all' or 'preceding', got {parent_candidates!r}")
+        if discretise not in ("all", "operators"):
+            raise ValueError(f"discretise must be 'all' or 'operators', got {discretise!r}")
         if edge_topk is not None and edge_topk < 1:
             raise ValueError(f"edge_topk must be >= 1 or None (exact), got {edge_topk}")
         self.save_hyperparameters()
@@ -212,6 +217,8 @@ class ListOpsModule(SCGModule):
         send = b * L + c
         w = w[:, None].to(xe.dtype)
         node_mask = mask[..., None]
+        if self.hparams.discretise == "operators":
+            node_mask = node_mask & ((tokens >= MIN_ID) & (tokens <= MED_ID))[..., None]
         W_r, W_s = self.msg1.weight[:, :self.dim], self.msg1.weight[:, self.dim:]
         x = xe
         for r in range(1, rounds + 1):
@@ -223,7 +230,9 @@ class ListOpsModule(SCGModule):
             m = torch.zeros_like(flat).index_add_(0, recv, w * msg)
             x = x + m.view(B, L, -1)
             if self.discrete and r < rounds:
-                x = self.node(x, node_mask, depth=r) * node_mask
+                # the masked-out rows get z = 0 (and no log-probability); with 'operators' they keep their state
+                v = self.node(x, node_mask, depth=r)
+                x = v * node_mask if self.hparams.discretise == "all" else torch.where(node_mask, v, x)
         return x
 
     def forward(self, batch: dict, rounds: int | None = None) -> dict:
