@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--profile", default="quick")
     pr.add_argument("--variant")
     pr.add_argument("--estimator")
-    pr.add_argument("--steps", type=int, default=200)
+    pr.add_argument("--steps", type=int, default=1000, help="timed steps per loop (more = steadier on a noisy machine)")
     pr.add_argument("--output", help="also write the numbers as JSON here")
     f = sub.add_parser("figure", help="draw a benchmark's figure from the result records of real runs")
     f.add_argument("benchmark")

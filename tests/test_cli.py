@@ -1,5 +1,6 @@
 """CLI, runner, result records, resume and the leaderboard (issue 2, item 5), on tiny MNIST-addition runs."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -132,6 +133,20 @@ def test_trainer_defaults_progress_bar_and_profiler(tmp_path):
     assert not trainer_defaults(tmp_path, [], ["--trainer.enable_progress_bar=false"])["callbacks"]
     prof = NullProfiler()
     assert prof.profile("a") is prof.profile("b")  # one shared no-op context, nothing allocated per hook call
+
+
+@pytest.mark.slow
+def test_profile_times_the_run_trainer_on_the_same_batches(isolated):
+    _mnist_offline()
+    from scgbench.profiling import profile
+
+    out = profile("mnist-addition", steps=12, warmup=3, output=str(isolated / "p.json"),
+                  overrides=["--data.max_train_examples=48"])   # 3 batches per epoch: the loader is cycled
+    assert out["steps_timed"] == 12 and out["batch_size"] == 16
+    for k in ("lightning_steps_per_s", "bare_steps_per_s", "loader_batches_per_s", "estimator_gumbel_us"):
+        assert out[k] > 0, k
+    assert out["lightning_vs_bare"] == pytest.approx(out["lightning_steps_per_s"] / out["bare_steps_per_s"])
+    assert json.loads((isolated / "p.json").read_text())["steps_timed"] == 12
 
 
 def test_resume_without_a_checkpoint_is_a_clear_error(isolated, capsys):
