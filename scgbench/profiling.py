@@ -50,10 +50,11 @@ def _bare_loop(model, batches: DataLoader, warmup: int) -> float:
     opt = model.configure_optimizers()
     model.train()
     t0 = None
+    score = getattr(model, "score_estimators", None)  # the module's cached list, as its training_step uses
     for i, b in enumerate(batches):
         if i == warmup:
             t0 = time.perf_counter()
-        reset_estimators(model)
+        reset_estimators(model, score)
         opt.zero_grad(set_to_none=True)
         loss, _ = model.training_loss(b)
         loss.backward()
