@@ -2,9 +2,8 @@
 
 1. training steps/s of the LightningModule under ``Trainer.fit`` — with the Trainer of ``scgbench run``:
    its logger, checkpoint and progress-bar callbacks, logging cadence and training tricks — vs a bare
-   PyTorch loop (``zero_grad``,
-   ``training_loss``, ``backward``, ``Adam.step``) over the *same* model initialisation and the *same*
-   pre-drawn batches (target ratio ≥ 0.9);
+   PyTorch loop (``zero_grad``, ``training_loss``, ``backward``, ``Adam.step``) over the *same* model
+   initialisation and the *same* pre-drawn batches, read through the same DataLoader (target ratio ≥ 0.9);
 2. the data loader alone (batches/s) vs training steps/s (target ≥ 10×);
 3. each estimator's forward+backward vs a plain softmax of the benchmark's node shape.
 
