@@ -254,5 +254,13 @@ def test_operator_only_discretisation(items, estimator):
     assert dist.max() < 1e-5 and not torch.allclose(x_all[leaf], xe[leaf])
     # operator states are discretised in both: after round 3 (not discretised) they differ from their embedding
     assert not torch.allclose(x_ops[is_op], xe[is_op])
+    # 'values': digits become digit rows as with 'all', but a `]` keeps its embedding
+    vals = ListOpsModule(variant="ours-gt", dim=16, discretise="values", estimator=estimator).eval()
+    vals.load_state_dict(ops.state_dict())
+    with torch.no_grad():
+        x_vals = vals.gnn(tokens, mask, edges, rounds=3)
+    close = tokens == CLOSE_ID
+    torch.testing.assert_close(x_vals[close & mask], xe[close & mask])
+    torch.testing.assert_close(x_vals[leaf & ~close], x_all[leaf & ~close])
     with pytest.raises(ValueError, match="discretise"):
         ListOpsModule(discretise="digits")

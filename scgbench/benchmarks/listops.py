@@ -63,6 +63,10 @@ VARIANTS = {
     "ours-ops": _ours(discretise="operators"),
     "ours-ops-notm-nodr": {**_ours(dropres=False, discretise="operators"), "tricks": NO_TRICKS},
     "ours-gt-ops": {"model": {"variant": "ours-gt", "discretise": "operators"}},
+    # Digits and operators (the nodes that carry a value) discretised, `]` not.
+    "ours-vals": _ours(discretise="values"),
+    "ours-vals-nodr": {**_ours(dropres=False, discretise="values"), "tricks": {"dropres": None}},
+    "ours-gt-vals": {"model": {"variant": "ours-gt", "discretise": "values"}},
     "arb": {"model": {"variant": "arb", "tau": 2.0}, "tricks": {"dropres": None, "grad-magnitude": None}},
     "arb-gt": {"model": {"variant": "arb-gt"}, "tricks": {**NO_TRICKS, "grad-magnitude": None}},
     "lstm": {"model": {"variant": "lstm"}, "tricks": {**NO_TRICKS, "grad-magnitude": None}},

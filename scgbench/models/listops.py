@@ -19,8 +19,9 @@ Variants (``variant=``):
   v = zᵀE2([0..9]), DropRes ``x = v`` w.p. α else ``x′ + v``. The stochastic depth of the component is
   the round index (Fig. 5.5). ``discretise='operators'`` discretises only the operator nodes (the
   intermediate results); digits and ``]`` keep their token embedding (they receive no messages on a tree).
-  With the SPEC default ``'all'`` each ``]`` becomes one fixed digit after round 1 and enters its operator as
-  a fake argument in the later rounds (see results/listops/README.md).
+  ``'values'`` discretises the nodes that carry a value (digits and operators) but not ``]``. With the SPEC
+  default ``'all'`` each ``]`` becomes one fixed digit after round 1 and enters its operator as a fake
+  argument in the later rounds (see results/listops/README.md).
 * ``arb-gt`` / ``ours-gt`` — the GNN runs on the gold tree instead of the sampled graph.
 
 The class logits are Pred(root state) (``ours``: the same Pred as the discretisation). For depth-d
@@ -48,6 +49,7 @@ from ..nn import DiscreteContinuous
 from .base import SCGModule
 
 VARIANTS = ("lstm", "arb", "ours", "arb-gt", "ours-gt")
+DISCRETISE = ("all", "values", "operators")  # which node states are discretised (see the module docstring)
 NUM_VALUES = 10
 
 
@@ -97,8 +99,8 @@ class ListOpsModule(SCGModule):
             raise ValueError(f"lr_decay must be 'none' or 'cosine', got {lr_decay!r}")
         if parent_candidates not in ("all", "preceding"):
             raise ValueError(f"parent_candidates must be 'all' or 'preceding', got {parent_candidates!r}")
-        if discretise not in ("all", "operators"):
-            raise ValueError(f"discretise must be 'all' or 'operators', got {discretise!r}")
+        if discretise not in DISCRETISE:
+            raise ValueError(f"discretise must be one of {DISCRETISE}, got {discretise!r}")
         if edge_topk is not None and edge_topk < 1:
             raise ValueError(f"edge_topk must be >= 1 or None (exact), got {edge_topk}")
         self.save_hyperparameters()
@@ -219,6 +221,8 @@ class ListOpsModule(SCGModule):
         node_mask = mask[..., None]
         if self.hparams.discretise == "operators":
             node_mask = node_mask & ((tokens >= MIN_ID) & (tokens <= MED_ID))[..., None]
+        elif self.hparams.discretise == "values":
+            node_mask = node_mask & (tokens != CLOSE_ID)[..., None]
         W_r, W_s = self.msg1.weight[:, :self.dim], self.msg1.weight[:, self.dim:]
         x = xe
         for r in range(1, rounds + 1):
