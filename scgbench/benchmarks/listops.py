@@ -66,6 +66,8 @@ VARIANTS = {
     # Digits and operators (the nodes that carry a value) discretised, `]` not.
     "ours-vals": _ours(discretise="values"),
     "ours-vals-nodr": {**_ours(dropres=False, discretise="values"), "tricks": {"dropres": None}},
+    "ours-vals-notm": {**_ours(discretise="values"), "tricks": {"tempmatch": None}},
+    "ours-vals-notm-nodr": {**_ours(dropres=False, discretise="values"), "tricks": NO_TRICKS},
     "ours-gt-vals": {"model": {"variant": "ours-gt", "discretise": "values"}},
     "arb": {"model": {"variant": "arb", "tau": 2.0}, "tricks": {"dropres": None, "grad-magnitude": None}},
     "arb-gt": {"model": {"variant": "arb-gt"}, "tricks": {**NO_TRICKS, "grad-magnitude": None}},
