@@ -48,26 +48,29 @@ def _ours(**model) -> dict:
     return {"model": {"variant": "ours", **model}}
 
 
+def _ablations(suffix: str = "", **model) -> dict:
+    """Table 6.2's ablations of ``ours`` (+ ``model`` options): without TempMatch β stays 1 (standard
+    Gumbel-softmax); without DropRes α = 1 always."""
+    return {f"ours{suffix}-notm": {**_ours(**model), "tricks": {"tempmatch": None}},
+            f"ours{suffix}-nodr": {**_ours(dropres=False, **model), "tricks": {"dropres": None}},
+            f"ours{suffix}-notm-nodr": {**_ours(dropres=False, **model), "tricks": NO_TRICKS}}
+
+
 VARIANTS = {
     "ours": _ours(),
     "ours-tau2": _ours(tau=2.0),
     "ours-tau4": _ours(tau=4.0),
-    # Table 6.2 ablations: without TempMatch β stays 1 (standard Gumbel-softmax); without DropRes α = 1 always
-    "ours-notm": {**_ours(), "tricks": {"tempmatch": None}},
-    "ours-nodr": {**_ours(dropres=False), "tricks": {"dropres": None}},
-    "ours-notm-nodr": {**_ours(dropres=False), "tricks": NO_TRICKS},
+    **_ablations(),
     "ours-gt": {"model": {"variant": "ours-gt"}},
     # Only the operator nodes (the intermediate results) discretised; digits and `]` keep their embeddings. The
     # SPEC/thesis reading (the variants above) discretises every node, so each `]` becomes one fixed digit that
     # enters its operator as a fake argument from round 2 on (results/listops/README.md).
     "ours-ops": _ours(discretise="operators"),
-    "ours-ops-notm-nodr": {**_ours(dropres=False, discretise="operators"), "tricks": NO_TRICKS},
+    "ours-ops-notm-nodr": _ablations("-ops", discretise="operators")["ours-ops-notm-nodr"],
     "ours-gt-ops": {"model": {"variant": "ours-gt", "discretise": "operators"}},
     # Digits and operators (the nodes that carry a value) discretised, `]` not.
     "ours-vals": _ours(discretise="values"),
-    "ours-vals-nodr": {**_ours(dropres=False, discretise="values"), "tricks": {"dropres": None}},
-    "ours-vals-notm": {**_ours(discretise="values"), "tricks": {"tempmatch": None}},
-    "ours-vals-notm-nodr": {**_ours(dropres=False, discretise="values"), "tricks": NO_TRICKS},
+    **_ablations("-vals", discretise="values"),
     "ours-gt-vals": {"model": {"variant": "ours-gt", "discretise": "values"}},
     "arb": {"model": {"variant": "arb", "tau": 2.0}, "tricks": {"dropres": None, "grad-magnitude": None}},
     "arb-gt": {"model": {"variant": "arb-gt"}, "tricks": {**NO_TRICKS, "grad-magnitude": None}},

@@ -68,6 +68,10 @@ class Accuracy(MeanMetric):
     """Mean of 0/1 outcomes (a torchmetrics mean: exact under DDP reduction)."""
 
 
+def _is_operator(tokens: torch.Tensor) -> torch.Tensor:
+    return (tokens >= MIN_ID) & (tokens <= MED_ID)
+
+
 def _masks(tokens: torch.Tensor, mask: torch.Tensor):
     """(child_ok [B,L], parent_ok [B,L]): which tokens choose a parent / may be chosen.
 
@@ -218,11 +222,8 @@ class ListOpsModule(SCGModule):
         recv = b * L + p
         send = b * L + c
         w = w[:, None].to(xe.dtype)
-        node_mask = mask[..., None]
-        if self.hparams.discretise == "operators":
-            node_mask = node_mask & ((tokens >= MIN_ID) & (tokens <= MED_ID))[..., None]
-        elif self.hparams.discretise == "values":
-            node_mask = node_mask & (tokens != CLOSE_ID)[..., None]
+        node_mask = {"all": mask, "operators": mask & _is_operator(tokens),
+                     "values": mask & (tokens != CLOSE_ID)}[self.hparams.discretise][..., None]
         W_r, W_s = self.msg1.weight[:, :self.dim], self.msg1.weight[:, self.dim:]
         x = xe
         for r in range(1, rounds + 1):
@@ -234,9 +235,8 @@ class ListOpsModule(SCGModule):
             m = torch.zeros_like(flat).index_add_(0, recv, w * msg)
             x = x + m.view(B, L, -1)
             if self.discrete and r < rounds:
-                # the masked-out rows get z = 0 (and no log-probability); with 'operators' they keep their state
-                v = self.node(x, node_mask, depth=r)
-                x = v * node_mask if self.hparams.discretise == "all" else torch.where(node_mask, v, x)
+                # rows outside node_mask get z = 0 (no log-probability) and keep their state (0 in padding)
+                x = torch.where(node_mask, self.node(x, node_mask, depth=r), x)
         return x
 
     def forward(self, batch: dict, rounds: int | None = None) -> dict:
@@ -265,7 +265,7 @@ class ListOpsModule(SCGModule):
             res["edge_prec"] = hit[child_ok & not_close].float()   # SPEC: non-root, non-`]` tokens
             res["edge_prec_all"] = hit[child_ok].float()           # every predicted edge
         if self.discrete:
-            is_op = mask & (tokens >= MIN_ID) & (tokens <= MED_ID)
+            is_op = mask & _is_operator(tokens)
             theta = self.pred(out["states"])
             res["inter_acc"] = (theta.argmax(-1) == batch["values"])[is_op].float()
         return res

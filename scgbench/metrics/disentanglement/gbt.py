@@ -451,7 +451,7 @@ class QuantisedGBT:
 
 def _select(cand: list, bits: list) -> np.ndarray:
     """``cand[int(bits, base 2)]`` elementwise (boolean bits, most significant first), by a tree of
-    ``np.where``."""
+    bitwise selects ``a ^ (bit & (a ^ b))``."""
     for bit in bits[::-1]:
         cand = [cand[2 * i] ^ (bit & (cand[2 * i] ^ cand[2 * i + 1])) for i in range(len(cand) // 2)]
     return cand[0]
