@@ -2,10 +2,18 @@
 
 1. training steps/s of the LightningModule under ``Trainer.fit`` — with the Trainer of ``scgbench run``:
    its logger, checkpoint and progress-bar callbacks, logging cadence and training tricks — vs a bare
-   PyTorch loop (``zero_grad``, ``training_loss``, ``backward``, ``Adam.step``) over the *same* model
-   initialisation and the *same* pre-drawn batches, read through the same DataLoader (target ratio ≥ 0.9);
-2. the data loader alone (batches/s) vs training steps/s (target ≥ 10×);
-3. each estimator's forward+backward vs a plain softmax of the benchmark's node shape.
+   PyTorch loop (``zero_grad``, ``training_loss``, ``backward``, ``Adam.step``) over the same model and the
+   same pre-drawn batches, read through the same kind of DataLoader (target ratio ≥ 0.9). The two are
+   **paired and interleaved**: every ``chunk`` Lightning steps, a callback pauses the fit and runs the next
+   ``chunk`` batches through the bare loop on a twin of the module, synced to the module's current weights
+   and schedule state. On a shared machine whose speed drifts by ±15 % over seconds, timing the two loops
+   one after the other moved the ratio by ±0.05 between runs and favoured whichever loop ran while the
+   process was cold; alternating 50-step chunks (~0.3 s each here) exposes both to the same drift.
+   The ratio is Σ bare time / Σ Lightning time; the quartiles of the per-chunk ratios show the spread;
+2. the same pairing for Lightning's loop alone (no logger, checkpointing, progress bar or training tricks;
+   the same module), which separates Lightning's fixed per-step cost from what the suite adds;
+3. the data loader alone (batches/s) vs training steps/s (target ≥ 10×);
+4. each estimator's forward+backward vs a plain softmax of the benchmark's node shape.
 
 All timings skip warm-up steps and use ``time.perf_counter``; they are ratios within one process, so they
 are comparable across machines even where the absolute numbers are not.
@@ -15,6 +23,8 @@ from __future__ import annotations
 
 import copy
 import json
+import math
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -28,37 +38,63 @@ from torch.utils.data import DataLoader
 from .benchmarks import get_benchmark
 from .callbacks import TRICKS, build_callbacks
 from .estimators import ESTIMATORS, get_estimator, reset_estimators
-from .runner import resolve, run_callbacks, split_overrides, to_cli_args, trainer_defaults
+from .runner import NullProfiler, resolve, run_callbacks, split_overrides, to_cli_args, trainer_defaults
 
 
-class _StepTimer(pl.Callback):
-    def __init__(self, warmup: int) -> None:
-        self.warmup, self.t0, self.t1, self.n = warmup, None, None, 0
+class _PairedTimer(pl.Callback):
+    """Alternates ``chunk`` timed Lightning steps with ``chunk`` bare steps on ``twin`` over the next batches.
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if batch_idx == self.warmup:
-            self.t0 = time.perf_counter()
+    It fires at each ``on_train_batch_end``, so the time between two of its calls is exactly one full
+    Lightning step cycle (fetch, hooks, step, the other callbacks, logging) times the number of steps.
+    """
+
+    def __init__(self, warmup: int, chunk: int) -> None:
+        self.warmup, self.chunk = warmup, chunk
+
+    def bind(self, module: pl.LightningModule, batches: list) -> "_PairedTimer":
+        """Time against a twin of ``module`` (copied now, before it is attached to a trainer) on ``batches``."""
+        self.twin, self.batches = copy.deepcopy(module), batches
+        self.opt = self.twin.configure_optimizers()
+        self.score = getattr(self.twin, "score_estimators", None)  # the cached list, as training_step uses
+        self.lightning: list[float] = []
+        self.bare: list[float] = []
+        self._resumed_at: float | None = None
+        return self
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if self.t0 is not None:
-            self.n += 1
-            self.t1 = time.perf_counter()
+        done = batch_idx + 1
+        if done < self.warmup or (done - self.warmup) % self.chunk:
+            return
+        if self._resumed_at is not None:
+            self.lightning.append(time.perf_counter() - self._resumed_at)
+        if done + self.chunk <= len(self.batches):
+            self.twin.load_state_dict(pl_module.state_dict())  # same weights and τ/β/α as Lightning has now
+            self.bare.append(_bare_steps(self.twin, self.opt, self.batches[done:done + self.chunk], self.score))
+        self._resumed_at = time.perf_counter()
+
+    def summary(self) -> dict[str, float]:
+        n = min(len(self.lightning), len(self.bare))
+        light, bare = sum(self.lightning[:n]), sum(self.bare[:n])
+        per_chunk = sorted(b / l for b, l in zip(self.bare[:n], self.lightning[:n]))
+        quartiles = statistics.quantiles(per_chunk, n=4) if n > 1 else per_chunk * 3
+        steps = n * self.chunk
+        return {"steps": steps, "lightning_steps_per_s": steps / light, "bare_steps_per_s": steps / bare,
+                "ratio": bare / light, "chunk_ratio_q1": quartiles[0], "chunk_ratio_median": quartiles[1],
+                "chunk_ratio_q3": quartiles[2], "overhead_ms_per_step": 1e3 * (light - bare) / steps}
 
 
-def _bare_loop(model, batches: DataLoader, warmup: int) -> float:
-    opt = model.configure_optimizers()
+def _bare_steps(model, opt, batches: list, score) -> float:
+    """Seconds for one bare training step per batch; the batches go through a DataLoader, as under Lightning."""
     model.train()
-    t0 = None
-    score = getattr(model, "score_estimators", None)  # the module's cached list, as its training_step uses
-    for i, b in enumerate(batches):
-        if i == warmup:
-            t0 = time.perf_counter()
+    it = iter(DataLoader(batches, batch_size=None, shuffle=False))
+    t0 = time.perf_counter()
+    for b in it:
         reset_estimators(model, score)
         opt.zero_grad(set_to_none=True)
         loss, _ = model.training_loss(b)
         loss.backward()
         opt.step()
-    return (len(batches) - warmup) / (time.perf_counter() - t0)  # len(DataLoader) = number of batches
+    return time.perf_counter() - t0
 
 
 def _estimator_timing(shape: Sequence[int], iters: int = 300) -> dict[str, float]:
@@ -93,19 +129,22 @@ def _estimator_timing(shape: Sequence[int], iters: int = 300) -> dict[str, float
 
 
 def profile(benchmark: str, profile_name: str = "quick", variant: str | None = None, estimator: str | None = None,
-            steps: int = 1000, overrides: Sequence[str] = (), output: str | None = None, warmup: int = 20) -> dict:
+            steps: int = 1000, overrides: Sequence[str] = (), output: str | None = None, warmup: int = 20,
+            chunk: int = 50) -> dict:
     bm = get_benchmark(benchmark)
     config = resolve(bm, profile_name, variant, estimator)
     # Training tricks only: diagnostics would write figures and are not part of a training step's cost.
     config["tricks"] = {k: v for k, v in config["tricks"].items() if k in TRICKS}
     user_args = split_overrides(overrides)
     args = to_cli_args(config) + user_args
-    timer = _StepTimer(warmup)
-    total = steps + warmup
+    steps = chunk * max(1, math.ceil(steps / chunk))
+    total = warmup + steps
     with tempfile.TemporaryDirectory() as tmp:
         # The Trainer of `scgbench run` (callbacks, logger, progress bar, logging cadence), stopped after
-        # `total` steps without validation, on the CPU where the bare loop runs too.
-        callbacks = [timer, *run_callbacks(bm, Path(tmp), build_callbacks(config["tricks"]))]
+        # `total` steps without validation, on the CPU where the bare loop runs too. The paired timer comes
+        # first among the callbacks; it gets its twin and batches once the data exist.
+        paired = _PairedTimer(warmup, chunk)
+        callbacks = [paired, *run_callbacks(bm, Path(tmp), build_callbacks(config["tricks"]))]
         defaults = {**trainer_defaults(Path(tmp), callbacks, user_args), "max_steps": total,
                     "limit_val_batches": 0, "num_sanity_val_steps": 0, "accelerator": "cpu", "devices": 1}
         cli = LightningCLI(bm.module, bm.datamodule, run=False, args=args, seed_everything_default=0,
@@ -115,7 +154,7 @@ def profile(benchmark: str, profile_name: str = "quick", variant: str | None = N
         dm.prepare_data()
         dm.setup("fit")
 
-        # (2) the data loader alone
+        # (3) the data loader alone
         loader = dm.train_dataloader()
         batches, t0 = [], time.perf_counter()
         while len(batches) < total:
@@ -125,26 +164,33 @@ def profile(benchmark: str, profile_name: str = "quick", variant: str | None = N
                     break
         loader_rate = total / (time.perf_counter() - t0)
 
-        # (1) bare loop vs Lightning on the same initial weights and batches (one epoch: no epoch-end work)
-        # The bare loop runs before and after Lightning (rates averaged) so drifting machine load biases neither.
-        # Both iterate the pre-drawn batches through the same pass-through DataLoader.
+        # (1) the run's Trainer and (2) Lightning's loop alone, each paired with the bare loop on a twin
         init = copy.deepcopy(model.state_dict())
-        drawn = DataLoader(batches, batch_size=None, shuffle=False)
-        bare_before = _bare_loop(model, drawn, warmup)
+        paired.bind(model, batches)
+        cli.trainer.fit(model, train_dataloaders=DataLoader(batches, batch_size=None, shuffle=False))
+        run = paired.summary()
         model.load_state_dict(init)
-        cli.trainer.fit(model, train_dataloaders=drawn)
-        lightning_rate = timer.n / (timer.t1 - timer.t0)
-        model.load_state_dict(init)
-        bare_rate = (bare_before + _bare_loop(model, drawn, warmup)) / 2
+        core_timer = _PairedTimer(warmup, chunk).bind(model, batches)
+        core = pl.Trainer(max_steps=total, limit_val_batches=0, num_sanity_val_steps=0, accelerator="cpu", devices=1,
+                          logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                          enable_model_summary=False, profiler=NullProfiler(), callbacks=[core_timer],
+                          default_root_dir=tmp)
+        core.fit(model, train_dataloaders=DataLoader(batches, batch_size=None, shuffle=False))
+        core_run = core_timer.summary()
 
     est = _estimator_timing(bm.node_shape)
     batch_size = getattr(dm, "batch_size", None)
+    lightning_rate = run["lightning_steps_per_s"]
     result = {
         "benchmark": bm.name, "profile": profile_name, "variant": variant or bm.default_variant,
-        "estimator": config["model"].get("estimator", "default"), "steps_timed": timer.n, "batch_size": batch_size,
-        "torch_threads": torch.get_num_threads(),
-        "lightning_steps_per_s": lightning_rate, "bare_steps_per_s": bare_rate,
-        "lightning_vs_bare": lightning_rate / bare_rate,
+        "estimator": config["model"].get("estimator", "default"), "steps_timed": run["steps"], "chunk": chunk,
+        "batch_size": batch_size, "torch_threads": torch.get_num_threads(),
+        "lightning_steps_per_s": lightning_rate, "bare_steps_per_s": run["bare_steps_per_s"],
+        "lightning_vs_bare": run["ratio"],
+        **{f"lightning_vs_bare_{k}": run[k] for k in ("chunk_ratio_q1", "chunk_ratio_median", "chunk_ratio_q3")},
+        "lightning_overhead_ms_per_step": run["overhead_ms_per_step"],
+        "lightning_core_vs_bare": core_run["ratio"],
+        "lightning_core_overhead_ms_per_step": core_run["overhead_ms_per_step"],
         "examples_per_s": lightning_rate * batch_size if batch_size else None,
         "loader_batches_per_s": loader_rate, "loader_vs_step": loader_rate / lightning_rate,
         "loading_time_share_of_step": lightning_rate / loader_rate,

@@ -50,6 +50,10 @@ def test_clock_cadences():
     assert Clock(updates_per_epoch=8).t(tr) == 20      # 8 updates per 10-step epoch
     assert Clock(every_n_steps=4).t(tr) == 6
     assert Clock(total_updates=1000).t(tr) == 250      # spread over the planned 100 steps
+    clock = Clock(total_updates=1000)
+    clock.start(tr)
+    tr.estimated_stepping_batches = 50  # the plan is read once per fit, at its start
+    assert clock.t(tr) == 250
     with pytest.raises(ValueError, match="exactly one"):
         Clock(updates_per_epoch=8, every_n_steps=2)
     with pytest.raises(ValueError, match="> 0"):
@@ -104,3 +108,20 @@ def test_bad_trick_parameters_are_rejected_by_name(bad, match):
 
 def test_tricks_switched_off_build_nothing():
     assert build_callbacks({"tempmatch": None, "dropres": False}) == []
+
+
+def test_selection_checkpoint_keeps_step_interval_saves_and_a_fixed_state_key(tmp_path):
+    from scgbench.runner import SelectionCheckpoint
+
+    every4 = SelectionCheckpoint(dirpath=tmp_path / "steps", filename="{step}", every_n_train_steps=4, save_top_k=-1)
+    epochs = SelectionCheckpoint(dirpath=tmp_path / "epochs", filename="{step}", save_top_k=-1)
+    torch.manual_seed(0)
+    ds = TensorDataset(torch.randn(24, 3), torch.randn(24))
+    trainer = pl.Trainer(max_steps=12, callbacks=[every4, epochs], logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(TwoNodes(), DataLoader(ds, batch_size=4))  # 6 steps per epoch
+    names = lambda d: sorted(p.name for p in d.iterdir())  # noqa: E731
+    assert names(tmp_path / "steps") == ["step=12.ckpt", "step=4.ckpt", "step=8.ckpt"]
+    assert names(tmp_path / "epochs") == ["step=12.ckpt", "step=6.ckpt"]  # the per-step hook skipped, epochs kept
+    assert every4.state_key == every4.state_key and every4.state_key.startswith("SelectionCheckpoint{")
+    assert every4.state_key != epochs.state_key

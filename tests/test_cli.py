@@ -123,14 +123,17 @@ def test_resume_after_interruption_gives_the_same_test_metrics(isolated):
 
 
 def test_trainer_defaults_progress_bar_and_profiler(tmp_path):
-    from lightning.pytorch.callbacks import TQDMProgressBar
+    from scgbench.runner import NullProfiler, ProgressBar, trainer_defaults
 
-    from scgbench.runner import PROGRESS_BAR_REFRESH, NullProfiler, trainer_defaults
-
-    bars = [c for c in trainer_defaults(tmp_path, [])["callbacks"] if isinstance(c, TQDMProgressBar)]
-    assert len(bars) == 1 and bars[0].refresh_rate == PROGRESS_BAR_REFRESH > 1
+    bars = [c for c in trainer_defaults(tmp_path, [])["callbacks"] if isinstance(c, ProgressBar)]
+    assert len(bars) == 1
     # a user who switches the bar off gets none (Lightning rejects a bar callback with the bar disabled)
     assert not trainer_defaults(tmp_path, [], ["--trainer.enable_progress_bar=false"])["callbacks"]
+    bar = ProgressBar(min_interval=3600)
+    assert bar._should_update(1, 100)  # the first step draws
+    assert not any(bar._should_update(n, 100) for n in range(2, 100))  # then nothing within the interval
+    assert bar._should_update(100, 100)  # except the epoch's last step
+    assert ProgressBar(min_interval=0)._should_update(7, 100)
     prof = NullProfiler()
     assert prof.profile("a") is prof.profile("b")  # one shared no-op context, nothing allocated per hook call
 
@@ -140,12 +143,15 @@ def test_profile_times_the_run_trainer_on_the_same_batches(isolated):
     _mnist_offline()
     from scgbench.profiling import profile
 
-    out = profile("mnist-addition", steps=12, warmup=3, output=str(isolated / "p.json"),
+    out = profile("mnist-addition", steps=10, warmup=3, chunk=4, output=str(isolated / "p.json"),
                   overrides=["--data.max_train_examples=48"])   # 3 batches per epoch: the loader is cycled
-    assert out["steps_timed"] == 12 and out["batch_size"] == 16
-    for k in ("lightning_steps_per_s", "bare_steps_per_s", "loader_batches_per_s", "estimator_gumbel_us"):
+    assert out["steps_timed"] == 12 and out["chunk"] == 4 and out["batch_size"] == 16  # 10 → whole chunks
+    for k in ("lightning_steps_per_s", "bare_steps_per_s", "loader_batches_per_s", "estimator_gumbel_us",
+              "lightning_core_vs_bare"):
         assert out[k] > 0, k
     assert out["lightning_vs_bare"] == pytest.approx(out["lightning_steps_per_s"] / out["bare_steps_per_s"])
+    assert (out["lightning_vs_bare_chunk_ratio_q1"] <= out["lightning_vs_bare_chunk_ratio_median"]
+            <= out["lightning_vs_bare_chunk_ratio_q3"])
     assert json.loads((isolated / "p.json").read_text())["steps_timed"] == 12
 
 

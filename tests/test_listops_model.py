@@ -190,6 +190,7 @@ def test_cosine_lr_decay_follows_global_step():
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     for step, want in ((0, 0.01), (50, 0.005), (100, 0.0), (120, 0.0)):
         model._trainer = SimpleNamespace(estimated_stepping_batches=100, global_step=step, optimizers=[opt])
+        model.on_train_start()  # the plan (100 steps) is read once per fit
         model.on_train_batch_start(None, 0)
         assert opt.param_groups[0]["lr"] == pytest.approx(want, abs=1e-12)
     with pytest.raises(ValueError, match="lr_decay"):

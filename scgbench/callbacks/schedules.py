@@ -9,7 +9,7 @@ planned training length" (so that short runs still reach the final regime).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import lightning.pytorch as pl
 
@@ -24,6 +24,7 @@ class Clock:
     updates_per_epoch: float | None = None
     every_n_steps: int | None = None
     total_updates: int | None = None
+    _span: int | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         given = [x for x in (self.updates_per_epoch, self.every_n_steps, self.total_updates) if x is not None]
@@ -32,15 +33,24 @@ class Clock:
         if not given[0] > 0:
             raise ValueError(f"the schedule cadence must be > 0, got {given[0]}")
 
+    def start(self, trainer: pl.Trainer) -> None:
+        """Fix the fit's step span (steps per epoch, or planned steps) once: Lightning recomputes
+        ``estimated_stepping_batches`` at every access, a visible cost when read at every step."""
+        self._span = self._steps(trainer)
+
+    def _steps(self, trainer: pl.Trainer) -> int:
+        if self.updates_per_epoch is not None:
+            return max(1, int(trainer.num_training_batches) // max(1, trainer.accumulate_grad_batches))
+        return max(1, int(trainer.estimated_stepping_batches))
+
     def t(self, trainer: pl.Trainer) -> int:
         step = trainer.global_step
         if self.every_n_steps is not None:
             return step // int(self.every_n_steps)
+        span = self._span if self._span is not None else self._steps(trainer)
         if self.updates_per_epoch is not None:
-            per_epoch = max(1, int(trainer.num_training_batches) // max(1, trainer.accumulate_grad_batches))
-            return int(step * self.updates_per_epoch // per_epoch)
-        total_steps = max(1, int(trainer.estimated_stepping_batches))
-        return min(int(self.total_updates), int(step * self.total_updates // total_steps))
+            return int(step * self.updates_per_epoch // span)
+        return min(int(self.total_updates), int(step * self.total_updates // span))
 
 
 def _clock(updates_per_epoch, every_n_steps, total_updates) -> Clock:
@@ -56,8 +66,8 @@ def _check_gamma(gamma: float) -> float:
 
 
 class _Schedule(pl.Callback):
-    """Applies :meth:`apply` at the start of every training batch. The current τ, β and α are logged once
-    per logging step by :class:`scgbench.models.base.SCGModule` (``self.log`` is costly; see profiling)."""
+    """Applies :meth:`apply` at the start of every training batch whose ``t`` differs from the last one. The
+    current τ, β and α are logged once per logging step by :class:`scgbench.models.base.SCGModule`."""
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
@@ -70,6 +80,9 @@ class _Schedule(pl.Callback):
         self.estimators, self.components = _tempered(pl_module), components_of(pl_module)
         self._applied_t = None
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.clock.start(trainer)
+
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         # The values are a pure function of t, which changes only every few steps: applying them only when
         # t moves saves a tensor fill (and, on a GPU, a host sync) per step.
@@ -78,7 +91,7 @@ class _Schedule(pl.Callback):
             self.apply(pl_module, t)
             self._applied_t = t
 
-    def apply(self, pl_module, t: int) -> dict[str, float]:  # pragma: no cover - abstract
+    def apply(self, pl_module, t: int) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
 
@@ -102,14 +115,18 @@ class TempMatch(_Schedule):
     def beta(tau: float, gamma: float, t: int) -> float:
         return tau * (1.0 - math.exp(-gamma * t))
 
-    def apply(self, pl_module, t):
-        out = {}
-        for e in self.estimators:
-            if self.tau is not None:
+    def on_train_start(self, trainer, pl_module) -> None:
+        super().on_train_start(trainer, pl_module)
+        # τ stays fixed during training: read once (after a resume has restored it), not per step, which
+        # on a GPU would be a host sync per step.
+        if self.tau is not None:
+            for e in self.estimators:
                 e.set_tau(self.tau)
-            e.set_beta(self.beta(float(e.tau), self.gamma, t))
-            out = {"tau": float(e.tau), "beta": float(e.beta)}
-        return out
+        self._taus = [float(e.tau) for e in self.estimators]
+
+    def apply(self, pl_module, t):
+        for e, tau in zip(self.estimators, self._taus):
+            e.set_beta(self.beta(tau, self.gamma, t))
 
 
 class TauAnnealing(_Schedule):
@@ -131,11 +148,8 @@ class TauAnnealing(_Schedule):
             self._tau0[i] = self.tau0 or (float(base) if base is not None else float(e.tau))
 
     def apply(self, pl_module, t):
-        out = {}
         for i, e in enumerate(self.estimators):
             e.set_tau(max(self.tau_min, self._tau0[i] * math.exp(-self.gamma * t)))
-            out = {"tau": float(e.tau), "beta": float(e.beta)}
-        return out
 
 
 class CosineScaleAnnealing(_Schedule):
@@ -153,7 +167,6 @@ class CosineScaleAnnealing(_Schedule):
         beta = self.end + (self.start - self.end) * (1 + math.cos(math.pi * p)) / 2
         for e in self.estimators:
             e.set_beta(beta)
-        return {"beta": beta}
 
 
 class DropResAnnealing(_Schedule):
@@ -170,7 +183,6 @@ class DropResAnnealing(_Schedule):
         alpha = min(1.0, self.rate * t)
         for c in self.components:
             c.set_alpha(alpha)
-        return {"alpha": alpha}
 
 
 def final_values(pl_module) -> dict[str, float]:

@@ -140,6 +140,10 @@ class ListOpsModule(SCGModule):
         self.val_acc = Accuracy()
         self.metrics = nn.ModuleDict()  # test metrics, created on first use (names depend on the test sets)
 
+    def on_train_start(self) -> None:
+        # Lightning recomputes estimated_stepping_batches at each access; the plan is fixed for the fit.
+        self._planned_steps = max(1, int(self.trainer.estimated_stepping_batches))
+
     def on_train_batch_start(self, batch, batch_idx) -> None:
         """``lr_decay='cosine'``: lr_t = lr·½(1 + cos(π·step/total)) over the planned optimizer steps (quick
         profile: a short run ends converged rather than mid-noise). Set here rather than through an LR
@@ -147,7 +151,7 @@ class ListOpsModule(SCGModule):
         of the global step)."""
         if self.hparams.lr_decay != "cosine" or self._trainer is None:
             return
-        total = max(1, int(self.trainer.estimated_stepping_batches))
+        total = self._planned_steps
         lr = self.lr * 0.5 * (1 + math.cos(math.pi * min(self.trainer.global_step, total) / total))
         for opt in self.trainer.optimizers:
             for group in opt.param_groups:
