@@ -84,7 +84,7 @@ class _PairedTimer(pl.Callback):
 
 
 def _bare_steps(model, opt, batches: list, score) -> float:
-    """Seconds for one bare training step per batch; the batches go through a DataLoader, as under Lightning."""
+    """Seconds for one bare training step on each of ``batches``, read through a DataLoader as under Lightning."""
     model.train()
     it = iter(DataLoader(batches, batch_size=None, shuffle=False))
     t0 = time.perf_counter()
