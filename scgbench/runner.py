@@ -94,7 +94,7 @@ class SelectionCheckpoint(ModelCheckpoint):
 def run_callbacks(bm: Benchmark, out: Path, trick_callbacks: Sequence[pl.Callback]) -> list[pl.Callback]:
     """[selection checkpoint (+ ``last.ckpt``), epoch history, *tricks]: the callbacks of every run."""
     ckpt = SelectionCheckpoint(dirpath=out / "checkpoints", filename="best-{epoch}", monitor=bm.selection_metric,
-                           mode=bm.selection_mode, save_last=True)
+                               mode=bm.selection_mode, save_last=True)
     return [ckpt, EpochHistory(), *trick_callbacks]
 
 
