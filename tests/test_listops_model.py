@@ -96,6 +96,10 @@ def test_parse_metrics_on_gold_choice(items):
     n_ops = int(((batch["tokens"] >= 10) & (batch["tokens"] <= 12)).sum())
     n_digits_args = int(((batch["tokens"] < 10) & batch["mask"]).sum())
     assert res["inter_acc"].numel() == n_ops
+    # per-operator intermediate accuracy splits the operator tokens: counts and hits add up to the total
+    per_op = [res[f"inter_acc_{n}"] for n in ("min", "max", "med")]
+    assert [v.numel() for v in per_op] == [int((batch["tokens"] == op).sum()) for op in (10, 11, 12)]
+    assert sum(v.sum() for v in per_op) == res["inter_acc"].sum()
     assert res["edge_prec"].numel() == n_digits_args + n_ops - len(items)   # all but roots and `]`
     # a choice that always picks position 0 is right exactly for the root's children
     z0 = torch.zeros_like(z)
@@ -175,7 +179,7 @@ def test_end_to_end_run_record(tmp_path, monkeypatch):
                          "--data.extrap_per_depth=4", "--trainer.max_epochs=2", "--data.batch_size=20",
                          "--trainer.enable_progress_bar=false", "--model.dim=16"])
     m = rec["metrics"]
-    for k in ("test/acc", "test/edge_prec", "test/inter_acc", "test/acc_d8", "test/acc_d10",
+    for k in ("test/acc", "test/edge_prec", "test/inter_acc", "test/inter_acc_med", "test/acc_d8", "test/acc_d10",
               "test/acc_sampled", "test/edge_prec_sampled", "test/acc_d10_sampled"):
         assert 0.0 <= m[k] <= 1.0, k
     assert rec["schedule_end"]["alpha"] == 1.0 and rec["schedule_end"]["beta"] > 0.99

@@ -10,7 +10,8 @@ Variants (``variant=``):
   parent per node). ``parent_candidates='preceding'`` restricts the candidates to the earlier tokens (in
   prefix notation every gold parent precedes its child, so this prior never excludes the gold tree; the
   SPEC/thesis default ``'all'`` also offers later tokens, and from scratch the parser then puts about half
-  of its choices on later tokens and never recovers — see results/listops/README.md). A GNN (second embedding E2) runs ``rounds`` message passes:
+  of its choices on later tokens and never recovers — see results/listops/README.md). A GNN (second
+  embedding E2) runs ``rounds`` message passes:
   ``p = ReLU(Lin₂(Dropout₀.₁(ReLU(Lin₁([x_recv; x_send])))))``, ``m_i = Σ_j A_ji p_ij``, ``x_i ← x_i + m_i``
   with ``x_recv`` the receiver's current state (A.1.1, baseline).
 * ``ours`` — as ``arb`` but the pre-message uses the receiver's token embedding ``[x_e; x_j]`` and after
@@ -23,6 +24,9 @@ Variants (``variant=``):
   default ``'all'`` each ``]`` becomes one fixed digit after round 1 and enters its operator as a fake
   argument in the later rounds (see results/listops/README.md).
 * ``arb-gt`` / ``ours-gt`` — the GNN runs on the gold tree instead of the sampled graph.
+
+Intermediate accuracy (argmax Pred(state) at operator tokens vs the sub-expression's value) is also reported
+per operator (``inter_acc_min`` / ``_max`` / ``_med``).
 
 The class logits are Pred(root state) (``ours``: the same Pred as the discretisation). For depth-d
 extrapolation sets the GNN runs d rounds (discretising after the first d − 1).
@@ -44,13 +48,14 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric
 
-from ..datamodules.listops.generator import CLOSE_ID, MED_ID, MIN_ID, NUM_TOKENS
+from ..datamodules.listops.generator import CLOSE_ID, MAX_ID, MED_ID, MIN_ID, NUM_TOKENS
 from ..nn import DiscreteContinuous
 from .base import SCGModule
 
 VARIANTS = ("lstm", "arb", "ours", "arb-gt", "ours-gt")
 DISCRETISE = ("all", "values", "operators")  # which node states are discretised (see the module docstring)
 NUM_VALUES = 10
+OPERATOR_NAMES = {MIN_ID: "min", MAX_ID: "max", MED_ID: "med"}
 
 
 class DigitEmbedding(nn.Module):
@@ -269,9 +274,10 @@ class ListOpsModule(SCGModule):
             res["edge_prec"] = hit[child_ok & not_close].float()   # SPEC: non-root, non-`]` tokens
             res["edge_prec_all"] = hit[child_ok].float()           # every predicted edge
         if self.discrete:
-            is_op = mask & _is_operator(tokens)
-            theta = self.pred(out["states"])
-            res["inter_acc"] = (theta.argmax(-1) == batch["values"])[is_op].float()
+            hit = self.pred(out["states"]).argmax(-1) == batch["values"]
+            res["inter_acc"] = hit[mask & _is_operator(tokens)].float()
+            for op, name in OPERATOR_NAMES.items():  # per operator: MED is the hard one (results/listops)
+                res[f"inter_acc_{name}"] = hit[mask & (tokens == op)].float()
         return res
 
     # -- steps -----------------------------------------------------------------------------------------------
