@@ -160,11 +160,41 @@ def test_benchmark_registered_with_profiles_and_ablations():
     # quick restricts parent candidates to preceding tokens; the paper profile keeps the SPEC's all positions
     assert bm.config("quick", "ours")["model"]["parent_candidates"] == "preceding"
     assert bm.config("paper", "ours")["model"].get("parent_candidates", "all") == "all"
-    # every node discretised (SPEC) unless an -ops variant says operators only
-    assert bm.config("quick", "ours-gt")["model"].get("discretise", "all") == "all"
-    assert bm.config("quick", "ours-gt-ops")["model"]["discretise"] == "operators"
-    assert bm.config("paper", "ours-ops")["model"]["discretise"] == "operators"
+    # digits and operators discretised; every node with -all (SPEC literally), operators only with -ops
+    for profile in ("quick", "paper"):
+        for v, d in (("ours", "values"), ("ours-gt", "values"), ("ours-notm-nodr", "values"), ("ours-all", "all"),
+                     ("ours-gt-all", "all"), ("ours-all-nodr", "all"), ("ours-gt-ops", "operators")):
+            assert bm.config(profile, v)["model"]["discretise"] == d, (profile, v)
     assert {r["variant"] for r in bm.reference} >= {"ours", "lstm", "ours-gt", "ours-nodr"}
+
+
+def test_leaderboard_rows_pool_records_by_what_ran(tmp_path):
+    """A record's row is named by its discretisation, so records from before `values` became the default pool
+    with today's: `ours-vals` + `ours` (values) → `ours`; `ours` without `discretise` (it ran every node) →
+    `ours-all`."""
+    import json
+
+    from scgbench.benchmarks.listops import row_variant
+    from scgbench.leaderboard import render
+
+    def rec(variant, seed, acc, discretise=None):
+        model = {"variant": variant.replace("-vals", "")} | ({"discretise": discretise} if discretise else {})
+        return {"benchmark": "listops", "variant": variant, "estimator": "gumbel", "profile": "quick",
+                "seed": seed, "metrics": {"test/acc": acc}, "tricks": {}, "data_source": "gen",
+                "hparams": {"model": model}}
+
+    cases = [(rec("ours", 0, 0.80), "ours-all"), (rec("ours-gt", 0, 0.80), "ours-gt-all"),
+             (rec("ours-notm", 0, 0.8), "ours-all-notm"), (rec("ours-vals", 1, 0.82, "values"), "ours"),
+             (rec("ours", 2, 0.86, "values"), "ours"), (rec("ours-vals-notm-nodr", 0, 0.5, "values"), "ours-notm-nodr"),
+             (rec("ours-gt-vals", 0, 0.9, "values"), "ours-gt"), (rec("ours-gt-all", 1, 0.9, "all"), "ours-gt-all"),
+             (rec("ours-ops-notm-nodr", 0, 0.9, "operators"), "ours-ops-notm-nodr"), (rec("lstm", 0, 0.8), "lstm")]
+    for r, row in cases:
+        assert row_variant(r) == row, r["variant"]
+    for i, (r, _) in enumerate(cases):
+        (tmp_path / f"{i}.json").write_text(json.dumps(r))
+    text = render(tmp_path)
+    assert "| ours | gumbel | none | quick | gen | 2 (seeds 1,2) | 84.00 ± 2.83 |" in text
+    assert "| ours-gt-all | gumbel | none | quick | gen | 2 (seeds 0,1) | 85.00 ± 7.07 |" in text
 
 
 @pytest.mark.slow

@@ -54,6 +54,9 @@ class Benchmark:
     node_shape: tuple[int, ...] = (16, 19)
     #: figures drawn from records: name → function(records, output path) → path (``scgbench figure``)
     figures: dict[str, Callable] = field(default_factory=dict)
+    #: leaderboard row name of a record (``None``: its ``variant``), for a benchmark whose variant names
+    #: changed meaning when a model option's default changed (listops)
+    row_variant: Callable[[dict], str] | None = None
 
     def profile(self, name: str) -> dict:
         if name not in self.profiles:

@@ -36,7 +36,9 @@ def render(results: str | os.PathLike | None = None, warn=None) -> str:
     kwargs = {"warn": warn} if warn else {}
     groups: dict[str, dict[tuple, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for _, rec in read_records(results, **kwargs):
-        key = (rec["variant"], rec["estimator"], tricks_label(rec.get("tricks", {})), rec["profile"],
+        bm = benchmarks.get(rec["benchmark"])
+        variant = bm.row_variant(rec) if bm and bm.row_variant else rec["variant"]
+        key = (variant, rec["estimator"], tricks_label(rec.get("tricks", {})), rec["profile"],
                rec.get("data_source", "?"))
         groups[rec["benchmark"]][key].append(rec)
 

@@ -20,9 +20,10 @@ Variants (``variant=``):
   v = zᵀE2([0..9]), DropRes ``x = v`` w.p. α else ``x′ + v``. The stochastic depth of the component is
   the round index (Fig. 5.5). ``discretise='operators'`` discretises only the operator nodes (the
   intermediate results); digits and ``]`` keep their token embedding (they receive no messages on a tree).
-  ``'values'`` discretises the nodes that carry a value (digits and operators) but not ``]``. With the SPEC
-  default ``'all'`` each ``]`` becomes one fixed digit after round 1 and enters its operator as a fake
-  argument in the later rounds (see results/listops/README.md).
+  ``'values'`` discretises the nodes that carry a value (digits and operators) but not ``]``. With
+  ``'all'`` (SPEC §2.2 read literally, and this class's default) each ``]`` becomes one fixed digit after
+  round 1 and enters its operator as a fake argument in the later rounds; the benchmark's ``ours`` variants
+  use ``'values'`` (see results/listops/README.md).
 * ``arb-gt`` / ``ours-gt`` — the GNN runs on the gold tree instead of the sampled graph.
 
 Intermediate accuracy (argmax Pred(state) at operator tokens vs the sub-expression's value) is also reported
