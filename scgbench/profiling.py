@@ -83,10 +83,15 @@ class _PairedTimer(pl.Callback):
                 "chunk_ratio_q3": quartiles[2], "overhead_ms_per_step": 1e3 * (light - bare) / steps}
 
 
+def _replay(batches: list) -> DataLoader:
+    """The pre-drawn batches as a pass-through DataLoader: what both the bare loop and Lightning iterate."""
+    return DataLoader(batches, batch_size=None, shuffle=False)
+
+
 def _bare_steps(model, opt, batches: list, score) -> float:
     """Seconds for one bare training step on each of ``batches``, read through a DataLoader as under Lightning."""
     model.train()
-    it = iter(DataLoader(batches, batch_size=None, shuffle=False))
+    it = iter(_replay(batches))
     t0 = time.perf_counter()
     for b in it:
         reset_estimators(model, score)
@@ -167,7 +172,7 @@ def profile(benchmark: str, profile_name: str = "quick", variant: str | None = N
         # (1) the run's Trainer and (2) Lightning's loop alone, each paired with the bare loop on a twin
         init = copy.deepcopy(model.state_dict())
         paired.bind(model, batches)
-        cli.trainer.fit(model, train_dataloaders=DataLoader(batches, batch_size=None, shuffle=False))
+        cli.trainer.fit(model, train_dataloaders=_replay(batches))
         run = paired.summary()
         model.load_state_dict(init)
         core_timer = _PairedTimer(warmup, chunk).bind(model, batches)
@@ -175,7 +180,7 @@ def profile(benchmark: str, profile_name: str = "quick", variant: str | None = N
                           logger=False, enable_checkpointing=False, enable_progress_bar=False,
                           enable_model_summary=False, profiler=NullProfiler(), callbacks=[core_timer],
                           default_root_dir=tmp)
-        core.fit(model, train_dataloaders=DataLoader(batches, batch_size=None, shuffle=False))
+        core.fit(model, train_dataloaders=_replay(batches))
         core_run = core_timer.summary()
 
     est = _estimator_timing(bm.node_shape)

@@ -123,5 +123,5 @@ def test_selection_checkpoint_keeps_step_interval_saves_and_a_fixed_state_key(tm
     names = lambda d: sorted(p.name for p in d.iterdir())  # noqa: E731
     assert names(tmp_path / "steps") == ["step=12.ckpt", "step=4.ckpt", "step=8.ckpt"]
     assert names(tmp_path / "epochs") == ["step=12.ckpt", "step=6.ckpt"]  # the per-step hook skipped, epochs kept
-    assert every4.state_key == every4.state_key and every4.state_key.startswith("SelectionCheckpoint{")
+    assert every4.state_key is every4.state_key and every4.state_key.startswith("SelectionCheckpoint{")  # cached
     assert every4.state_key != epochs.state_key
