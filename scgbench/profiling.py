@@ -11,9 +11,15 @@
    process was cold; alternating 50-step chunks (~0.3 s each here) exposes both to the same drift.
    The ratio is Σ bare time / Σ Lightning time; the quartiles of the per-chunk ratios show the spread;
 2. the same pairing for Lightning's loop alone (no logger, checkpointing, progress bar or training tricks;
-   the same module), which separates Lightning's fixed per-step cost from what the suite adds;
-3. the data loader alone (batches/s) vs training steps/s (target ≥ 10×);
-4. each estimator's forward+backward vs a plain softmax of the benchmark's node shape.
+   the same module), which separates the cost of Lightning's loop from what the run's Trainer adds;
+3. Lightning's floor: the same pairing for the suite's base module with one parameter and no model (its
+   loss ignores the batch), over the same batches. Its overhead is the fixed per-step cost of any module
+   under Lightning's automatic-optimization loop (fetch, batch transfer, ~14 hook dispatches, the closure).
+   ``lightning_vs_bare_ceiling`` = bare step / (bare step + that cost) is the best ratio any LightningModule
+   can reach at this model's step time; ``module_overhead_ms_per_step`` (core − floor) is what the task's
+   module adds to it;
+4. the data loader alone (batches/s) vs training steps/s (target ≥ 10×);
+5. each estimator's forward+backward vs a plain softmax of the benchmark's node shape.
 
 All timings skip warm-up steps and use ``time.perf_counter``; they are ratios within one process, so they
 are comparable across machines even where the absolute numbers are not.
@@ -38,6 +44,7 @@ from torch.utils.data import DataLoader
 from .benchmarks import get_benchmark
 from .callbacks import TRICKS, build_callbacks
 from .estimators import ESTIMATORS, get_estimator, reset_estimators
+from .models.base import SCGModule
 from .runner import NullProfiler, resolve, run_callbacks, split_overrides, to_cli_args, trainer_defaults
 
 
@@ -81,6 +88,17 @@ class _PairedTimer(pl.Callback):
         return {"steps": steps, "lightning_steps_per_s": steps / light, "bare_steps_per_s": steps / bare,
                 "ratio": bare / light, "chunk_ratio_q1": quartiles[0], "chunk_ratio_median": quartiles[1],
                 "chunk_ratio_q3": quartiles[2], "overhead_ms_per_step": 1e3 * (light - bare) / steps}
+
+
+class _FloorModule(SCGModule):
+    """One parameter and no model: under Lightning, its step is Lightning's fixed per-step cost."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+
+    def training_loss(self, batch):
+        return self.w.square(), {}
 
 
 def _replay(batches: list) -> DataLoader:
@@ -133,6 +151,16 @@ def _estimator_timing(shape: Sequence[int], iters: int = 300) -> dict[str, float
     return out
 
 
+def _paired_core(module: pl.LightningModule, batches: list, warmup: int, chunk: int, tmp: str) -> dict[str, float]:
+    """Lightning's loop alone (no logger, checkpointing, progress bar or other callbacks) paired with the bare loop."""
+    timer = _PairedTimer(warmup, chunk).bind(module, batches)
+    trainer = pl.Trainer(max_steps=len(batches), limit_val_batches=0, num_sanity_val_steps=0, accelerator="cpu",
+                         devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, profiler=NullProfiler(), callbacks=[timer], default_root_dir=tmp)
+    trainer.fit(module, train_dataloaders=_replay(batches))
+    return timer.summary()
+
+
 def profile(benchmark: str, profile_name: str = "quick", variant: str | None = None, estimator: str | None = None,
             steps: int = 1000, overrides: Sequence[str] = (), output: str | None = None, warmup: int = 20,
             chunk: int = 50) -> dict:
@@ -159,7 +187,7 @@ def profile(benchmark: str, profile_name: str = "quick", variant: str | None = N
         dm.prepare_data()
         dm.setup("fit")
 
-        # (3) the data loader alone
+        # (4) the data loader alone
         loader = dm.train_dataloader()
         batches, t0 = [], time.perf_counter()
         while len(batches) < total:
@@ -175,17 +203,14 @@ def profile(benchmark: str, profile_name: str = "quick", variant: str | None = N
         cli.trainer.fit(model, train_dataloaders=_replay(batches))
         run = paired.summary()
         model.load_state_dict(init)
-        core_timer = _PairedTimer(warmup, chunk).bind(model, batches)
-        core = pl.Trainer(max_steps=total, limit_val_batches=0, num_sanity_val_steps=0, accelerator="cpu", devices=1,
-                          logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                          enable_model_summary=False, profiler=NullProfiler(), callbacks=[core_timer],
-                          default_root_dir=tmp)
-        core.fit(model, train_dataloaders=_replay(batches))
-        core_run = core_timer.summary()
+        core_run = _paired_core(model, batches, warmup, chunk, tmp)
+        # (3) Lightning's floor on the same batches
+        floor = _paired_core(_FloorModule(), batches, warmup, chunk, tmp)
 
     est = _estimator_timing(bm.node_shape)
     batch_size = getattr(dm, "batch_size", None)
     lightning_rate = run["lightning_steps_per_s"]
+    bare_ms = 1e3 / run["bare_steps_per_s"]
     result = {
         "benchmark": bm.name, "profile": profile_name, "variant": variant or bm.default_variant,
         "estimator": config["model"].get("estimator", "default"), "steps_timed": run["steps"], "chunk": chunk,
@@ -196,6 +221,9 @@ def profile(benchmark: str, profile_name: str = "quick", variant: str | None = N
         "lightning_overhead_ms_per_step": run["overhead_ms_per_step"],
         "lightning_core_vs_bare": core_run["ratio"],
         "lightning_core_overhead_ms_per_step": core_run["overhead_ms_per_step"],
+        "lightning_floor_overhead_ms_per_step": floor["overhead_ms_per_step"],
+        "module_overhead_ms_per_step": core_run["overhead_ms_per_step"] - floor["overhead_ms_per_step"],
+        "lightning_vs_bare_ceiling": bare_ms / (bare_ms + floor["overhead_ms_per_step"]),
         "examples_per_s": lightning_rate * batch_size if batch_size else None,
         "loader_batches_per_s": loader_rate, "loader_vs_step": loader_rate / lightning_rate,
         "loading_time_share_of_step": lightning_rate / loader_rate,

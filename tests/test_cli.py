@@ -150,6 +150,11 @@ def test_profile_times_the_run_trainer_on_the_same_batches(isolated):
               "lightning_core_vs_bare"):
         assert out[k] > 0, k
     assert out["lightning_vs_bare"] == pytest.approx(out["lightning_steps_per_s"] / out["bare_steps_per_s"])
+    # the floor is paired on the same batches; the module's share is what the core loop costs beyond it
+    assert out["module_overhead_ms_per_step"] == pytest.approx(
+        out["lightning_core_overhead_ms_per_step"] - out["lightning_floor_overhead_ms_per_step"])
+    bare_ms, floor_ms = 1e3 / out["bare_steps_per_s"], out["lightning_floor_overhead_ms_per_step"]
+    assert out["lightning_vs_bare_ceiling"] == pytest.approx(bare_ms / (bare_ms + floor_ms))
     assert (out["lightning_vs_bare_chunk_ratio_q1"] <= out["lightning_vs_bare_chunk_ratio_median"]
             <= out["lightning_vs_bare_chunk_ratio_q3"])
     assert json.loads((isolated / "p.json").read_text())["steps_timed"] == 12

@@ -223,7 +223,8 @@ def test_cosine_lr_decay_follows_global_step():
     model = ListOpsModule(variant="ours-gt", dim=8, lr=0.01, lr_decay="cosine")
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     for step, want in ((0, 0.01), (50, 0.005), (100, 0.0), (120, 0.0)):
-        model._trainer = SimpleNamespace(estimated_stepping_batches=100, global_step=step, optimizers=[opt])
+        model._trainer = SimpleNamespace(estimated_stepping_batches=100, global_step=step, optimizers=[opt],
+                                         accumulate_grad_batches=1)
         model.on_train_start()  # the plan (100 steps) is read once per fit
         model.on_train_batch_start(None, 0)
         assert opt.param_groups[0]["lr"] == pytest.approx(want, abs=1e-12)

@@ -78,6 +78,19 @@ class SCGModule(pl.LightningModule):
                                             **{f"schedule/{k}": v for k, v in final_values(self).items()}})
         return loss
 
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        """Free the last step's gradients before the forward pass, as a plain PyTorch loop does.
+
+        Lightning zeroes them inside its closure, between the forward and the backward pass (still called, then a
+        no-op): on a small CPU model, holding the gradients through the forward made the step ~1.5–2 % slower
+        (``scgbench profile``). Same condition as Lightning's: the first batch of each accumulation window.
+        Subclasses that override this hook call ``super()``.
+        """
+        if self._trainer is not None and self.automatic_optimization \
+                and batch_idx % self.trainer.accumulate_grad_batches == 0:
+            for opt in self.trainer.optimizers:
+                opt.zero_grad(set_to_none=True)
+
     def _logging_step(self) -> bool:
         return self.global_step % max(1, self.trainer.log_every_n_steps) == 0
 

@@ -155,6 +155,7 @@ class ListOpsModule(SCGModule):
         profile: a short run ends converged rather than mid-noise). Set here rather than through an LR
         scheduler so ``configure_optimizers`` stays a plain Adam (A.1.1) and resumes exactly (pure function
         of the global step)."""
+        super().on_train_batch_start(batch, batch_idx)
         if self.hparams.lr_decay != "cosine" or self._trainer is None:
             return
         total = self._planned_steps
