@@ -14,7 +14,8 @@
    the same module), which separates the cost of Lightning's loop from what the run's Trainer adds;
 3. Lightning's floor: the same pairing for the suite's base module with one parameter and no model (its
    loss ignores the batch), over the same batches. Its overhead is the fixed per-step cost of any module
-   under Lightning's automatic-optimization loop (fetch, batch transfer, ~14 hook dispatches, the closure).
+   under Lightning's automatic-optimization loop (fetch, batch transfer, ~12 module and 6 callback hook calls,
+   the closure).
    ``lightning_vs_bare_ceiling`` = bare step / (bare step + that cost) is the best ratio any LightningModule
    can reach at this model's step time; ``module_overhead_ms_per_step`` (core − floor) is what the task's
    module adds to it;
