@@ -156,3 +156,121 @@ def test_evaluator_formats_and_errors():
                    "filter_mask": torch.tensor([[True, True, False], [False, False, False]])})
     assert out["rank_list"].tolist() == [1.0, 2.0]  # filtered entities do not compete
     assert out["mrr"] == pytest.approx(0.75) and out["hits@1"] == pytest.approx(0.5)
+
+
+def _filtered_input(seed, B=40, N=23):
+    """Small random filtered-protocol input: few distinct scores (ties) with some ±inf, a filter that
+    sometimes holds the target, rows filtering nothing and rows filtering everything, lengths 1-4 with
+    length 3 never used."""
+    scores = _tied_scores(B, N, seed)
+    g = torch.Generator().manual_seed(seed + 200)
+    scores[torch.rand(B, N, generator=g) < 0.05] = float("inf")
+    scores[torch.rand(B, N, generator=g) < 0.05] = -float("inf")
+    target = torch.randint(N, (B,), generator=g)
+    filt = torch.rand(B, N, generator=g) < 0.3
+    filt[torch.arange(0, B, 2), target[::2]] = True  # the target is among the known answers
+    filt[5] = False
+    filt[7] = True
+    lengths = torch.tensor([1, 2, 4])[torch.randint(3, (B,), generator=g)]
+    return scores, target, filt, lengths
+
+
+@pytest.mark.parametrize("chunk", [None, 50])  # 50 entries: two rows per chunk here, and a ragged last chunk
+@pytest.mark.parametrize("seed", [0, 1])
+def test_evaluator_eval_filtered_matches_brute_force(seed, chunk, monkeypatch):
+    import scgbench.metrics.ranking as R
+    if chunk is not None:
+        monkeypatch.setattr(R, "_CHUNK_ENTRIES", chunk)
+    scores, target, filt, lengths = _filtered_input(seed, B=41)
+    out = Evaluator("fb15k237-paths").eval({"scores": scores, "target": target, "filter_mask": filt,
+                                            "lengths": lengths})
+    B, N = scores.shape
+    want = []
+    for i in range(B):
+        comp = [j for j in range(N) if j != int(target[i]) and not filt[i, j]]
+        want.append(brute_rank(scores[i].tolist(), int(target[i]), comp))
+    assert out["rank_list"].dtype == torch.float64 and out["rank_list"].tolist() == want  # exact: halves
+    assert len(set(want)) > 5 and any(r != int(r) for r in want)  # ties did occur
+    assert out["num_queries"] == B
+    assert out["mrr"] == pytest.approx(sum(1 / r for r in want) / B, rel=1e-12)
+    for k in (1, 3, 10):
+        assert out[f"hits@{k}"] == pytest.approx(sum(r <= k for r in want) / B, rel=1e-12)
+    for L in (1, 2, 4):
+        sel = [r for r, l in zip(want, lengths.tolist()) if l == L]
+        assert out[f"mrr_len{L}"] == pytest.approx(sum(1 / r for r in sel) / len(sel), rel=1e-12)
+        assert out[f"hits@10_len{L}"] == pytest.approx(sum(r <= 10 for r in sel) / len(sel), rel=1e-12)
+    assert not any(k.endswith("_len3") for k in out)  # no query of length 3
+    assert out["rank_list"][7] == 1.0  # everything filtered: nothing competes
+    # without lengths: one bucket, no per-length keys, same overall numbers
+    flat = Evaluator("filtered").eval({"scores": scores, "target": target, "filter_mask": filt})
+    assert not any("_len" in k for k in flat) and flat["mrr"] == pytest.approx(out["mrr"], rel=1e-12)
+
+
+@pytest.mark.parametrize("chunk", [None, 50])
+def test_guu_rank_chunked_matches_unchunked_brute_force(chunk, monkeypatch):
+    import scgbench.metrics.ranking as R
+    if chunk is not None:
+        monkeypatch.setattr(R, "_CHUNK_ENTRIES", chunk)
+    scores, target, pos, _ = _filtered_input(3)
+    g = torch.Generator().manual_seed(9)
+    cand = torch.rand(scores.shape, generator=g) < 0.6
+    cand[4] = False  # no candidates at all -> no negatives
+    rank, n_neg = guu_rank(scores, target, pos, cand)
+    for i in range(len(target)):
+        neg = [j for j in range(scores.shape[1]) if cand[i, j] and not pos[i, j] and j != int(target[i])]
+        assert int(n_neg[i]) == len(neg)
+        assert rank[i].item() == brute_rank(scores[i].tolist(), int(target[i]), neg)
+
+
+@pytest.mark.parametrize("protocol", ["filtered", "guu"])
+def test_eval_ranks_once_and_equals_the_streaming_metric(protocol, monkeypatch):
+    import scgbench.metrics.ranking as R
+    scores, target, filt, lengths = _filtered_input(4)
+    cand = torch.rand(scores.shape, generator=torch.Generator().manual_seed(1)) < 0.5
+    if protocol == "filtered":
+        inp = {"scores": scores, "target": target, "filter_mask": filt, "lengths": lengths}
+        args = (scores, target, filt, lengths)
+    else:
+        inp = {"scores": scores, "target": target, "positive_mask": filt, "candidate_mask": cand,
+               "lengths": lengths}
+        args = (scores, target, filt, cand, lengths)
+    calls = []
+    real = R._tie_counts
+    monkeypatch.setattr(R, "_tie_counts", lambda *a, **k: calls.append(1) or real(*a, **k))
+    ev = Evaluator(protocol)
+    out = ev.eval(inp)
+    assert len(calls) == 1  # each rank computed once
+    m = ev.metric(max_length=4)
+    m.update(*args)
+    want = {k: (int(v) if k.startswith("num_") else float(v)) for k, v in m.compute().items()}
+    assert {k: v for k, v in out.items() if k != "rank_list"} == want  # bit-identical, same keys
+
+
+def test_benchmark_orders_are_balanced():
+    from collections import Counter
+
+    from scgbench.metrics.ranking_bench import _orders
+    for n in (2, 3, 4, 5):
+        period = 2 * n if n % 2 else n
+        rows = _orders(n, period)
+        assert all(sorted(r) == list(range(n)) for r in rows)
+        follows = Counter((r[i], r[i + 1]) for r in rows for i in range(n - 1))
+        assert len(follows) == n * (n - 1) and len(set(follows.values())) == 1  # every ordered pair, equally
+
+
+def test_benchmark_command_runs_without_pykeen(monkeypatch, capsys):
+    import sys
+
+    from scgbench.metrics import ranking_bench
+    monkeypatch.setitem(sys.modules, "pykeen", None)  # as if PyKEEN (or one of its dependencies) were missing
+    threads = torch.get_num_threads()
+    try:
+        med = ranking_bench.main(["--queries", "30", "--entities", "40", "--rounds", "2"])
+    finally:
+        torch.set_num_threads(threads)  # the command pins one thread
+    out = capsys.readouterr().out
+    assert out.count("PyKEEN's RankBasedEvaluator is unavailable") == 1
+    assert set(med) == {"Evaluator.eval", "FilteredRankingMetric"}
+    assert "speed Evaluator.eval / FilteredRankingMetric" in out
+    inp = ranking_bench.make_input(30, 40, 3.0, 0)
+    assert inp["filter_mask"][torch.arange(30), inp["target"]].all() and inp["scores"].dtype == torch.float32
