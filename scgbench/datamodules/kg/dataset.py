@@ -3,8 +3,14 @@
 ``PathQueryDataset(name, root)`` downloads/locates the source graph, builds (or reads) the path queries,
 caches them under ``<root>/<name>/processed/`` together with the parameters they were built with, and
 exposes ``get_idx_split()`` (train/valid/test index tensors) and ``get_length_split(split)`` (per path
-length). A cache whose recorded parameters or source digests differ from the requested ones (stale, or
-written for another dataset) is detected and rebuilt.
+length).
+
+Cache (``processed/data.pt`` + ``processed/meta.json``, format :data:`FORMAT_VERSION`): ``meta.json``
+records the build parameters (format version, generator protocol, MD5 of every source file) and the sha256
+and size of ``data.pt``. A cache whose parameters differ (stale, or written for another dataset), whose
+``data.pt`` fails its sha256 (corrupt, truncated, or a build interrupted between the two writes) or whose
+``meta.json`` is unreadable is named in a warning and rebuilt from the sources, which are always at hand.
+``scgbench data NAME --force`` rebuilds it and downloads the sources again.
 
 Datasets:
   * ``fb15k237-paths`` — the thesis protocol on FB15k-237 (Toutanova & Chen 2015): uniform random walks
@@ -22,10 +28,12 @@ Datasets:
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import io
 import json
 import logging
+import pickle
 import tarfile
 import zipfile
 from dataclasses import asdict, dataclass, field
@@ -35,14 +43,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from scgbench.io import atomic_write_bytes, atomic_write_json, data_root, download, file_digest
+from scgbench.io import Progress, atomic_write_bytes, atomic_write_json, data_root, download, file_digest
 from scgbench.datamodules.kg.graph import KnowledgeGraph
 from scgbench.datamodules.kg.readers import PathFileError, encode_paths, read_path_names, read_triple_names
 
 log = logging.getLogger(__name__)
 
 #: bump when the cache layout or the generator changes, so that old caches are rebuilt
-FORMAT_VERSION = 1
+#: (2: meta.json records the sha256 and size of data.pt)
+FORMAT_VERSION = 2
 SPLITS = ("train", "valid", "test")
 
 FB15K237_URL = ("https://download.microsoft.com/download/8/7/0/8700516A-AB3D-4850-B4BB-805C515AECE1/"
@@ -131,13 +140,20 @@ def pykeen_dataset_dir(name: str) -> Path:
 
 
 def fetch_fb15k237(raw_dir: Path, url: str = FB15K237_URL, checksum: str | None = None,
-                   algorithm: str = "md5") -> dict[str, Path]:
-    """Download (checksum-verified when ``checksum`` is given) and extract FB15k-237's triple files."""
+                   algorithm: str = "md5", force: bool = False) -> dict[str, Path]:
+    """Download (checksum-verified when ``checksum`` is given) and extract FB15k-237's triple files
+    (``force``: download and extract again even if they are present)."""
     files = {s: raw_dir / f"{s}.txt" for s in SPLITS}
-    if all(p.exists() for p in files.values()):
+    if not force and all(p.exists() for p in files.values()):
         return files
-    archive = download(url, raw_dir / "FB15K-237.2.zip", checksum=checksum, algorithm=algorithm)
-    with zipfile.ZipFile(archive) as z:
+    archive = download(url, raw_dir / "FB15K-237.2.zip", checksum=checksum, algorithm=algorithm, force=force,
+                       fix="run `scgbench data fb15k237-paths --force` to download it again")
+    try:
+        z = zipfile.ZipFile(archive)
+    except zipfile.BadZipFile as e:
+        raise PathFileError(f"{archive}: not a readable zip archive ({e}); run `scgbench data fb15k237-paths "
+                            "--force` to download it again") from e
+    with z:
         names = z.namelist()
         for s, dest in files.items():
             member = next((n for n in (f"Release/{s}.txt", f"{s}.txt") if n in names), None)
@@ -147,9 +163,9 @@ def fetch_fb15k237(raw_dir: Path, url: str = FB15K237_URL, checksum: str | None 
     return files
 
 
-def fetch_guu(name: str, raw_dir: Path, url: str | None = None) -> dict[str, Path]:
+def fetch_guu(name: str, raw_dir: Path, url: str | None = None, force: bool = False) -> dict[str, Path]:
     """Locate ``train``/``dev``/``test`` of a Guu et al. path set under ``raw_dir`` (any sub-folder),
-    downloading and unpacking the CodaLab tarball first when they are missing."""
+    downloading and unpacking the CodaLab tarball first when they are missing (or always, with ``force``)."""
 
     def find() -> dict[str, Path] | None:
         for d in [raw_dir, *sorted(p for p in raw_dir.rglob("*") if p.is_dir())]:
@@ -157,16 +173,21 @@ def fetch_guu(name: str, raw_dir: Path, url: str | None = None) -> dict[str, Pat
                 return {s: d / f for s, f in GUU_FILES.items()}
         return None
 
-    found = find() if raw_dir.exists() else None
+    found = find() if raw_dir.exists() and not force else None
     if found:
         return found
     url = url or GUU_URLS[name]
     try:
-        archive = download(url, raw_dir / f"{name}.tar.gz")
+        archive = download(url, raw_dir / f"{name}.tar.gz", force=force)
     except ConnectionError as e:
         raise ConnectionError(f"{e}. Alternatively put the Guu et al. (2015) files train, dev, test of "
                               f"{name} into {raw_dir}") from e
-    with tarfile.open(archive) as t:
+    try:
+        t = tarfile.open(archive)
+    except tarfile.TarError as e:
+        raise PathFileError(f"{archive}: not a readable tar archive ({e}); run `scgbench data {name} --force` "
+                            "to download it again") from e
+    with t:
         if hasattr(tarfile, "data_filter"):
             t.extractall(raw_dir, filter="data")
         else:  # Python < 3.10.12: refuse members that would escape raw_dir
@@ -191,7 +212,8 @@ def _vocab(triples_by_split: dict[str, list[tuple[str, str, str]]]) -> tuple[lis
 
 
 def sample_unique_paths(graph: KnowledgeGraph, length: int, count: int, exclude: set[bytes],
-                        generator: torch.Generator, max_rounds: int = 200) -> Tensor:
+                        generator: torch.Generator, max_rounds: int = 200,
+                        progress: Progress | None = None) -> Tensor:
     """``count`` distinct random-walk paths ``[count, length + 2]`` (head, r_1..r_L, tail) that are not
     in ``exclude`` (the keys of earlier splits); the keys of the new paths are added to ``exclude``."""
     got: list[np.ndarray] = []
@@ -212,6 +234,8 @@ def sample_unique_paths(graph: KnowledgeGraph, length: int, count: int, exclude:
                 if n == count:
                     break
         idle = idle + 1 if n == before else 0
+        if progress is not None:
+            progress.update(n - before, f"length {length}")
     if n < count:
         raise ValueError(f"could only sample {n} distinct new paths of length {length} (asked for {count}); "
                          f"the graph is too small for this count — lower it in the PathProtocol")
@@ -223,15 +247,19 @@ def _key_set(rows: Tensor) -> set[bytes]:
 
 
 def generate_path_splits(triples: dict[str, Tensor], num_entities: int, num_relations: int,
-                         protocol: PathProtocol) -> dict[str, Tensor]:
-    """The thesis' path protocol on id triples ``{"train","valid","test"}: [T, 3]``.
+                         protocol: PathProtocol, progress: bool | Progress = True) -> dict[str, Tensor]:
+    """The thesis' path protocol (§6.1.2) on id triples ``{"train","valid","test"}: [T, 3]``.
 
     Training walks use the training graph, validation and test walks the full graph; a path occurring in
     an earlier split (train → valid → test) or twice is dropped and resampled; every triple is a length-1
     path of its split. Returns ``heads``, ``rels`` [P, Lmax] (0-padded), ``lengths``, ``tails``, ``split``
-    (0/1/2) as tensors.
+    (0/1/2) as tensors. The walks are the data definition: one generator seeded with ``protocol.seed``
+    (recorded in the cache parameters), unchanged since format 1. Long generations (FB15k-237: about a
+    million walks) print :class:`~scgbench.io.Progress` lines on stderr.
     """
     g = torch.Generator().manual_seed(protocol.seed)
+    total = sum(protocol.count(s, len(triples[s])) for s in SPLITS for L in protocol.lengths(s) if L >= 2)
+    prog = Progress.of(progress, "KG path generation", total, "paths")
     train_graph = KnowledgeGraph(triples["train"], num_entities, num_relations, protocol.inverse_edges)
     full_graph = KnowledgeGraph(torch.cat([triples[s] for s in SPLITS]), num_entities, num_relations,
                                 protocol.inverse_edges)
@@ -247,8 +275,10 @@ def generate_path_splits(triples: dict[str, Tensor], num_entities: int, num_rela
         for L in protocol.lengths(split):
             if L < 2:
                 continue
-            rows = sample_unique_paths(graph, L, protocol.count(split, len(tri)), seen.setdefault(L, set()), g)
+            rows = sample_unique_paths(graph, L, protocol.count(split, len(tri)), seen.setdefault(L, set()), g,
+                                       progress=prog)
             parts.append((si, L, rows))
+    prog.close()
     heads, rels, lengths, tails, split_ids = [], [], [], [], []
     for si, L, rows in parts:
         heads.append(rows[:, 0])
@@ -271,12 +301,15 @@ class PathQueryDataset(torch.utils.data.Dataset):
 
     Options: ``url``/``checksum`` (fb15k237-paths download), ``raw_dir`` (where the source files are),
     ``protocol`` (a :class:`PathProtocol` overriding the generator settings), ``verify_stats`` (check the
-    published FB15k-237 sizes), ``rebuild`` (ignore any cache).
+    published FB15k-237 sizes), ``rebuild`` (ignore any cache), ``force`` (``rebuild`` and download the
+    sources again; what ``scgbench data NAME --force`` does), ``progress`` (progress lines on stderr for a
+    long build).
     """
 
     def __init__(self, name: str, root: str | None = None, *, protocol: PathProtocol | None = None,
                  url: str | None = None, checksum: str | None = None, raw_dir: str | None = None,
-                 verify_stats: bool | None = None, rebuild: bool = False) -> None:
+                 verify_stats: bool | None = None, rebuild: bool = False, force: bool = False,
+                 progress: bool = True) -> None:
         if name not in SPECS:
             raise KeyError(f"unknown path dataset {name!r}; choose from {sorted(SPECS)}")
         self.name = name
@@ -287,34 +320,66 @@ class PathQueryDataset(torch.utils.data.Dataset):
         self.raw_dir = Path(raw_dir) if raw_dir else self.dir / "raw"
         self._url, self._checksum = url, checksum
         self._verify = (url in (None, FB15K237_URL)) if verify_stats is None else verify_stats
+        self._force, self._progress = force, progress
         sources = self._sources()
         params = self._params(sources)
-        cache, meta_path = self.dir / "processed" / "data.pt", self.dir / "processed" / "meta.json"
-        data = None
-        if not rebuild and cache.exists() and meta_path.exists():
-            meta = json.loads(meta_path.read_text())
-            if meta.get("params") == params:
-                data = torch.load(cache, weights_only=False)
-            else:
-                log.warning("cache %s was built with other parameters (%s); rebuilding", cache,
-                            _diff(meta.get("params"), params))
+        self.cache_path, self.meta_path = self.dir / "processed" / "data.pt", self.dir / "processed" / "meta.json"
+        data = None if (rebuild or force) else self._load_cache(params)
         if data is None:
             data = self._build(sources)
             buf = io.BytesIO()
             torch.save(data, buf)
-            atomic_write_bytes(cache, buf.getvalue())
-            atomic_write_json(meta_path, {"params": params, "summary": _summary(data)})
+            raw = buf.getvalue()
+            atomic_write_bytes(self.cache_path, raw)
+            # written second: a build interrupted in between leaves a meta.json whose sha256 does not match
+            atomic_write_json(self.meta_path, {"params": params, "data_sha256": hashlib.sha256(raw).hexdigest(),
+                                               "data_bytes": len(raw), "summary": _summary(data)})
         self._set(data)
+
+    def _load_cache(self, params: dict) -> dict | None:
+        """The cached build if it is valid for ``params``; otherwise None after a warning naming the file
+        and what is wrong with it (the caller rebuilds)."""
+        cache, meta_path = self.cache_path, self.meta_path
+        if not cache.exists() and not meta_path.exists():
+            return None
+        if not cache.exists() or not meta_path.exists():
+            missing = cache if not cache.exists() else meta_path
+            log.warning("KG cache %s is incomplete (%s missing); rebuilding it from the sources", cache.parent,
+                        missing.name)
+            return None
+        try:
+            meta = json.loads(meta_path.read_text())
+            if not isinstance(meta, dict):
+                raise ValueError("not a JSON object")
+        except (ValueError, UnicodeDecodeError) as e:
+            log.warning("KG cache %s is corrupt (%s); rebuilding it from the sources", meta_path, e)
+            return None
+        if meta.get("params") != params:
+            log.warning("KG cache %s is stale: built with other parameters (%s); rebuilding it from the sources",
+                        cache, _diff(meta.get("params"), params))
+            return None
+        raw = cache.read_bytes()
+        if len(raw) != meta.get("data_bytes") or hashlib.sha256(raw).hexdigest() != meta.get("data_sha256"):
+            log.warning("KG cache %s is corrupt: %d bytes with sha256 %s, %s records %s bytes with sha256 %s; "
+                        "rebuilding it from the sources", cache, len(raw), hashlib.sha256(raw).hexdigest()[:16],
+                        meta_path.name, meta.get("data_bytes"), str(meta.get("data_sha256"))[:16])
+            return None
+        try:
+            data = torch.load(io.BytesIO(raw), weights_only=True)
+        except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as e:  # checksum fine, loader not
+            log.warning("KG cache %s cannot be read (%s); rebuilding it from the sources", cache, e)
+            return None
+        return data
 
     # -- construction --------------------------------------------------------------------------------
     def _sources(self) -> dict[str, Path]:
         src = self.spec.source
         if src == "fb15k237":
-            return fetch_fb15k237(self.raw_dir, self._url or FB15K237_URL, self._checksum)
+            return fetch_fb15k237(self.raw_dir, self._url or FB15K237_URL, self._checksum, force=self._force)
         if src.startswith("pykeen:"):
             d = Path(self.raw_dir) if (self.raw_dir / "train.txt").exists() else pykeen_dataset_dir(src[7:])
             return {s: d / f"{s}.txt" for s in SPLITS}
-        return fetch_guu(self.name, self.raw_dir, self._url)
+        return fetch_guu(self.name, self.raw_dir, self._url, force=self._force)
 
     def _params(self, sources: dict[str, Path]) -> dict:
         params = {"name": self.name, "format_version": FORMAT_VERSION, "kind": self.spec.kind,
@@ -331,12 +396,13 @@ class PathQueryDataset(torch.utils.data.Dataset):
             got = {**{s: len(v) for s, v in named.items()}, "entities": len(entities), "relations": len(relations)}
             if got != FB15K237_STATS:
                 raise PathFileError(f"{self.raw_dir}: FB15k-237 files have sizes {got}, expected "
-                                    f"{FB15K237_STATS}; the download is corrupt — delete {self.raw_dir} and retry")
+                                    f"{FB15K237_STATS}; the download is corrupt: run `scgbench data fb15k237-paths "
+                                    f"--force --root {self.dir.parent}` to download and extract it again")
         e2i = {e: i for i, e in enumerate(entities)}
         r2i = {r: i for i, r in enumerate(relations)}
         triples = {s: torch.tensor([(e2i[h], r2i[r], e2i[t]) for h, r, t in named[s]], dtype=torch.long)
                    for s in SPLITS}
-        paths = generate_path_splits(triples, len(entities), len(relations), self.protocol)
+        paths = generate_path_splits(triples, len(entities), len(relations), self.protocol, progress=self._progress)
         return {"entities": entities, "relations": relations, "graph": torch.cat([triples[s] for s in SPLITS]),
                 **paths}
 
