@@ -3,10 +3,11 @@
 
 from .cell import NODE_TYPES, OPERATIONS, Cell, InvalidCellError, hash_module
 from .enumeration import NUM_CELLS, enumerate_space, hash_modules
-from .store import SchemaError, ensure_space, load_cells
+from .store import CorruptCacheError, SchemaError, ensure_space, load_cells, load_space
 
 __all__ = ["Cell", "InvalidCellError", "hash_module", "hash_modules", "enumerate_space", "NUM_CELLS",
-           "NODE_TYPES", "OPERATIONS", "load_cells", "ensure_space", "SchemaError"]
+           "NODE_TYPES", "OPERATIONS", "load_cells", "load_space", "ensure_space", "SchemaError",
+           "CorruptCacheError"]
 
 
 def _register() -> None:

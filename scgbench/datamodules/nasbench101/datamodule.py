@@ -7,9 +7,16 @@ budget, mean over repeats; NaN when the source has no accuracies) and ``cell_ind
 
 Data source, in order: ``path`` if given; else the converted metrics parquet under the data root if it
 exists (and ``use_metrics`` allows it); else the enumerated space, enumerated and cached on first use.
-Split: a seeded permutation, then ``1 - test_fraction`` train / ``test_fraction`` held out (90/10 in the
-thesis). The held-out cells serve as both validation and test set (the thesis has no separate validation
-split; ``val/*`` metrics are only logged and used for checkpoint selection on the loss).
+Split: a permutation drawn from the stream ``(data_seed, "nasbench101-split")`` (:mod:`scgbench.seeding`),
+then (after an optional ``subset``) ``1 - test_fraction`` train / ``test_fraction`` held out (90/10 in the
+thesis, Appendix A.2). The split belongs to the data, not to the run: ``data_seed`` (default 0) fixes it,
+so every run ``seed`` trains and is evaluated on the same cells; the run seed only orders training. The
+held-out cells serve as both validation and test set (the thesis has no separate validation split;
+``val/*`` metrics are only logged and used for checkpoint selection on the loss).
+
+A corrupt or stale default space cache is rebuilt automatically (:func:`~.store.load_space`); a corrupt
+converted metrics file or an explicit ``path`` raises :class:`~.store.CorruptCacheError` with the command
+that repairs it.
 """
 
 from __future__ import annotations
@@ -21,9 +28,13 @@ import torch
 from torch.utils.data import Dataset
 from torch_geometric.data import Batch, Data
 
+from ...seeding import numpy_rng
 from ..base import SeededDataModule
 from .cell import NODE_TYPES
-from .store import METRICS_FILE, CellTable, default_dir, ensure_space, load_cells
+from .store import METRICS_FILE, SPACE_FILE, CellTable, default_dir, load_cells, load_space
+
+#: stream of the held-out split (and the subset), keyed by the data seed
+SPLIT_STREAM = "nasbench101-split"
 
 
 class CellGraphs(Dataset):
@@ -59,26 +70,35 @@ class NASBench101DataModule(SeededDataModule):
         root: data root (default ``$SCGBENCH_DATA`` or ``./data``).
         path: explicit space or metrics parquet.
         use_metrics: ``"auto"`` (use the converted parquet when present), ``"yes"`` (require it) or ``"no"``.
-        subset: use only this many cells (seeded random choice before the split; ``None`` = all).
+        subset: use only this many cells (random choice of the data seed, before the split; ``None`` = all).
         test_fraction: held-out share (0.1 in the thesis).
         max_test: cap on the held-out set actually evaluated (the metrics decode 100× per graph).
         epochs: budget whose accuracies are used as targets (108 in the thesis).
+        data_seed: fixes the subset and the held-out split (independent of the run ``seed``).
     """
 
     def __init__(self, root: str | None = None, path: str | None = None, use_metrics: str = "auto",
                  subset: int | None = None, test_fraction: float = 0.1, max_test: int | None = None,
                  epochs: int = 108, batch_size: int = 32, eval_batch_size: int | None = None,
-                 num_workers: int = 0, seed: int = 0) -> None:
+                 num_workers: int = 0, seed: int = 0, data_seed: int = 0) -> None:
         super().__init__(batch_size, eval_batch_size, num_workers, seed)
         if use_metrics not in ("auto", "yes", "no"):
             raise ValueError(f"use_metrics must be 'auto', 'yes' or 'no', got {use_metrics!r}")
         if not 0 < test_fraction < 1:
             raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+        if subset is not None and subset < 2:
+            raise ValueError(f"subset must be >= 2 cells or None, got {subset}")
+        if max_test is not None and max_test < 1:
+            raise ValueError(f"max_test must be >= 1 or None, got {max_test}")
+        if data_seed < 0:
+            raise ValueError(f"data_seed must be >= 0, got {data_seed}")
         self.save_hyperparameters()
         self.root, self.path, self.use_metrics = root, path, use_metrics
         self.subset, self.test_fraction, self.max_test, self.epochs = subset, test_fraction, max_test, epochs
+        self.data_seed = data_seed
         self.collate_fn = collate_graphs
         self.table: CellTable | None = None
+        self._prepared: CellTable | None = None
 
     def _source(self) -> Path:
         if self.path:
@@ -89,38 +109,74 @@ class NASBench101DataModule(SeededDataModule):
                                     "tfrecord with `scgbench data nasbench101 --option tfrecord=PATH`")
         if self.use_metrics != "no" and metrics.exists():
             return metrics
-        return default_dir(self.root) / "space_v1.parquet"
+        return default_dir(self.root) / SPACE_FILE
+
+    def _uses_space_cache(self) -> bool:
+        return not self.path and self._source() == default_dir(self.root) / SPACE_FILE
 
     def prepare_data(self) -> None:
-        if not self.path and not self._source().exists():
-            ensure_space(self.root)
+        # one process (rank 0 under DDP) enumerates, or repairs a corrupt cache, before every rank's setup;
+        # the validated table is kept for this process's setup (loading the full space takes seconds)
+        if self._uses_space_cache() and self.table is None:
+            self._prepared = load_space(self.root)
 
     def setup(self, stage: str | None = None) -> None:
         if self.table is not None:
             return
         src = self._source()
-        if not src.exists():
-            ensure_space(self.root)
-        self.table = load_cells(src, epochs=self.epochs)
+        if self._uses_space_cache():
+            self.table = getattr(self, "_prepared", None) or load_space(self.root)
+            self._prepared = None
+        else:
+            self.table = load_cells(src, epochs=self.epochs)
+        self.source_path = src
         n = len(self.table)
-        rng = np.random.default_rng(self.seed)
-        perm = rng.permutation(n)
+        perm = numpy_rng(self.data_seed, SPLIT_STREAM).permutation(n)
         if self.subset is not None:
             if not 2 <= self.subset <= n:
                 raise ValueError(f"subset must be in 2..{n}, got {self.subset}")
             perm = perm[: self.subset]
         n_test = max(1, int(round(len(perm) * self.test_fraction)))
+        if n_test >= len(perm):
+            raise ValueError(f"test_fraction={self.test_fraction} of {len(perm)} cells leaves no training cell")
         self.train_index, self.test_index = np.sort(perm[n_test:]), np.sort(perm[:n_test])
-        eval_index = self.test_index[: self.max_test] if self.max_test else self.test_index
+        self.eval_index = self.test_index[: self.max_test] if self.max_test else self.test_index
         target = self.table.metrics.get("validation_accuracy")
         self.has_targets = target is not None and bool(np.isfinite(target).any())
         self.train_set = CellGraphs(self.table, self.train_index, target)
-        self.val_set = self.test_set = CellGraphs(self.table, eval_index, target)
-        kind = "converted NAS-Bench-101 tfrecord" if self.table.kind == "metrics" else "enumerated NAS-Bench-101 space"
-        # no seed in here: records of different seeds must group into one leaderboard row
-        self.data_source = (f"{kind} ({n:,} cells, {src.name}): {len(self.train_index):,} train / "
-                            f"{len(eval_index):,} held-out evaluated"
-                            + (f" (seeded subset of {self.subset:,})" if self.subset else ""))
+        self.val_set = self.test_set = CellGraphs(self.table, self.eval_index, target)
+        self.data_source = self._source_text()
+
+    # -- what ran --------------------------------------------------------------------------------
+    def _source_text(self) -> str:
+        # the data seed, not the run seed: records of different run seeds group into one leaderboard row
+        kind = ("converted NAS-Bench-101 tfrecord" if self.table.kind == "metrics"
+                else "enumerated NAS-Bench-101 space")
+        n = len(self.table)
+        text = (f"{kind} ({n:,} cells, {self.source_path.name}): data_seed {self.data_seed}: "
+                f"{len(self.train_index):,} train / {len(self.test_index):,} held out")
+        if len(self.eval_index) < len(self.test_index):
+            text += f", {len(self.eval_index):,} evaluated"
+        if self.subset:
+            text += f" (random subset of {self.subset:,})"
+        if self.table.kind == "metrics":
+            text += f"; targets: validation accuracy at {self.epochs} epochs"
+        return text
+
+    def data_name(self) -> str:
+        return "nasbench101"
+
+    def data_seeds(self) -> dict[str, int]:
+        return {"data_seed": self.data_seed}
+
+    def train_limit(self) -> dict | None:
+        return {"subset": self.subset, "of": len(self.table)} if self.subset else None
+
+    def data_facts(self) -> dict:
+        return {"kind": self.table.kind, "file": self.source_path.name, "cells": len(self.table),
+                "test_fraction": self.test_fraction, "held_out": len(self.test_index),
+                "max_test": self.max_test, "epochs": self.epochs if self.table.kind == "metrics" else None,
+                "has_targets": self.has_targets}
 
     # sets the metrics need: all cells of the space (in-space check) and the training cells (novelty)
     def space_hashes(self) -> np.ndarray:
@@ -129,7 +185,7 @@ class NASBench101DataModule(SeededDataModule):
         cell of the space, so this never triggers an enumeration as a side effect)."""
         if self.table.kind == "space":
             return self.table.hashes
-        cached = default_dir(self.root) / "space_v1.parquet"
+        cached = default_dir(self.root) / SPACE_FILE
         return load_cells(cached).hashes if cached.exists() else self.table.hashes
 
     def train_hashes(self) -> np.ndarray:

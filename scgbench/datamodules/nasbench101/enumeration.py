@@ -27,6 +27,7 @@ from typing import Callable
 
 import numpy as np
 
+from ...io import Progress
 from .cell import MAX_EDGES, MAX_VERTICES, NODE_TYPES, OPERATIONS
 
 #: number of unique cells of the full space (Ying et al. 2019)
@@ -151,11 +152,12 @@ def _md5_chunked(buf_fn: Callable[[int, int], tuple[np.ndarray, np.ndarray | Non
         if n else np.zeros((0, 16), dtype=np.uint8)
 
 
-def hash_modules(matrices: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def hash_modules(matrices: np.ndarray, labels: np.ndarray, step: Callable[[str], None] | None = None) -> np.ndarray:
     """:func:`~.cell.hash_module` of many graphs of the same size V at once (bit-identical).
 
     ``matrices``: [G, V, V] 0/1, ``labels``: [G, V] ints (input -1, output -2, ops 0..2). Returns [G]
-    32-character hex strings. MD5 is computed once per distinct vertex state of each round.
+    32-character hex strings. MD5 is computed once per distinct vertex state of each round. ``step`` is
+    called after each of the V + 2 rounds (initial labels, V refinements, fingerprint) for progress.
     """
     adj = np.asarray(matrices).astype(np.int8) != 0
     labels = np.asarray(labels, dtype=np.int64)
@@ -170,11 +172,13 @@ def hash_modules(matrices: np.ndarray, labels: np.ndarray) -> np.ndarray:
                         dtype=np.uint8).reshape(-1, 16)
     tid, hex_table = _ranked_ids(dig)
     ids = tid[inv.reshape(-1)].reshape(g, v)
+    if step:
+        step("hash round 0")
     in_nb = _neighbour_table(adj.astype(np.int8), True)
     out_nb = _neighbour_table(adj.astype(np.int8), False)
     base = (np.arange(g) * (v + 1))[:, None, None]
     sep = np.full((1, 1), ord("|"), dtype=np.uint8)
-    for _ in range(v):
+    for rnd in range(v):
         ext = np.concatenate([ids, np.full((g, 1), _BIG, dtype=np.int32)], axis=1).reshape(-1)
         rows = np.concatenate([np.sort(ext[base + in_nb], axis=2), np.sort(ext[base + out_nb], axis=2),
                                ids[:, :, None]], axis=2).reshape(-1, 2 * d + 1)
@@ -196,6 +200,8 @@ def hash_modules(matrices: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
         row_ids, hex_table = _ranked_ids(_md5_chunked(buf, len(reps)))
         ids = row_ids[inverse].reshape(g, v)
+        if step:
+            step(f"hash round {rnd + 1}/{v}")
     # fingerprint = md5(str(sorted(vertex hashes))), i.e. of "['h1', 'h2', ...]"
     final = np.sort(ids, axis=1)
 
@@ -209,7 +215,10 @@ def hash_modules(matrices: np.ndarray, labels: np.ndarray) -> np.ndarray:
             pieces.append(np.repeat(np.frombuffer(end, dtype=np.uint8)[None], u, 0))
         return np.concatenate(pieces, axis=1), None
 
-    return _to_hex(_md5_chunked(fbuf, g)).view("S32").reshape(-1).astype("U32")
+    out = _to_hex(_md5_chunked(fbuf, g)).view("S32").reshape(-1).astype("U32")
+    if step:
+        step("fingerprints")
+    return out
 
 
 def _canonical_classes(adj: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, int]:
@@ -236,14 +245,21 @@ def _canonical_classes(adj: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray,
     return np.sort(first), k * nl
 
 
-def _enumerate_size(v: int, max_edges: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+def _classes_of_size(v: int, max_edges: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(adjacency matrices, labellings, first member of each class, labelled graphs visited) of size V."""
     adj = _matrices(v, max_edges)
     nl = len(OPERATIONS) ** (v - 2)
     lab = np.array(list(itertools.product(range(len(OPERATIONS)), repeat=v - 2)), dtype=np.int64)
     labels = np.concatenate([np.full((nl, 1), -1), lab.reshape(nl, v - 2), np.full((nl, 1), -2)], axis=1)
     first, visited = _canonical_classes(adj, labels)
+    return adj, labels, first, visited
+
+
+def _hash_size(v: int, adj: np.ndarray, labels: np.ndarray, first: np.ndarray,
+               step: Callable[[str], None] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    nl = labels.shape[0]
     kk, ll = first // nl, first % nl
-    hashes = hash_modules(adj[kk], labels[ll])
+    hashes = hash_modules(adj[kk], labels[ll], step)
     if len(np.unique(hashes)) != len(hashes):
         # would mean two non-isomorphic cells share a hash, which the official enumeration rules out
         raise RuntimeError(f"V={v}: {len(first) - len(np.unique(hashes))} hash collisions between "
@@ -253,29 +269,44 @@ def _enumerate_size(v: int, max_edges: int) -> tuple[np.ndarray, np.ndarray, np.
     types[:, :v] = np.where(lb == -1, 0, np.where(lb == -2, len(NODE_TYPES) - 1, lb + 1))
     padj = np.zeros((len(first), MAX_VERTICES, MAX_VERTICES), dtype=np.int8)
     padj[:, :v, :v] = adj[kk]
-    return hashes, padj, types, first, visited
+    return hashes, padj, types
 
 
 def enumerate_space(max_vertices: int = MAX_VERTICES, max_edges: int = MAX_EDGES,
-                    log: Callable[[str], None] | None = None) -> Space:
+                    log: Callable[[str], None] | None = None, progress: bool | Progress = False) -> Space:
     """Enumerate every cell with ≤ ``max_vertices`` vertices and ≤ ``max_edges`` edges, one per hash,
     keeping the representative the official ``generate_graphs.py`` keeps (the first in its order).
 
     With the defaults this yields :data:`NUM_CELLS` (423,624) cells. Isomorphic labelled graphs are
     grouped exactly by a canonical form first; :func:`hash_modules` then hashes one graph per class, and
     the check that no two classes share a hash makes the result identical to hashing every graph.
+
+    ``progress=True`` prints a :class:`~scgbench.io.Progress` line on stderr every few seconds (the full
+    space takes 1-3 minutes, nearly all of it hashing): cell-rounds done / total, where each of the C cells
+    of size V costs V + 2 hash rounds (the canonical forms, a few seconds, are found first so that the
+    total is known), the current size and round, and the elapsed time. A ``Progress`` object may be passed
+    instead (its total is set here).
     """
     if not 2 <= max_vertices <= MAX_VERTICES:
         raise ValueError(f"max_vertices must be in 2..{MAX_VERTICES}, got {max_vertices}")
+    t_start = time.perf_counter()
+    classes = {v: _classes_of_size(v, max_edges) for v in range(2, max_vertices + 1)}
+    total = sum((v + 2) * len(c[2]) for v, c in classes.items())
+    prog = Progress.of(progress, "NAS-Bench-101 enumeration", total, "cell-rounds")
+    prog.set(0, f"canonical forms of {sum(len(c[2]) for c in classes.values()):,} cells found in "
+                f"{time.perf_counter() - t_start:.0f} s")
     out, offset, visited = [], 0, 0
-    for v in range(2, max_vertices + 1):
+    for v, (adj_v, labels, first, n) in classes.items():
         t0 = time.perf_counter()
-        hashes, adj, types, first, n = _enumerate_size(v, max_edges)
+        cells = len(first)
+        hashes, adj, types = _hash_size(v, adj_v, labels, first,
+                                        lambda what, v=v, c=cells: prog.update(c, f"V={v} {what}"))
         out.append((hashes, np.full(len(hashes), v, np.int8), adj, types, first + offset))
         offset += n
         visited += n
         if log:
             log(f"V={v}: {n:,} labelled graphs -> {len(hashes):,} unique cells ({time.perf_counter() - t0:.1f}s)")
+    prog.close()
     hashes, nv, adj, types, order = (np.concatenate(x) for x in zip(*out))
     if len(np.unique(hashes)) != len(hashes):
         raise RuntimeError("two cells of different sizes share a hash; the enumeration is inconsistent")

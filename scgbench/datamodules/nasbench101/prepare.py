@@ -27,21 +27,41 @@ def cross_check(space_path: Path, metrics_path: Path) -> str:
 
 
 def prepare(root: Path, tfrecord: str | None = None, skip_corrupt: bool = False, progress: bool = True,
-            **_: object) -> str:
+            force: bool = False, **_: object) -> str:
+    """Enumerate (or validate the cache of) the space; convert the official tfrecord when one is given or
+    present and the converted file is missing, corrupt or ``force`` is set; cross-check the two.
+
+    A corrupt or stale space cache is rebuilt (named in a warning); ``force`` rebuilds it regardless. A
+    corrupt converted file with no tfrecord at hand raises :class:`~.store.CorruptCacheError` with the
+    command that re-converts it."""
+    from .store import SchemaError
     from .tfrecord import convert_tfrecord
 
     out = default_dir(root)
     t0 = time.time()
-    space_path = ensure_space(root, log=(lambda s: print(s, flush=True)) if progress else None)
+    space_path = ensure_space(root, log=(lambda s: print(s, flush=True)) if progress else None, force=force,
+                              progress=progress)
     n = len(load_cells(space_path).hashes)
     lines = [f"search space: {n:,} cells{' (expected %d!)' % NUM_CELLS if n != NUM_CELLS else ''} "
              f"-> {space_path} ({time.time() - t0:.0f}s)"]
     src = Path(tfrecord) if tfrecord else next((out / f for f in TFRECORD_NAMES if (out / f).exists()), None)
     metrics_path = out / METRICS_FILE
-    if src is not None:
+    problem = None
+    if metrics_path.exists() and not force:
+        try:
+            load_cells(metrics_path)
+        except SchemaError as e:  # corrupt or stale (CorruptCacheError is a SchemaError)
+            if src is None:
+                raise
+            problem = str(e)
+    if src is not None and (force or problem or not metrics_path.exists() or tfrecord):
+        if problem:
+            lines.append(f"converted file rejected ({problem}); re-converting {src}")
         s = convert_tfrecord(src, metrics_path, skip_corrupt=skip_corrupt, progress=progress)
         lines.append(f"converted {src.name}: {s['records']:,} records -> {s['cells']:,} cells, budgets "
                      f"{s['budgets']}, skipped {s['skipped']} ({s['seconds']:.0f}s) -> {metrics_path}")
+    elif src is not None:
+        lines.append(f"{metrics_path} is intact; not re-converting {src.name} (pass --force to redo it)")
     if metrics_path.exists():
         lines.append(cross_check(space_path, metrics_path))
     else:

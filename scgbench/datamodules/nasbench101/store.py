@@ -11,11 +11,21 @@ Two kinds of file share one schema version and the same leading columns:
   ``test_accuracy``, a column ``{stage}_{metric}`` holding one list of repeats per budget.
 
 A file written by another schema version, or missing a column, is refused with the expected columns.
+
+Integrity: every file records its schema version and kind, the number of rows and the sha256 of its cells
+(:class:`CellDigest`: the hashes, vertex counts, adjacency bits and operations, in row order) in the parquet
+key-value metadata, and every data page carries the parquet CRC32 (``write_page_checksum``), verified on
+read. A truncated file, a flipped byte, a wrong row count or digest raises :class:`CorruptCacheError`
+naming the file and the command that rebuilds it; :func:`load_space` / :func:`ensure_space` rebuild the
+default space cache automatically (it is a pure function of the enumeration). Files written before the
+digest existed load with a warning (the space cache is rebuilt).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,12 +35,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ...io import atomic_write_bytes, data_root
+from ...io import CorruptFileError, atomic_write_bytes, data_root
 from .cell import MAX_VERTICES, NODE_TYPE_INDEX, NODE_TYPES
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = "1"
 META_VERSION = b"scgbench.nasbench101.schema_version"
 META_KIND = b"scgbench.nasbench101.kind"
+META_ROWS = b"scgbench.nasbench101.rows"
+META_DIGEST = b"scgbench.nasbench101.cells_sha256"
 BASE_COLUMNS = ("hash", "num_vertices", "adjacency", "operations")
 SPACE_COLUMNS = BASE_COLUMNS + ("enumeration_index",)
 STAGES = ("halfway", "final")
@@ -45,8 +59,61 @@ class SchemaError(ValueError):
     pass
 
 
+class CorruptCacheError(CorruptFileError, SchemaError):
+    """A NAS-Bench-101 parquet that is truncated, corrupt or stale; the message names the repair command."""
+
+
 def default_dir(root: str | os.PathLike | None = None) -> Path:
     return data_root(root) / "nasbench101"
+
+
+def fix_command(path: str | os.PathLike, kind: str | None = None) -> str:
+    """The command that rebuilds ``path``: the space cache is re-enumerated, a metrics file re-converted
+    from the official tfrecord; ``--root`` is the data root the file lives under."""
+    path = Path(path)
+    root = f" --root {path.parent.parent}" if path.parent.name == "nasbench101" else ""
+    if kind == "metrics" or (kind is None and path.name == METRICS_FILE):
+        return (f"re-convert it with `scgbench data nasbench101 --force{root} --option "
+                "tfrecord=PATH/TO/nasbench_only108.tfrecord`, or delete it to use the enumerated space")
+    if path.parent.name == "nasbench101" and path.name == SPACE_FILE:
+        return f"rebuild it with `scgbench data nasbench101 --force{root}`"
+    return (f"rebuild it with `scgbench data nasbench101 --force` (writes <root>/nasbench101/{SPACE_FILE}) "
+            "and use that file")
+
+
+class CellDigest:
+    """sha256 over the base columns of a cell table, fed in row order one table (chunk) at a time, so a
+    streaming writer and a whole-file reader arrive at the same digest."""
+
+    def __init__(self) -> None:
+        self._h = {c: hashlib.sha256() for c in BASE_COLUMNS}
+        self.rows = 0
+
+    def update(self, table: pa.Table) -> "CellDigest":
+        self.rows += table.num_rows
+        self._h["hash"].update("".join(h + "\n" for h in table["hash"].to_pylist()).encode("utf-8", "replace"))
+        self._h["num_vertices"].update(table["num_vertices"].to_numpy().astype(np.int8).tobytes())
+        self._h["adjacency"].update(_flat(table["adjacency"]).to_numpy().astype(np.int8).tobytes())
+        self._h["operations"].update(_op_codes(_flat(table["operations"])).tobytes())
+        return self
+
+    def hexdigest(self) -> str:
+        return hashlib.sha256(b"".join(self._h[c].digest() for c in BASE_COLUMNS)).hexdigest()
+
+
+def _flat(col) -> pa.Array:
+    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    return pc.list_flatten(col)
+
+
+def _op_codes(ops_flat) -> np.ndarray:
+    idx = pc.index_in(ops_flat, value_set=pa.array(list(NODE_TYPES)))
+    return np.where(pc.is_null(idx).to_numpy(zero_copy_only=False), -1,
+                    idx.fill_null(-1).to_numpy()).astype(np.int8)
+
+
+def integrity_metadata(digest: CellDigest) -> dict[bytes, bytes]:
+    return {META_ROWS: str(digest.rows).encode(), META_DIGEST: digest.hexdigest().encode()}
 
 
 def base_arrays(hashes, num_vertices, adjacency, types) -> dict[str, pa.Array]:
@@ -73,9 +140,12 @@ def base_arrays(hashes, num_vertices, adjacency, types) -> dict[str, pa.Array]:
 
 def write_table(table: pa.Table, path: str | os.PathLike, kind: str) -> Path:
     meta = dict(table.schema.metadata or {})
-    meta.update({META_VERSION: SCHEMA_VERSION.encode(), META_KIND: kind.encode()})
+    meta.update({META_VERSION: SCHEMA_VERSION.encode(), META_KIND: kind.encode(),
+                 **integrity_metadata(CellDigest().update(table))})
     buf = io.BytesIO()
-    pq.write_table(table.replace_schema_metadata(meta), buf, compression="zstd")
+    # statistics off: min/max bytes in page headers are outside the page CRC and unused by the reader
+    pq.write_table(table.replace_schema_metadata(meta), buf, compression="zstd", write_page_checksum=True,
+                   write_statistics=False)
     return atomic_write_bytes(path, buf.getvalue())
 
 
@@ -101,45 +171,89 @@ class CellTable:
         return len(self.hashes)
 
 
+def _file_metadata(pf: pq.ParquetFile) -> dict[bytes, bytes]:
+    # key-value metadata of the file footer: the schema's, plus what a streaming writer added at close
+    return dict(pf.metadata.metadata or {})
+
+
 def _check_schema(pf: pq.ParquetFile, path: Path) -> str:
-    meta = pf.schema_arrow.metadata or {}
-    version = meta.get(META_VERSION, b"<none>").decode()
-    kind = meta.get(META_KIND, b"<none>").decode()
+    meta = _file_metadata(pf)
+    version = meta.get(META_VERSION, b"<none>").decode(errors="replace")
+    kind = meta.get(META_KIND, b"<none>").decode(errors="replace")
     expected = {"space": SPACE_COLUMNS, "metrics": METRICS_FILE_COLUMNS}
     if version != SCHEMA_VERSION or kind not in expected:
         raise SchemaError(
             f"{path}: NAS-Bench-101 parquet schema version {version!r} / kind {kind!r} is not supported "
             f"(this code reads version {SCHEMA_VERSION!r}, kind 'space' with columns {list(SPACE_COLUMNS)} or "
-            f"'metrics' with columns {list(METRICS_FILE_COLUMNS)}); regenerate it with "
-            "`scgbench data nasbench101`")
+            f"'metrics' with columns {list(METRICS_FILE_COLUMNS)}); {fix_command(path)}")
     missing = [c for c in expected[kind] if c not in pf.schema_arrow.names]
     if missing:
         raise SchemaError(f"{path}: missing columns {missing}; a {kind!r} file needs {list(expected[kind])} "
-                          "(regenerate it with `scgbench data nasbench101`)")
+                          f"({fix_command(path, kind)})")
     return kind
 
 
-def load_cells(path: str | os.PathLike, epochs: int = 108) -> CellTable:
+def _open(path: Path) -> pq.ParquetFile:
+    try:
+        return pq.ParquetFile(path, page_checksum_verification=True)
+    except (pa.ArrowException, OSError, ValueError) as e:
+        raise CorruptCacheError(path, f"not a readable parquet file, truncated or corrupt ({e})",
+                                fix_command(path)) from e
+
+
+def load_cells(path: str | os.PathLike, epochs: int = 108, require_checksum: bool = False) -> CellTable:
     """Load a space or metrics parquet. For metrics files, ``metrics`` gets, at budget ``epochs``,
-    the repeat-mean of every ``final_*`` metric plus ``trainable_parameters`` (NaN where missing)."""
+    the repeat-mean of every ``final_*`` metric plus ``trainable_parameters`` (NaN where missing).
+
+    Verifies the page CRCs, the row count and the cell digest (module docstring); a failure raises
+    :class:`CorruptCacheError`. A file without a digest (written by an earlier scgbench) loads with a
+    warning, or raises :class:`CorruptCacheError` with ``require_checksum``."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist; create it with `scgbench data nasbench101`")
-    pf = pq.ParquetFile(path)
+    pf = _open(path)
     kind = _check_schema(pf, path)
+    try:
+        return _decode(pf, path, kind, epochs, require_checksum)
+    except SchemaError:
+        raise
+    except (TypeError, ValueError, KeyError, IndexError, OSError, pa.ArrowException) as e:
+        # a flipped byte in the footer can change a column's type or a recorded count: undecodable, not stale
+        raise CorruptCacheError(path, f"undecodable ({type(e).__name__}: {e})", fix_command(path, kind)) from e
+
+
+def _decode(pf: pq.ParquetFile, path: Path, kind: str, epochs: int, require_checksum: bool) -> CellTable:
+    meta = _file_metadata(pf)
     cols = list(BASE_COLUMNS) + (["trainable_parameters", "epochs"] + [f"final_{m}" for m in METRICS]
                                   if kind == "metrics" else [])
-    t = pf.read(columns=cols)
+    try:
+        t = pf.read(columns=cols)
+    except (pa.ArrowException, OSError, ValueError) as e:  # CRC mismatch, undecodable page, bad offsets
+        raise CorruptCacheError(path, f"corrupt data ({e})", fix_command(path, kind)) from e
+    want_rows, want_digest = meta.get(META_ROWS), meta.get(META_DIGEST)
+    if want_rows is None or want_digest is None:
+        if require_checksum:
+            raise CorruptCacheError(path, "no cell checksum (written by an earlier scgbench)", fix_command(path, kind))
+        log.warning("%s has no cell checksum (written by an earlier scgbench), so corruption cannot be ruled "
+                    "out; %s", path, fix_command(path, kind))
+    else:
+        if int(want_rows) != t.num_rows:
+            raise CorruptCacheError(path, f"{t.num_rows} rows, the file records {int(want_rows)} (truncated?)",
+                                    fix_command(path, kind))
+        got = CellDigest().update(t).hexdigest()
+        if got != want_digest.decode(errors="replace"):
+            raise CorruptCacheError(path, f"cell sha256 {got[:16]}… does not match the recorded "
+                                    f"{want_digest.decode(errors='replace')[:16]}… (corrupt)", fix_command(path, kind))
     nv = t["num_vertices"].to_numpy().astype(np.int64)
     n = len(nv)
-    adj_flat = pc.list_flatten(t["adjacency"]).to_numpy().astype(np.int8)
-    ops_flat = pc.list_flatten(t["operations"])
-    idx = pc.index_in(ops_flat, value_set=pa.array(list(NODE_TYPES)))
-    if idx.null_count:
-        raise SchemaError(f"{path}: unknown operation names; expected {list(NODE_TYPE_INDEX)}")
-    codes = idx.to_numpy().astype(np.int64)
+    adj_flat = _flat(t["adjacency"]).to_numpy().astype(np.int8)
+    codes = _op_codes(_flat(t["operations"])).astype(np.int64)
+    if (codes < 0).any():
+        raise CorruptCacheError(path, f"unknown operation names; expected {list(NODE_TYPE_INDEX)}",
+                                fix_command(path, kind))
     if len(adj_flat) != int((nv * nv).sum()) or len(codes) != int(nv.sum()):
-        raise SchemaError(f"{path}: adjacency/operations lengths do not match num_vertices")
+        raise CorruptCacheError(path, "adjacency/operations lengths do not match num_vertices",
+                                fix_command(path, kind))
     adjacency = np.zeros((n, MAX_VERTICES, MAX_VERTICES), dtype=np.int8)
     types = np.full((n, MAX_VERTICES), -1, dtype=np.int64)
     rows = np.repeat(np.arange(n), nv * nv)
@@ -159,7 +273,8 @@ def load_cells(path: str | os.PathLike, epochs: int = 108) -> CellTable:
         for m in METRICS:
             lvl1 = pc.list_flatten(t[f"final_{m}"].combine_chunks())   # one entry per (cell, budget)
             if len(lvl1) != len(ep_vals):
-                raise SchemaError(f"{path}: column final_{m} does not have one list per budget in 'epochs'")
+                raise CorruptCacheError(path, f"column final_{m} does not have one list per budget in 'epochs'",
+                                        fix_command(path, kind))
             vals = pc.list_flatten(lvl1).to_numpy(zero_copy_only=False).astype(np.float64)
             par = pc.list_parent_indices(lvl1).to_numpy()
             sel = (ep_vals[par] == epochs) & np.isfinite(vals)
@@ -172,11 +287,30 @@ def load_cells(path: str | os.PathLike, epochs: int = 108) -> CellTable:
                      metrics, str(path))
 
 
-def ensure_space(root: str | os.PathLike | None = None, log=None) -> Path:
-    """Path of the cached enumerated space, enumerating it (about a minute of CPU) the first time."""
-    from .enumeration import enumerate_space
+def _enumerate_to(path: Path, progress: bool, log_fn=None) -> None:
+    from . import enumeration  # looked up at call time (tests substitute a smaller space)
 
+    write_space(enumeration.enumerate_space(log=log_fn, progress=progress), path)
+
+
+def load_space(root: str | os.PathLike | None = None, force: bool = False, progress: bool = True,
+               log_fn=None) -> CellTable:
+    """The enumerated space from its cache under ``root``, (re)built first when it is missing, stale (other
+    schema, no checksum) or corrupt — the cache is a pure function of the enumeration, so it is rebuilt
+    automatically after a warning naming the file — or when ``force``."""
     path = default_dir(root) / SPACE_FILE
-    if not path.exists():
-        write_space(enumerate_space(log=log), path)
-    return path
+    if path.exists() and not force:
+        try:
+            return load_cells(path, require_checksum=True)
+        except SchemaError as e:  # includes CorruptCacheError
+            log.warning("NAS-Bench-101 space cache rejected (%s); rebuilding it from the enumeration (1-3 min)", e)
+    _enumerate_to(path, progress, log_fn)
+    return load_cells(path, require_checksum=True)
+
+
+def ensure_space(root: str | os.PathLike | None = None, log=None, force: bool = False,
+                 progress: bool = True) -> Path:
+    """Path of the cached enumerated space, enumerating it (1-3 minutes of CPU, with progress lines on
+    stderr) the first time, when the cache is stale or corrupt, or when ``force``."""
+    load_space(root, force=force, progress=progress, log_fn=log)
+    return default_dir(root) / SPACE_FILE

@@ -23,7 +23,6 @@ import json
 import os
 import shutil
 import struct
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,7 +32,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .store import BASE_COLUMNS, METRICS, METRICS_FILE_COLUMNS, STAGES, write_table
+from ...io import Progress
+from .store import (BASE_COLUMNS, META_KIND, META_VERSION, METRICS, METRICS_FILE_COLUMNS, SCHEMA_VERSION, STAGES,
+                    CellDigest, integrity_metadata, write_table)
 
 _MASK_DELTA = 0xA282EAD8
 
@@ -305,22 +306,6 @@ def _decode_payload(index: int, payload: bytes) -> list:
         raise CorruptRecordError(index, -1, f"undecodable payload ({e})") from e
 
 
-class _Progress:
-    def __init__(self, total: int, enabled: bool):
-        self.total, self.enabled, self.done, self.t0, self.last = total, enabled, 0, time.time(), 0.0
-
-    def __call__(self, nbytes: int) -> None:
-        self.done += nbytes
-        now = time.time()
-        if self.enabled and (now - self.last > 1.0 or self.done >= self.total):
-            self.last = now
-            rate = self.done / max(now - self.t0, 1e-9) / 1e6
-            sys.stderr.write(f"\r  {self.done / 1e6:,.0f}/{self.total / 1e6:,.0f} MB ({rate:.1f} MB/s)")
-            if self.done >= self.total:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
-
-
 def convert_tfrecord(src: str | os.PathLike, dest: str | os.PathLike, skip_corrupt: bool = False,
                      progress: bool = True, buckets: int = 16, flush_every: int = 50_000) -> dict:
     """Convert an official NAS-Bench-101 tfrecord to a ``metrics`` parquet (one row per cell).
@@ -355,8 +340,9 @@ def convert_tfrecord(src: str | os.PathLike, dest: str | os.PathLike, skip_corru
             writers[bk].write_table(t)
             pending[bk] = []
 
-        prog = _Progress(src.stat().st_size, progress)
-        for index, payload in iter_tfrecord(src, skip_corrupt, stats, progress=prog):
+        # plain lines every few seconds (a \r bar turns into one huge line in a log file)
+        prog = Progress(f"converting {src.name}", round(src.stat().st_size / 1e6, 1), "MB", enabled=progress)
+        for index, payload in iter_tfrecord(src, skip_corrupt, stats, progress=lambda n: prog.update(n / 1e6)):
             try:
                 row = _decode_payload(index, payload)
             except CorruptRecordError:
@@ -372,6 +358,7 @@ def convert_tfrecord(src: str | os.PathLike, dest: str | os.PathLike, skip_corru
             flush(bk)
             if writers[bk] is not None:
                 writers[bk].close()
+        prog.close()
         n_cells, budgets = _pivot(tmp, dest, buckets)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -389,6 +376,7 @@ def _pivot(tmp: Path, dest: Path, buckets: int) -> tuple[int, set]:
     dest.parent.mkdir(parents=True, exist_ok=True)
     n_cells, budgets = 0, set()
     writer = None
+    digest = CellDigest()
     try:
         for bk in range(buckets):
             f = tmp / f"b{bk:03d}.parquet"
@@ -420,13 +408,15 @@ def _pivot(tmp: Path, dest: Path, buckets: int) -> tuple[int, set]:
             table = pa.table({c: pa.array(rows[c], type=out_schema.field(c).type) for c in out_schema.names})
             n_cells += table.num_rows
             if writer is None:
-                from .store import META_KIND, META_VERSION, SCHEMA_VERSION
                 meta = {META_VERSION: SCHEMA_VERSION.encode(), META_KIND: b"metrics"}
-                writer = pq.ParquetWriter(part, out_schema.with_metadata(meta), compression="zstd")
+                writer = pq.ParquetWriter(part, out_schema.with_metadata(meta), compression="zstd",
+                                          write_page_checksum=True, write_statistics=False)
             writer.write_table(table)
+            digest.update(table)
         if writer is None:  # empty input: still a valid (empty) metrics file
             write_table(out_schema.empty_table(), dest, "metrics")
             return 0, budgets
+        writer.add_key_value_metadata(integrity_metadata(digest))  # row count and cell sha256, known only now
         writer.close()
         writer = None
         os.replace(part, dest)
