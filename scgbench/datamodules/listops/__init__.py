@@ -23,12 +23,13 @@ __all__ = ["ListOpsDataModule", "ListOpsDataset", "collate_listops", "ListOpsCon
            "NUM_TOKENS", "MIN_ID", "MAX_ID", "MED_ID", "CLOSE_ID", "NO_PARENT", "GENERATOR_VERSION"]
 
 
-def prepare(root: Path, seed: int = 0, train_per_depth: int = 20_000, **options) -> str:
-    """Generate (or validate the cache of) every ListOps split under ``root`` and summarise it."""
+def prepare(root: Path, seed: int = 0, train_per_depth: int = 20_000, force: bool = False, **options) -> str:
+    """Generate (or validate the cache of) every ListOps split under ``root`` and summarise it;
+    ``force`` regenerates every split even if its cache is valid."""
     cfg = ListOpsConfig(seed=int(seed), train_per_depth=int(train_per_depth),
                         **{k: int(v) for k, v in options.items()})
     t0 = time.perf_counter()
-    splits = load_or_generate(cfg, root)
+    splits = load_or_generate(cfg, root, force=bool(force))
     dt = time.perf_counter() - t0
     parts = [f"{n}: {len(s)}" for n, s in splits.items()]
     return (f"ListOps generator v{GENERATOR_VERSION} seed {cfg.seed} in {dt:.1f} s under "

@@ -8,8 +8,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from scgbench.datamodules.base import SeededDataModule
+from scgbench.datamodules.base import TRAIN_ORDER, SeededDataModule
 from scgbench.io import data_root
+from scgbench.seeding import torch_generator
 
 from .generator import GENERATOR_VERSION, NO_PARENT, ListOpsConfig, ListOpsSplit
 from .storage import load_or_generate, read_split
@@ -37,10 +38,11 @@ class LengthBucketSampler(DistributedSampler):
     """Yields whole batches of similar length (less padding: the parser's LSTMs and the L×L edge logits
     cost ∝ padded length), as a pure function of (seed, epoch, rank) like the base class's sampler.
 
-    Per epoch: a seeded permutation is cut into buckets of ``bucket`` batches, each bucket is sorted by
-    length and cut into batches, and the batch order is shuffled; batches are then dealt to the DDP ranks
-    (the last ones repeated so every rank gets the same count, like ``DistributedSampler``). Being a
-    ``DistributedSampler``, Lightning neither replaces it nor forgets to call ``set_epoch``.
+    Per epoch: a permutation of the stream (seed, "train-order", epoch) is cut into buckets of ``bucket``
+    batches, each bucket is sorted by length and cut into batches, and the batch order is shuffled; batches
+    are then dealt to the DDP ranks (the last ones repeated so every rank gets the same count, like
+    ``DistributedSampler``). Being a ``DistributedSampler``, Lightning neither replaces it nor forgets to call
+    ``set_epoch``.
     """
 
     def __init__(self, dataset: ListOpsDataset, batch_size: int, bucket: int, num_replicas: int = 1,
@@ -52,7 +54,7 @@ class LengthBucketSampler(DistributedSampler):
         self.per_rank = -(-n_batches // num_replicas)
 
     def batches(self) -> list[list[int]]:
-        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        g = torch_generator(self.seed, TRAIN_ORDER, self.epoch)
         perm = torch.randperm(len(self.lengths), generator=g)
         chunk = self.batch_size_ * self.bucket
         out: list[list[int]] = []
@@ -108,6 +110,8 @@ class ListOpsDataModule(SeededDataModule):
     ``files`` maps split names to user expression files (format in :mod:`.storage`) that replace the
     generated split. ``bucket=k`` batches training examples of similar length (k batches per sorted
     bucket, :class:`LengthBucketSampler`); ``None`` uses the base class's i.i.d. batches.
+    ``data_source`` and :meth:`describe` (after ``setup``) give the generator, data seed, sampling
+    parameters and the size of every split as loaded (user files included).
     """
 
     def __init__(self, root: str | None = None, data_seed: int = 0, train_per_depth: int = 20_000,
@@ -134,12 +138,8 @@ class ListOpsDataModule(SeededDataModule):
         if unknown:
             raise ValueError(f"files: unknown split(s) {sorted(unknown)}; use train, val, "
                              f"{', '.join(self.test_names)}")
-        self.data_source = (f"procedural listops generator v{GENERATOR_VERSION} data_seed {data_seed} "
-                            f"(train {train_per_depth}/depth, val {val_per_depth}/depth, test "
-                            f"{test_per_depth}/depth, extrapolation {extrap_per_depth} at d="
-                            f"{','.join(map(str, self.config.extrap_depths))}, len<=50/"
-                            f"{extrap_max_len})" + (f"; user files {self.files}" if self.files else ""))
         self.splits: dict[str, ListOpsSplit] = {}
+        self.data_source = self._source_text()
 
     def prepare_data(self) -> None:
         if self.cache:
@@ -160,6 +160,30 @@ class ListOpsDataModule(SeededDataModule):
         self.val_set = ListOpsDataset(self.splits["val"])
         self.test_sets = [ListOpsDataset(self.splits[n]) for n in self.test_names]
         self.test_set = self.test_sets[0]
+        self.data_source = self._source_text()
+
+    # -- what ran --------------------------------------------------------------------------------
+    def _source_text(self) -> str:
+        c = self.config
+        text = (f"procedural listops generator v{GENERATOR_VERSION} data_seed {c.seed} "
+                f"(train {c.train_per_depth}/depth, val {c.val_per_depth}/depth, test "
+                f"{c.test_per_depth}/depth, extrapolation {c.extrap_per_depth} at d="
+                f"{','.join(map(str, c.extrap_depths))}, len<={c.max_len}/{c.extrap_max_len})")
+        if self.splits:  # after setup: what was loaded, user files included
+            text += ": " + ", ".join(f"{n} {len(self.splits[n])}" for n in ["train", "val", *self.test_names])
+        if self.files:
+            text += f"; user files {dict(sorted(self.files.items()))}"
+        return text
+
+    def data_name(self) -> str:
+        return "listops"
+
+    def data_seeds(self) -> dict[str, int]:
+        return {"data_seed": self.config.seed}
+
+    def data_facts(self) -> dict:
+        return {"generator_version": GENERATOR_VERSION, "params": self.config.params(),
+                "user_files": dict(sorted(self.files.items()))}
 
     def train_dataloader(self) -> DataLoader:
         if not self.bucket:

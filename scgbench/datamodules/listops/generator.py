@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from scgbench.io import Progress
+
 #: bump whenever the sampling changes in any way: caches record it and are regenerated on mismatch
 GENERATOR_VERSION = 1
 
@@ -316,9 +318,11 @@ class ListOpsSplit:
 
 
 def generate_split_tokens(cfg: ListOpsConfig, split: str, seen: set[bytes] | None = None,
-                          unique: bool = True) -> list[list[int]]:
+                          unique: bool = True, progress=None) -> list[list[int]]:
     """Token lists of one split, depth-ordered. ``seen`` holds keys of expressions other splits own;
-    with ``unique`` the split's own expressions are added to it (evaluation splits)."""
+    with ``unique`` the split's own expressions are added to it (evaluation splits). ``progress`` (a
+    :class:`scgbench.io.Progress`) is advanced once per accepted expression; it draws no random numbers,
+    so the output is the same with or without it."""
     depths, per_depth, cap = cfg.split_plan()[split]
     sampler = _Sampler(cfg, max(depths))
     seen = set() if seen is None else seen
@@ -342,11 +346,17 @@ def generate_split_tokens(cfg: ListOpsConfig, split: str, seen: set[bytes] | Non
                 seen.add(key)
             out.append(seq)
             got += 1
+            if progress is not None:
+                progress.update(1, f"{split} depth {d}")
     return out
 
 
-def generate(cfg: ListOpsConfig, splits: list[str] | None = None) -> dict[str, ListOpsSplit]:
-    """All splits of ``cfg`` (evaluation splits first so that training excludes them)."""
+def generate(cfg: ListOpsConfig, splits: list[str] | None = None, progress: bool | Progress = True
+             ) -> dict[str, ListOpsSplit]:
+    """All splits of ``cfg`` (evaluation splits first so that training excludes them). The paper-sized
+    dataset takes tens of seconds: with ``progress`` (true, or a :class:`~scgbench.io.Progress`) a line
+    goes to stderr every few seconds."""
+
     plan = cfg.split_plan()
     wanted = list(plan) if splits is None else splits
     for s in wanted:
@@ -354,10 +364,12 @@ def generate(cfg: ListOpsConfig, splits: list[str] | None = None) -> dict[str, L
             raise KeyError(f"unknown ListOps split {s!r}; known: {sorted(plan)}")
     seen: set[bytes] = set()
     result: dict[str, ListOpsSplit] = {}
-    for name in plan:  # eval splits are always generated (cheap) because training excludes them
-        if name == "train" and "train" not in wanted:
-            continue
-        seqs = generate_split_tokens(cfg, name, seen, unique=name != "train")
+    todo = [n for n in plan if n != "train" or "train" in wanted]
+    total = sum(len(plan[n][0]) * plan[n][1] for n in todo)
+    prog = Progress.of(progress, "ListOps generation", total, "expressions")
+    for name in todo:  # eval splits are always generated (cheap) because training excludes them
+        seqs = generate_split_tokens(cfg, name, seen, unique=name != "train", progress=prog)
         if name in wanted:
             result[name] = ListOpsSplit.from_token_lists(name, seqs)
+    prog.close()
     return result

@@ -163,13 +163,13 @@ def expected_header(cfg: ListOpsConfig, split: str) -> dict:
             "params": cfg.params(), "per_depth": _per_depth(cfg, split)}
 
 
-def load_or_generate(cfg: ListOpsConfig, root: str | Path | None, splits: list[str] | None = None
-                     ) -> dict[str, ListOpsSplit]:
+def load_or_generate(cfg: ListOpsConfig, root: str | Path | None, splits: list[str] | None = None,
+                     force: bool = False, progress: bool = True) -> dict[str, ListOpsSplit]:
     """Splits of ``cfg``: read from the cache under ``root`` when valid, else generated (and cached).
 
     A cache with a wrong version/seed/parameters, a bad checksum or a wrong count is reported with a
-    warning and regenerated in place (atomic writes; generation is deterministic). ``root=None`` only
-    generates in memory.
+    warning and regenerated in place (atomic writes; generation is deterministic). ``force`` regenerates
+    every split regardless (``scgbench data listops --force``). ``root=None`` only generates in memory.
     """
     wanted = list(cfg.split_plan()) if splits is None else list(splits)
     for s in wanted:
@@ -177,7 +177,7 @@ def load_or_generate(cfg: ListOpsConfig, root: str | Path | None, splits: list[s
             raise KeyError(f"unknown ListOps split {s!r}; known: {list(cfg.split_plan())}")
     out: dict[str, ListOpsSplit] = {}
     missing: list[str] = []
-    if root is not None:
+    if root is not None and not force:
         for s in wanted:
             p = cache_path(root, cfg, s)
             if not p.exists():
@@ -192,7 +192,7 @@ def load_or_generate(cfg: ListOpsConfig, root: str | Path | None, splits: list[s
         missing = wanted
     if missing:
         t0 = time.perf_counter()
-        new = generate(cfg, missing)
+        new = generate(cfg, missing, progress=progress)
         log.info("generated ListOps splits %s in %.1f s", missing, time.perf_counter() - t0)
         for s in missing:
             new[s].header = expected_header(cfg, s)
