@@ -82,7 +82,7 @@ def _describe(ds: GroundTruthData) -> str:
 
 
 def _prepare_procedural(name: str):
-    def prepare(root: Path, **options) -> str:
+    def prepare(root: Path, force: bool = False, **options) -> str:  # nothing cached: force changes nothing
         from .visualize import write_grids
         ds = get_dataset(name)
         out = Path(root) / "previews"
@@ -91,36 +91,38 @@ def _prepare_procedural(name: str):
     return prepare
 
 
-def _download(url: str, dest: Path, checksum: str, algorithm: str) -> Path:
+def _download(url: str, dest: Path, checksum: str, algorithm: str, name: str, force: bool = False) -> Path:
     from ...io import download
-    return download(url, dest, checksum=checksum, algorithm=algorithm)
+    return download(url, dest, checksum=checksum, algorithm=algorithm, force=force,
+                    fix=f"run `scgbench data {name} --force` to download it again")
 
 
-def _prepare_dsprites(root: Path, **options) -> str:
+def _prepare_dsprites(root: Path, force: bool = False, **options) -> str:
     dest = Path(root) / "dsprites" / (DSpritesFile.FILENAME + ".hdf5")
-    _download(DSpritesFile.URL, dest, _DSPRITES_SHA256, "sha256")
+    _download(DSpritesFile.URL, dest, _DSPRITES_SHA256, "sha256", "dsprites_official", force)
     return f"{dest}: {_describe(DSpritesFile(path=dest))}"
 
 
-def _prepare_shapes3d(root: Path, **options) -> str:
+def _prepare_shapes3d(root: Path, force: bool = False, **options) -> str:
     dest = Path(root) / "shapes3d" / "3dshapes.h5"
-    _download(Shapes3D.URL, dest, _SHAPES3D_SHA256, "sha256")
+    _download(Shapes3D.URL, dest, _SHAPES3D_SHA256, "sha256", "shapes3d", force)
     return f"{dest}: {_describe(Shapes3D(path=dest, in_memory=False))}"
 
 
-def _prepare_mpi3d(root: Path, **options) -> str:
+def _prepare_mpi3d(root: Path, force: bool = False, **options) -> str:
     dest = Path(root) / "mpi3d" / "mpi3d_toy.npz"
-    _download(MPI3D.URLS["toy"], dest, _MPI3D_TOY_MD5, "md5")
+    _download(MPI3D.URLS["toy"], dest, _MPI3D_TOY_MD5, "md5", "mpi3d_toy", force)
     return f"{dest}: {_describe(MPI3D(path=dest))}"
 
 
-def _prepare_smallnorb(root: Path, **options) -> str:
+def _prepare_smallnorb(root: Path, force: bool = False, **options) -> str:
     folder = Path(root) / "smallnorb"
     for stem, sha in _NORB_SHA256.items():
         mat = folder / f"smallnorb-{stem}.mat"
-        if mat.exists():
+        if mat.exists() and not force:
             continue
-        gz = _download(f"{SmallNORB.URL}smallnorb-{stem}.mat.gz", folder / f"smallnorb-{stem}.mat.gz", sha, "sha256")
+        gz = _download(f"{SmallNORB.URL}smallnorb-{stem}.mat.gz", folder / f"smallnorb-{stem}.mat.gz", sha, "sha256",
+                       "smallnorb", force)
         tmp = mat.with_name(mat.name + ".part")
         with gzip.open(gz, "rb") as src, open(tmp, "wb") as dst:
             shutil.copyfileobj(src, dst)
@@ -129,10 +131,11 @@ def _prepare_smallnorb(root: Path, **options) -> str:
     return f"{folder}: {_describe(SmallNORB(directory=folder))}"
 
 
-def _prepare_cars3d(root: Path, **options) -> str:
+def _prepare_cars3d(root: Path, force: bool = False, **options) -> str:
     folder = Path(root) / "cars3d"
-    if not any(folder.glob("*.mat")):
-        archive = _download(Cars3D.URL, Path(root) / "nips2015-analogy-data.tar.gz", _CARS3D_MD5, "md5")
+    if force or not any(folder.glob("*.mat")):
+        archive = _download(Cars3D.URL, Path(root) / "nips2015-analogy-data.tar.gz", _CARS3D_MD5, "md5", "cars3d",
+                            force)
         folder.mkdir(parents=True, exist_ok=True)
         with tarfile.open(archive) as tar:
             for member in tar.getmembers():

@@ -2,9 +2,12 @@
 generative model, effectively avoiding overfitting", following Locatello et al. 2019).
 
 Every example is a pure function of ``(seed, split, global index)``: its factors and its observation
-randomness are drawn from a ``RandomState`` seeded by ``SeedSequence([seed, split, index])``, and a
-batch is rendered in one vectorised call (``__getitems__``). Training epoch ``e`` uses the global
-indices ``[e·N, (e+1)·N)`` in the order of a ``DistributedSampler`` seeded by (seed, e), so
+randomness are drawn from a ``RandomState`` seeded by the named stream ``(seed, "ground-truth-<split>",
+index)`` (:mod:`scgbench.seeding`; a ``RandomState`` because the datasets consume randomness exactly like
+disentanglement_lib), and a batch is rendered in one vectorised call (``__getitems__``). The training stream
+uses the run ``seed``; the fixed validation and test samples use ``data_seed`` (default 0), so every run
+seed is evaluated on the same images. Training epoch ``e`` uses the global indices ``[e·N, (e+1)·N)`` in
+the order of the stream ``(seed, "train-order", e)`` (:class:`~scgbench.datamodules.base.StreamSampler`), so
 
 * every epoch sees new images (no finite training set is recycled),
 * ranks of a DDP job partition each epoch's indices exactly (no duplicate images across ranks), and
@@ -20,9 +23,10 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, DistributedSampler
+from torch.utils.data import Dataset
 
-from ..base import SeededDataModule
+from ...seeding import seed_sequence
+from ..base import SeededDataModule, StreamSampler
 from .base import GroundTruthData, concat_nuisance
 
 _SPLITS = {"train": 0, "val": 1, "test": 2}
@@ -49,7 +53,7 @@ class GroundTruthStream(Dataset):
     def _rng(self, index: int) -> np.random.RandomState:
         if index < 0:
             raise IndexError(f"index must be non-negative, got {index}")
-        state = np.random.SeedSequence([self.seed, _SPLITS[self.split], int(index)]).generate_state(1)[0]
+        state = seed_sequence(self.seed, f"ground-truth-{self.split}", int(index)).generate_state(1)[0]
         return np.random.RandomState(int(state))
 
     def draw(self, indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -75,9 +79,9 @@ class GroundTruthStream(Dataset):
         return self.__getitems__([index])[0]
 
 
-class EpochOffsetSampler(DistributedSampler):
-    """``DistributedSampler`` over one epoch's worth of indices, shifted by ``epoch · len(dataset)`` so
-    every epoch draws fresh examples from the stream."""
+class EpochOffsetSampler(StreamSampler):
+    """Training-order sampler (:class:`~scgbench.datamodules.base.StreamSampler`) over one epoch's worth of
+    indices, shifted by ``epoch · len(dataset)`` so every epoch draws fresh examples from the stream."""
 
     def __iter__(self) -> Iterator[int]:
         offset = self.epoch * len(self.dataset)
@@ -85,18 +89,25 @@ class EpochOffsetSampler(DistributedSampler):
 
 
 class DisentanglementDataModule(SeededDataModule):
-    """Streams a ground-truth dataset for training; validation/test are fixed seeded sample sets.
+    """Streams a ground-truth dataset for training; validation/test are fixed sample sets of ``data_seed``.
 
     ``dataset`` is a registry name (see :func:`~scgbench.datamodules.disentanglement.get_dataset`) or a
-    :class:`GroundTruthData`; ``dataset_kwargs`` are passed to the builder (e.g. ``root``)."""
+    :class:`GroundTruthData`; ``dataset_kwargs`` are passed to the builder (e.g. ``root``). ``data_source``
+    and :meth:`describe` (after ``setup``) give the dataset, the examples per epoch and the evaluation sizes.
+    """
 
     def __init__(self, dataset: str | GroundTruthData = "dsprites", batch_size: int = 64,
                  eval_batch_size: int | None = None, num_workers: int = 0, seed: int = 0,
                  steps_per_epoch: int = 1000, num_val: int = 1024, num_test: int = 1024,
-                 return_factors: bool = False, dataset_kwargs: dict | None = None) -> None:
+                 return_factors: bool = False, dataset_kwargs: dict | None = None, data_seed: int = 0) -> None:
         super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers, seed=seed)
         if steps_per_epoch < 1:
             raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+        if num_val < 1 or num_test < 1:
+            raise ValueError(f"num_val and num_test must be >= 1, got {num_val}, {num_test}")
+        if data_seed < 0:
+            raise ValueError(f"data_seed must be >= 0, got {data_seed}")
+        self.data_seed = data_seed
         self.dataset_spec = dataset
         self.dataset_kwargs = dict(dataset_kwargs or {})
         self.steps_per_epoch, self.num_val, self.num_test = steps_per_epoch, num_val, num_test
@@ -113,17 +124,32 @@ class DisentanglementDataModule(SeededDataModule):
             self.data_source = self.data.data_source
         return self.data
 
+    def _source_text(self) -> str:
+        return (f"{self.data.data_source}: training {len(self.train_set)} fresh samples per epoch (run seed "
+                f"stream), val {len(self.val_set)} / test {len(self.test_set)} fixed samples (data_seed "
+                f"{self.data_seed})")
+
+    def data_name(self) -> str:
+        return self.data.name if self.data is not None else str(self.dataset_spec)
+
+    def data_seeds(self) -> dict[str, int]:
+        return {"data_seed": self.data_seed}
+
+    def data_facts(self) -> dict:
+        return {"train_stream": "fresh samples each epoch from the run seed's stream",
+                "examples_per_epoch": len(self.train_set), "factors": list(self.data.factor_names),
+                "factor_sizes": [int(v) for v in self.data.factors_num_values]}
+
     def setup(self, stage: str | None = None) -> None:
         data = self.ground_truth()
         world, _ = self._world()
         # an epoch = steps_per_epoch optimizer steps on every rank
         self.train_set = GroundTruthStream(data, self.steps_per_epoch * self.batch_size * world, self.seed,
                                            "train", self.return_factors)
-        self.val_set = GroundTruthStream(data, self.num_val, self.seed, "val", self.return_factors)
-        self.test_set = GroundTruthStream(data, self.num_test, self.seed, "test", self.return_factors)
+        self.val_set = GroundTruthStream(data, self.num_val, self.data_seed, "val", self.return_factors)
+        self.test_set = GroundTruthStream(data, self.num_test, self.data_seed, "test", self.return_factors)
+        self.data_source = self._source_text()
 
     def train_dataloader(self):
-        world, rank = self._world()
-        sampler = EpochOffsetSampler(self.train_set, num_replicas=world, rank=rank, shuffle=True, seed=self.seed,
-                                     drop_last=True)
+        sampler = self.train_sampler(self.train_set, drop_last=True, cls=EpochOffsetSampler)
         return self._loader(self.train_set, sampler, self.batch_size, drop_last=True)
