@@ -142,6 +142,8 @@ def cmd_data(args, overrides) -> int:
     if args.name not in datasets:
         raise ValueError(f"unknown dataset {args.name!r}; choose one of: {', '.join(sorted(datasets))}")
     options = _kv(args.option)
+    if args.force:  # rebuild derived caches and download sources again, even when present and intact
+        options["force"] = True
     print(datasets[args.name].prepare(data_root(args.root), **options))
     return 0
 
@@ -195,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("name")
     d.add_argument("--root", help="data root (default $SCGBENCH_DATA or ./data)")
     d.add_argument("--option", action="append", metavar="KEY=VALUE")
+    d.add_argument("--force", action="store_true",
+                   help="rebuild caches and download again even if the files are present and intact")
     return p
 
 

@@ -16,7 +16,9 @@ from ..providers import import_providers
 class DatasetEntry:
     name: str
     description: str
-    #: prepare(root: pathlib.Path, **options) -> str  (a human-readable summary of what was prepared)
+    #: prepare(root: pathlib.Path, force: bool = False, **options) -> str (a human-readable summary of what
+    #: was prepared); ``force`` (``scgbench data NAME --force``) rebuilds derived caches and downloads the
+    #: sources again even when they are present and intact
     prepare: Callable[..., str]
     #: True when the dataset can be produced without network (procedural or package-shipped)
     offline: bool
