@@ -124,7 +124,8 @@ class Progress:
         elapsed = time.perf_counter() - self.t0
         if self.total:
             pct = 100.0 * self.count / self.total
-            head = f"{self.what}: {self._fmt(self.count)}/{self._fmt(self.total)}{' ' + self.unit if self.unit else ''} ({pct:.0f}%)"
+            unit = f" {self.unit}" if self.unit else ""
+            head = f"{self.what}: {self._fmt(self.count)}/{self._fmt(self.total)}{unit} ({pct:.0f}%)"
         else:
             head = f"{self.what}: {self._fmt(self.count)}{' ' + self.unit if self.unit else ''}"
         return f"{head}, {elapsed:.0f} s elapsed" + (f", {note}" if note else "")

@@ -242,8 +242,9 @@ def _decode(pf: pq.ParquetFile, path: Path, kind: str, epochs: int, require_chec
                                     fix_command(path, kind))
         got = CellDigest().update(t).hexdigest()
         if got != want_digest.decode(errors="replace"):
-            raise CorruptCacheError(path, f"cell sha256 {got[:16]}… does not match the recorded "
-                                    f"{want_digest.decode(errors='replace')[:16]}… (corrupt)", fix_command(path, kind))
+            want = want_digest.decode(errors="replace")
+            raise CorruptCacheError(path, f"cell sha256 {got[:16]}… does not match the recorded {want[:16]}… "
+                                    "(corrupt)", fix_command(path, kind))
     nv = t["num_vertices"].to_numpy().astype(np.int64)
     n = len(nv)
     adj_flat = _flat(t["adjacency"]).to_numpy().astype(np.int8)
