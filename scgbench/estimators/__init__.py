@@ -20,6 +20,7 @@ from torch import nn
 
 from .base import EVAL_MODES, PATHWISE, SCORE_FUNCTION, Estimator, check_positive, gumbel_noise
 from .gumbel import GumbelSoftmax, StraightThroughGumbel
+from .noise import KeyedStream, eval_noise_key, keyed_gumbel, keyed_normal, keyed_uniform, sub_key
 from .reinforce import Reinforce
 
 ESTIMATORS: dict[str, type[Estimator]] = {}
@@ -106,9 +107,29 @@ def decoding(module: nn.Module, mode: str) -> Iterator[None]:
             e.eval_mode = m
 
 
+@contextmanager
+def keyed_noise(module: nn.Module, ids: torch.Tensor, key: int) -> Iterator[None]:
+    """Key the sampled-decoding noise of every estimator of ``module`` by example for one evaluation batch.
+
+    ``ids`` [B] identifies the batch's examples (stable across batchings and ranks), ``key`` the run and the
+    evaluation set (:func:`scgbench.estimators.noise.eval_noise_key`). Estimator ``i`` (in module order) draws
+    from ``sub_key(key, i)``, call ``c`` of it from ``sub_key(key, i, c)``: noise is then a function of (run
+    seed, set, example, node, call, element) only (:mod:`scgbench.estimators.noise`).
+    """
+    ests = estimators_of(module)
+    try:
+        for i, e in enumerate(ests):
+            e.eval_noise = KeyedStream(sub_key(key, i), ids)
+        yield
+    finally:
+        for e in ests:
+            e.eval_noise = None
+
+
 __all__ = [
     "ESTIMATORS", "EVAL_MODES", "check_positive", "PATHWISE", "SCORE_FUNCTION", "Estimator", "GumbelSoftmax",
     "StraightThroughGumbel", "Reinforce", "decoding", "estimators_of", "expand_for_samples", "get_estimator",
-    "get_estimator_class", "gumbel_noise", "list_estimators", "num_samples", "register_estimator",
+    "get_estimator_class", "gumbel_noise", "keyed_gumbel", "keyed_noise", "keyed_normal", "keyed_uniform",
+    "list_estimators", "eval_noise_key", "KeyedStream", "sub_key", "num_samples", "register_estimator",
     "reset_estimators", "score_function_loss",
 ]

@@ -70,6 +70,8 @@ class Estimator(nn.Module):
         self.register_buffer("tau", torch.tensor(float(tau)))
         self.register_buffer("beta", torch.tensor(float(beta)))
         self.eval_mode = eval_mode
+        # evaluation noise of the current batch (a KeyedStream), set by scgbench.estimators.keyed_noise
+        self.eval_noise = None
 
     @property
     def eval_mode(self) -> str:
@@ -101,7 +103,7 @@ class Estimator(nn.Module):
         elif self.eval_mode == "map":
             z = one_hot_argmax(x)
         else:
-            z = one_hot_argmax(self.perturb(x))
+            z = one_hot_argmax(self.perturb_eval(x))
         return (z * valid).to(params.dtype)
 
     def perturb(self, x: torch.Tensor) -> torch.Tensor:
@@ -109,6 +111,15 @@ class Estimator(nn.Module):
         if float(self.beta) == 0:
             return x
         return x + self.beta * gumbel_noise(x.shape, x.device)
+
+    def perturb_eval(self, x: torch.Tensor) -> torch.Tensor:
+        """θ + β·G for sampled decoding (Eq. 5.15). Inside :func:`scgbench.estimators.keyed_noise` G is the keyed
+        noise of each example (the same in any batch, on any rank); outside it, G comes from the global RNG."""
+        if self.eval_noise is None:
+            return self.perturb(x)
+        if float(self.beta) == 0:
+            return x
+        return x + self.beta * self.eval_noise.gumbel(x)
 
     def sample(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
