@@ -55,7 +55,8 @@ class QuerySet(Dataset):
         return len(self.heads)
 
     def __getitem__(self, i: int) -> tuple:
-        return self.heads[i], self.rels[i], self.lengths[i], self.tails[i], self.evaluate, int(i)
+        item = self.heads[i], self.rels[i], self.lengths[i], self.tails[i], self.evaluate
+        return item + (int(i),) if self.evaluate else item
 
     def length_counts(self) -> dict[int, int]:
         u, c = torch.unique(self.lengths, return_counts=True)
@@ -70,11 +71,11 @@ class PathCollate:
         self.range_mask = graph.range_mask() if protocol == "guu" else None
 
     def __call__(self, items: list[tuple]) -> dict[str, Tensor]:
-        heads, rels, lengths, tails, ev, index = zip(*items)
+        heads, rels, lengths, tails, ev, *index = zip(*items)
         b = {"head": torch.stack(heads), "rels": torch.stack(rels), "length": torch.stack(lengths),
              "tail": torch.stack(tails)}
         if ev[0]:
-            b["index"] = torch.tensor(index, dtype=torch.long)
+            b["index"] = torch.tensor(index[0], dtype=torch.long)
             reach = self.graph.reachable(b["head"], b["rels"], b["length"])
             if self.protocol == "guu":
                 last = b["rels"].gather(1, (b["length"] - 1).unsqueeze(1)).squeeze(1)

@@ -20,8 +20,12 @@ PAD_ID = 0
 
 
 class ListOpsDataset(Dataset):
-    def __init__(self, split: ListOpsSplit) -> None:
+    """Examples ``(tokens, parents, values, label, depth)``; with ``with_index`` (evaluation sets) also the
+    example's position, its identity for keyed evaluation noise (the same in any batch on any rank)."""
+
+    def __init__(self, split: ListOpsSplit, with_index: bool = False) -> None:
         self.split = split
+        self.with_index = with_index
 
     def __len__(self) -> int:
         return len(self.split)
@@ -31,7 +35,8 @@ class ListOpsDataset(Dataset):
             return [self[j] for j in i]
         s = self.split
         a, b = int(s.offsets[i]), int(s.offsets[i + 1])
-        return s.tokens[a:b], s.parents[a:b], s.values[a:b], int(s.labels[i]), int(s.depths[i])
+        item = s.tokens[a:b], s.parents[a:b], s.values[a:b], int(s.labels[i]), int(s.depths[i])
+        return item + (int(i),) if self.with_index else item
 
 
 class LengthBucketSampler(DistributedSampler):
@@ -80,7 +85,7 @@ def collate_listops(items, pad_to: int | None = None) -> dict[str, torch.Tensor]
     Returns ``tokens`` [B, L] (PAD_ID in padding), ``mask`` [B, L] (True at real tokens), ``lengths`` [B],
     ``parents`` [B, L] (gold parent position, -1 at the root and in padding), ``values`` [B, L]
     (sub-expression value at operators, digit at digits, -1 at ``]`` and padding), ``label`` [B],
-    ``depth`` [B].
+    ``depth`` [B], and ``index`` [B] when the examples carry their position (evaluation sets).
     """
     B = len(items)
     lengths = np.fromiter((len(it[0]) for it in items), np.int64, B)
@@ -88,17 +93,20 @@ def collate_listops(items, pad_to: int | None = None) -> dict[str, torch.Tensor]
     tokens = np.full((B, L), PAD_ID, np.int64)
     parents = np.full((B, L), NO_PARENT, np.int64)
     values = np.full((B, L), -1, np.int64)
-    for i, (t, p, v, _, _) in enumerate(items):
+    for i, (t, p, v) in enumerate(it[:3] for it in items):
         n = len(t)
         tokens[i, :n] = t
         parents[i, :n] = p
         values[i, :n] = v
     mask = np.arange(L)[None, :] < lengths[:, None]
-    return {"tokens": torch.from_numpy(tokens), "mask": torch.from_numpy(mask),
-            "lengths": torch.from_numpy(lengths), "parents": torch.from_numpy(parents),
-            "values": torch.from_numpy(values),
-            "label": torch.tensor([it[3] for it in items], dtype=torch.long),
-            "depth": torch.tensor([it[4] for it in items], dtype=torch.long)}
+    out = {"tokens": torch.from_numpy(tokens), "mask": torch.from_numpy(mask),
+           "lengths": torch.from_numpy(lengths), "parents": torch.from_numpy(parents),
+           "values": torch.from_numpy(values),
+           "label": torch.tensor([it[3] for it in items], dtype=torch.long),
+           "depth": torch.tensor([it[4] for it in items], dtype=torch.long)}
+    if len(items[0]) > 5:
+        out["index"] = torch.tensor([it[5] for it in items], dtype=torch.long)
+    return out
 
 
 class ListOpsDataModule(SeededDataModule):
@@ -157,8 +165,8 @@ class ListOpsDataModule(SeededDataModule):
         if not self.splits:
             self.splits = self._load()
         self.train_set = ListOpsDataset(self.splits["train"])
-        self.val_set = ListOpsDataset(self.splits["val"])
-        self.test_sets = [ListOpsDataset(self.splits[n]) for n in self.test_names]
+        self.val_set = ListOpsDataset(self.splits["val"], with_index=True)
+        self.test_sets = [ListOpsDataset(self.splits[n], with_index=True) for n in self.test_names]
         self.test_set = self.test_sets[0]
         self.data_source = self._source_text()
 

@@ -37,6 +37,15 @@ from .store import METRICS_FILE, SPACE_FILE, CellTable, default_dir, load_cells,
 SPLIT_STREAM = "nasbench101-split"
 
 
+class CellData(Data):
+    """A cell graph whose ``cell_index`` batches as it is: torch-geometric offsets every attribute named
+    ``*index*`` by the nodes of the graphs before it in the batch, which would make the row (the cell's
+    identity, e.g. for keyed evaluation noise) depend on the batch's composition."""
+
+    def __inc__(self, key, value, *args, **kwargs):
+        return 0 if key == "cell_index" else super().__inc__(key, value, *args, **kwargs)
+
+
 class CellGraphs(Dataset):
     """Cells of a :class:`CellTable` (rows ``index``) as torch-geometric graphs, built on access."""
 
@@ -54,7 +63,7 @@ class CellGraphs(Dataset):
         order = np.lexsort((src, dst))
         types = torch.as_tensor(self.table.types[r, :v], dtype=torch.long)
         y = float(self.target[r]) if self.target is not None else float("nan")
-        return Data(x=torch.nn.functional.one_hot(types, len(NODE_TYPES)).float(), node_type=types,
+        return CellData(x=torch.nn.functional.one_hot(types, len(NODE_TYPES)).float(), node_type=types,
                     edge_index=torch.as_tensor(np.stack([src[order], dst[order]]), dtype=torch.long),
                     y=torch.tensor([y], dtype=torch.float), cell_index=torch.tensor([r]), num_nodes=v)
 
