@@ -33,6 +33,7 @@ from torch import nn
 from ..metrics.ranking import FilteredRankingMetric, GuuRankingMetric
 from ..nn import DiscreteContinuous
 from .base import SCGModule
+from .evaluation import TEST, VAL, eval_noise, log_reduced
 
 VARIANTS = ("ours", "complex", "complex-c")
 
@@ -161,26 +162,28 @@ class KGPathModule(SCGModule):
         loss = cost.mean() + self.surrogate(cost) + self._regulariser(head, rels, length, tail)
         return loss, {"top1": (logits.argmax(1) == tail).float().mean()}
 
-    def _update(self, metric, batch) -> None:
-        scores = self(batch["head"], batch["rels"], batch["length"])
+    def _update(self, metric, batch, dataloader_idx: int = 0) -> None:
+        with eval_noise(self, batch["index"], TEST, dataloader_idx):  # keyed, for a sampling eval_mode
+            scores = self(batch["head"], batch["rels"], batch["length"])
         if self.protocol == "filtered":
             metric.update(scores, batch["tail"], batch["filter_mask"], batch["length"])
         else:
             metric.update(scores, batch["tail"], batch["positive_mask"], batch["candidate_mask"], batch["length"])
 
     def validation_step(self, batch, batch_idx):
-        scores = self(batch["head"], batch["rels"], batch["length"])
+        with eval_noise(self, batch["index"], VAL):  # keyed, for a sampling eval_mode
+            scores = self(batch["head"], batch["rels"], batch["length"])
         filt = batch["filter_mask"] if "filter_mask" in batch else batch["positive_mask"]
         self.val_metric.update(scores, batch["tail"], filt, batch["length"])
 
     def on_validation_epoch_end(self) -> None:
         out = self.val_metric.compute()
-        self.log("val/mrr", out["mrr"].float(), prog_bar=True)
-        self.log("val/hits@10", out["hits@10"].float())
+        log_reduced(self, {"val/mrr": out["mrr"].float()}, prog_bar=True)
+        log_reduced(self, {"val/hits@10": out["hits@10"].float()})
         self.val_metric.reset()
 
     def test_step(self, batch, batch_idx, dataloader_idx: int = 0):
-        self._update(self.test_metric, batch)
+        self._update(self.test_metric, batch, dataloader_idx)
 
     def train_lengths(self) -> list[int]:
         dm = getattr(self.trainer, "datamodule", None)
@@ -190,8 +193,7 @@ class KGPathModule(SCGModule):
     def on_test_epoch_end(self) -> None:
         out = self.test_metric.compute()
         self.test_metric.reset()
-        for k, v in out.items():
-            self.log(f"test/{k}", v.float())
+        log_reduced(self, {f"test/{k}": v.float() for k, v in out.items()})
         key = "mrr" if self.protocol == "filtered" else "mq"
         per_len = {int(k.rsplit("_len", 1)[1]): float(v) for k, v in out.items() if k.startswith(f"{key}_len")}
         train = self.train_lengths()
@@ -201,9 +203,9 @@ class KGPathModule(SCGModule):
             if beyond:
                 # the thesis' extrapolation claim: mean beyond the training range, and the drop from the
                 # longest training length to the longest test length (smaller = better extrapolation)
-                self.log(f"test/{key}_extrap", sum(beyond) / len(beyond))
+                log_reduced(self, {f"test/{key}_extrap": sum(beyond) / len(beyond)})
             if longest_train in per_len:
-                self.log(f"test/{key}_drop", per_len[longest_train] - per_len[longest_test])
+                log_reduced(self, {f"test/{key}_drop": per_len[longest_train] - per_len[longest_test]})
 
 
 # -- memory measurement ---------------------------------------------------------------------------------------

@@ -52,6 +52,7 @@ from torchmetrics import MeanMetric
 from ..datamodules.listops.generator import CLOSE_ID, MAX_ID, MED_ID, MIN_ID, NUM_TOKENS
 from ..nn import DiscreteContinuous
 from .base import SCGModule
+from .evaluation import TEST, VAL, eval_noise, log_reduced
 
 VARIANTS = ("lstm", "arb", "ours", "arb-gt", "ours-gt")
 DISCRETISE = ("all", "values", "operators")  # which node states are discretised (see the module docstring)
@@ -144,6 +145,7 @@ class ListOpsModule(SCGModule):
                 self.node = DiscreteContinuous(node_est, self.pred, DigitEmbedding(self.embed), depth=1,
                                                dropres=dropres, dropres_mode=dropres_mode)
         self.val_acc = Accuracy()
+        self.val_loss = MeanMetric()  # not `sync_dist=True`: see MNISTAdditionModule.val_loss
         self.metrics = nn.ModuleDict()  # test metrics, created on first use (names depend on the test sets)
 
     def on_train_start(self) -> None:
@@ -298,12 +300,13 @@ class ListOpsModule(SCGModule):
         return loss, logs
 
     def validation_step(self, batch, batch_idx):
-        out = self(batch)
+        with eval_noise(self, batch["index"], VAL):  # keyed, should an estimator decode by sampling
+            out = self(batch)
         acc = self.val_acc
         acc.update((out["logits"].argmax(-1) == batch["label"]).float())
         self.log("val/acc", acc, on_epoch=True, prog_bar=True, batch_size=len(batch["label"]))
-        self.log("val/loss", F.cross_entropy(out["logits"], batch["label"]), on_epoch=True,
-                 batch_size=len(batch["label"]), sync_dist=True)
+        self.val_loss.update(F.cross_entropy(out["logits"], batch["label"], reduction="none"))
+        self.log("val/loss", self.val_loss, on_epoch=True, batch_size=len(batch["label"]))
 
     def test_rounds(self, dataloader_idx: int) -> tuple[str, int]:
         """(metric suffix, GNN rounds) of test loader ``dataloader_idx``: [test, d=8, d=10, ...]."""
@@ -314,19 +317,38 @@ class ListOpsModule(SCGModule):
         d = int(names[dataloader_idx][len("test_d"):]) if names else self.extrap_depths[dataloader_idx - 1]
         return f"_d{d}", d
 
+    def _test_kinds(self) -> list[str]:
+        """The outcome vectors :meth:`_parse_metrics` returns for this variant, plus task accuracy."""
+        kinds = ["acc"]
+        if self.parsed:
+            kinds += ["edge_prec", "edge_prec_all"]
+        if self.discrete:
+            kinds += ["inter_acc"] + [f"inter_acc_{name}" for name in OPERATOR_NAMES.values()]
+        return kinds
+
+    def on_test_epoch_start(self) -> None:
+        # Every rank holds every test metric, whatever its share of the data contains: torchmetrics reduces
+        # each metric with collectives, which must be issued for the same metrics on every rank.
+        for idx in range(len(self.trainer.num_test_batches)):
+            suffix, _ = self.test_rounds(idx)
+            for tag in ("", "_sampled"):
+                for kind in self._test_kinds():
+                    self._metric(f"test/{kind}{suffix}{tag}")
+
     def test_step(self, batch, batch_idx, dataloader_idx: int = 0):
         suffix, rounds = self.test_rounds(dataloader_idx)
         for mode, tag in (("map", ""), ("sample", "_sampled")):
-            with self.decoding(mode):
+            with self.decoding(mode), eval_noise(self, batch["index"], TEST, dataloader_idx):
                 out = self(batch, rounds=rounds)
             self._metric(f"test/acc{suffix}{tag}").update((out["logits"].argmax(-1) == batch["label"]).float())
             for k, v in self._parse_metrics(batch, out).items():
-                if v.numel():
-                    self._metric(f"test/{k}{suffix}{tag}").update(v)
+                self._metric(f"test/{k}{suffix}{tag}").update(v)  # also when empty: see on_test_epoch_start
 
     def on_test_epoch_end(self) -> None:
-        for key, m in self.metrics.items():
-            name = key.replace("__", "/")
-            if m.update_count:
-                self.log(name, m.compute(), add_dataloader_idx=False)
-                m.reset()
+        values = {}
+        for key in sorted(self.metrics):  # the same order on every rank (each compute() is a collective)
+            value = self.metrics[key].compute()
+            self.metrics[key].reset()
+            if torch.isfinite(value):  # NaN: no counted token on any rank (e.g. no MED operator in a set)
+                values[key.replace("__", "/")] = value
+        log_reduced(self, values, add_dataloader_idx=False)

@@ -22,6 +22,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from ..nn import DiscreteContinuous
 from .base import SCGModule
+from .evaluation import TEST, VAL, eval_noise, log_reduced
 
 VARIANTS = ("ours", "baseline")
 
@@ -88,6 +89,9 @@ class MNISTAdditionModule(SCGModule):
                                                        dropres_mode=dropres_mode)
         self.train_acc = MulticlassAccuracy(k, average="micro")
         self.val_acc = MulticlassAccuracy(k, average="micro")
+        # torchmetrics, not `sync_dist=True`: Lightning's synced mean divides an integer count of examples by
+        # the world size and truncates it when the ranks hold unequal shares (UnrepeatedDistributedSampler)
+        self.val_loss = MeanMetric()
         self.test_acc = MulticlassAccuracy(k, average="micro")
         self.test_acc_sampled = MulticlassAccuracy(k, average="micro")
         self.test_loss = MeanMetric()
@@ -129,14 +133,16 @@ class MNISTAdditionModule(SCGModule):
 
     def on_train_epoch_end(self) -> None:
         super().on_train_epoch_end()
-        self.log("train/acc", self.train_acc.compute())
+        log_reduced(self, {"train/acc": self.train_acc.compute()})
         self.train_acc.reset()
 
     def validation_step(self, batch, batch_idx):
-        logits = self(batch["images"])
+        with eval_noise(self, batch["index"], VAL):  # keyed, should an estimator decode by sampling
+            logits = self(batch["images"])
         self.val_acc(logits, batch["label"])
         self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True, batch_size=len(logits))
-        self.log("val/loss", F.cross_entropy(logits, batch["label"]), batch_size=len(logits), sync_dist=True)
+        self.val_loss.update(F.cross_entropy(logits, batch["label"], reduction="none"))
+        self.log("val/loss", self.val_loss, on_epoch=True, batch_size=len(logits))
 
     def on_test_epoch_start(self) -> None:
         # Match categories to digits on held-out labelled validation images (never on test).
@@ -150,11 +156,12 @@ class MNISTAdditionModule(SCGModule):
 
     def test_step(self, batch, batch_idx):
         images, label = batch["images"], batch["label"]
-        logits = self(images)
+        with eval_noise(self, batch["index"], TEST):  # the configured decoding (MAP by default)
+            logits = self(images)
         self.test_acc.update(logits, label)
         self.test_loss.update(F.cross_entropy(logits, label, reduction="none"))
         self.test_examples.update(torch.tensor(float(len(label)), device=self.device))
-        with self.decoding("sample"):
+        with self.decoding("sample"), eval_noise(self, batch["index"], TEST):
             self.test_acc_sampled.update(self(images), label)
         if self.variant == "ours":
             self.readout_test.update(self.digit_logits(images).argmax(-1), batch["digits"])
@@ -166,8 +173,7 @@ class MNISTAdditionModule(SCGModule):
             metrics["test/digit_readout_acc"] = readout_accuracy(self.readout_val.compute(), self.readout_test.compute())
             used = self.readout_test.compute().sum(1) > 0
             metrics["test/categories_used"] = used.sum().float()
-        for k, v in metrics.items():
-            self.log(k, v)
+        log_reduced(self, metrics)
         for m in (self.test_acc, self.test_acc_sampled, self.test_loss, self.test_examples, self.readout_val,
                   self.readout_test):
             m.reset()
