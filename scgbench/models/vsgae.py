@@ -14,11 +14,17 @@ Eqs. 5.1–5.14; Appendix A.2; Table 6.7).
 * Loss (Eqs. 5.13–5.14): teacher-forced node cross-entropy + edge binary cross-entropy, summed over the
   steps of a graph, + KL(q(z|G) ‖ N(0, I)); averaged over the batch.
 * Optional performance predictor (SPEC §2.4 extension): an MLP on the posterior mean predicting the cell's
-  validation accuracy, trained jointly (MSE on cells that have one) when the data carry accuracies.
+  validation accuracy, trained jointly (MSE on cells that have one) when the data carry accuracies. Without
+  accuracies (the enumerated space) its parameters are frozen for the fit, so DDP does not wait for their
+  gradients; with them every graph passes through it (cells without a target weigh 0), so a batch without
+  targets on one rank still uses the head.
 
 Decoding is batched over graphs *and* exact: each graph's random choices come from its own uniform noise
 (``noise_type`` [B, 6], ``noise_edge`` [B, 6, 6]), so a batch decodes to the same graphs as decoding each
-graph alone with its noise row.
+graph alone with its noise row. The test metrics draw that noise, and the z samples, from counter-based keys
+(:mod:`scgbench.estimators.noise`): reconstruction noise is a function of (run seed, ``eval_seed``, cell,
+z index, decode index), prior noise of (run seed, ``eval_seed``, prior sample, decode index), so the metrics
+do not depend on batching, rank or world size.
 """
 
 from __future__ import annotations
@@ -30,13 +36,17 @@ from torch import nn
 from torch.nn import functional as F
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import scatter
-from torchmetrics import KendallRankCorrCoef, MeanSquaredError
+from torchmetrics import KendallRankCorrCoef, MeanMetric, MeanSquaredError
 
 from ..datamodules.nasbench101.cell import MAX_VERTICES, NODE_TYPES
+from ..estimators.noise import eval_noise_key, keyed_normal, keyed_uniform, sub_key
 from ..metrics.graphs import GenerationMetrics, ReconstructionAccuracy
+from .evaluation import TEST, log_reduced
 
 NUM_TYPES = len(NODE_TYPES)
 INPUT_T, OUTPUT_T = 0, NUM_TYPES - 1
+#: sub-streams of the evaluation noise (z samples, node-type and edge uniforms; reconstruction and prior)
+RECON_Z, RECON_TYPE, RECON_EDGE, PRIOR_Z, PRIOR_TYPE, PRIOR_EDGE = range(6)
 
 
 class DirectedMessage(MessagePassing):
@@ -112,7 +122,8 @@ class VSGAE(pl.LightningModule):
 
     Evaluation protocol (thesis §6.1.4): reconstruction = ``recon_z_samples`` z ~ q(z|G) × ``recon_decodes``
     decodes per held-out graph, exact match in node order; prior = ``prior_samples`` z ~ N(0, I) ×
-    ``prior_decodes`` decodes, scored by :class:`~scgbench.metrics.graphs.GenerationMetrics`.
+    ``prior_decodes`` decodes, scored by :class:`~scgbench.metrics.graphs.GenerationMetrics`. ``eval_seed``
+    selects another draw of that evaluation noise for the same run seed.
     """
 
     def __init__(self, dn: int = 250, dg: int = 56, rounds: int = 2, lr: float = 1e-4, kl_weight: float = 1.0,
@@ -137,7 +148,11 @@ class VSGAE(pl.LightningModule):
         self.start_node = mlp(dg + dn, dg + dn, dn)
         self.add_edges = mlp(2 * dn + 2 * dg, dg + dn, 1)
         self.predictor = mlp(dg, dg, 1)
+        self.train_predictor = True  # set from the data at setup("fit")
         self.recon = ReconstructionAccuracy()
+        # torchmetrics, not `sync_dist=True`: Lightning's synced mean divides an integer count of graphs by the
+        # world size and truncates it when the ranks hold unequal shares (UnrepeatedDistributedSampler)
+        self.val_loss, self.val_recon_greedy = MeanMetric(), MeanMetric()
         self.pred_rmse = MeanSquaredError(squared=False)
         self.pred_tau = KendallRankCorrCoef()
         self.generation: GenerationMetrics | None = None  # built in setup (needs the space's hashes)
@@ -253,6 +268,10 @@ class VSGAE(pl.LightningModule):
     # -- Lightning ------------------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if stage == "fit":
+            # no accuracy anywhere in the data: the head gets no gradient, and DDP would wait for it
+            self.train_predictor = bool(getattr(dm, "has_targets", True))
+            self.predictor.requires_grad_(self.train_predictor)
         if stage in (None, "test", "fit") and self.generation is None and dm is not None and dm.table is not None:
             self.generation = GenerationMetrics(dm.space_hashes(), dm.train_hashes())
 
@@ -264,11 +283,14 @@ class VSGAE(pl.LightningModule):
         kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(-1)
         loss = (node_loss + edge_loss + self.hparams.kl_weight * kl).mean()
         logs = {"node_loss": node_loss.mean(), "edge_loss": edge_loss.mean(), "kl": kl.mean()}
-        y = batch.y.reshape(-1)
-        has = torch.isfinite(y)
-        if has.any():
-            pred = self.predictor(mu[has]).squeeze(-1)
-            mse = F.mse_loss(pred, y[has])
+        if self.train_predictor:
+            # mean squared error over the cells with a target (0 for a batch without one); every cell passes
+            # through the head (weight 0 without a target), so its parameters are used in every step's loss on
+            # every rank, and DDP never waits for their gradients
+            y = batch.y.reshape(-1)
+            has = torch.isfinite(y)
+            err = torch.where(has, self.predictor(mu).squeeze(-1) - y.nan_to_num(), 0.0)
+            mse = err.pow(2).sum() / has.sum().clamp(min=1)
             loss = loss + self.hparams.predictor_weight * mse
             logs["pred_mse"] = mse
         return loss, logs, mu, (types, adj, nv)
@@ -276,40 +298,50 @@ class VSGAE(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         loss, logs, _, _ = self._loss(batch)
         bs = batch.num_graphs
-        self.log("train/loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=bs)
+        # epoch means over all ranks, synced once at the epoch end (exact: DistributedSampler gives every rank
+        # the same batch sizes); ReduceLROnPlateau reads train/loss, so every rank must see the same value
+        self.log("train/loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=bs,
+                 sync_dist=True)
         for k, v in logs.items():
-            self.log(f"train/{k}", v.detach(), on_step=False, on_epoch=True, batch_size=bs)
+            self.log(f"train/{k}", v.detach(), on_step=False, on_epoch=True, batch_size=bs, sync_dist=True)
         return loss
 
     def validation_step(self, batch, batch_idx):
         loss, logs, mu, (types, adj, nv) = self._loss(batch, sample=False)
         bs = batch.num_graphs
-        self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=bs, sync_dist=True)
+        self.val_loss.update(loss, weight=bs)
+        self.log("val/loss", self.val_loss, on_epoch=True, prog_bar=True, batch_size=bs)
         # cheap progress signal: greedy decode of the posterior mean, exact match in node order
         dt, da, dn_ = self.decode(mu, mode="greedy")
-        self.log("val/recon_greedy", self._exact(dt, da, dn_, types, adj, nv).float().mean(), on_epoch=True,
-                 batch_size=bs, sync_dist=True)
+        self.val_recon_greedy.update(self._exact(dt, da, dn_, types, adj, nv).float())
+        self.log("val/recon_greedy", self.val_recon_greedy, on_epoch=True, batch_size=bs)
 
     @staticmethod
     def _exact(dt, da, dnv, types, adj, nv) -> torch.Tensor:
         return (dnv == nv) & (dt == types).all(-1) & (da == adj.long()).all(-1).all(-1)
 
-    def _generator(self, *salt: int) -> torch.Generator:
-        g = torch.Generator(device="cpu")
-        g.manual_seed(int(self.hparams.eval_seed) * 1_000_003 + sum(s * 7919 ** i for i, s in enumerate(salt, 1)))
-        return g
+    def _eval_key(self, stream: int) -> int:
+        """Key of evaluation-noise sub-stream ``stream``: (run seed, test, ``eval_seed``, stream)."""
+        return sub_key(eval_noise_key(TEST, 0), int(self.hparams.eval_seed), stream)
+
+    def decode_posterior(self, batch, mu: torch.Tensor, logvar: torch.Tensor):
+        """``recon_z_samples`` z ~ q(z|G) × ``recon_decodes`` decodes per graph of ``batch`` (graph-major, then z,
+        then decode), with z and the decoding noise keyed by (cell, z index, decode index): a cell decodes to the
+        same graphs whichever batch or rank holds it."""
+        b, zs, ds = mu.size(0), self.hparams.recon_z_samples, self.hparams.recon_decodes
+        steps = MAX_VERTICES - 1
+        cell = batch.cell_index.reshape(-1)
+        eps = keyed_normal(self._eval_key(RECON_Z), cell, (b, zs, mu.size(1)), mu.dtype)
+        z = (mu[:, None] + eps * torch.exp(0.5 * logvar)[:, None]).repeat_interleave(ds, dim=1).reshape(b * zs * ds, -1)
+        nt = keyed_uniform(self._eval_key(RECON_TYPE), cell, (b, zs, ds, steps), mu.dtype).reshape(-1, steps)
+        ne = keyed_uniform(self._eval_key(RECON_EDGE), cell, (b, zs, ds, steps, steps), mu.dtype)
+        return self.decode(z, nt, ne.reshape(-1, steps, steps))
 
     def test_step(self, batch, batch_idx):
         types, adj, nv = self.dense(batch)
         mu, logvar = self.encode(batch)
         b, zs, ds = mu.size(0), self.hparams.recon_z_samples, self.hparams.recon_decodes
-        g = self._generator(1, batch_idx, self.global_rank)
-        eps = torch.randn(b, zs, mu.size(1), generator=g).to(mu)
-        z = (mu[:, None] + eps * torch.exp(0.5 * logvar)[:, None]).repeat_interleave(ds, dim=1).reshape(b * zs * ds, -1)
-        steps = MAX_VERTICES - 1
-        nt = torch.rand(z.size(0), steps, generator=g).to(mu)
-        ne = torch.rand(z.size(0), steps, steps, generator=g).to(mu)
-        dt, da, dnv = self.decode(z, nt, ne)
+        dt, da, dnv = self.decode_posterior(batch, mu, logvar)
         rep = lambda x: x.repeat_interleave(zs * ds, dim=0)  # noqa: E731
         hit = self._exact(dt, da, dnv, rep(types), rep(adj), rep(nv)).float().reshape(b, zs * ds)
         self.recon.update(hit.mean(-1))
@@ -324,31 +356,37 @@ class VSGAE(pl.LightningModule):
     def on_test_epoch_start(self) -> None:
         self._pred_seen = False
 
+    def decode_prior(self, index: torch.Tensor):
+        """Decodes of prior samples ``index`` (``prior_decodes`` each, sample-major): z_i ~ N(0, I) and the
+        decoding noise keyed by (i, decode index), so sample i is the same whichever rank decodes it."""
+        d, steps = self.hparams.prior_decodes, MAX_VERTICES - 1
+        n = index.numel()
+        z = keyed_normal(self._eval_key(PRIOR_Z), index, (n, self.dg)).repeat_interleave(d, dim=0)
+        nt = keyed_uniform(self._eval_key(PRIOR_TYPE), index, (n, d, steps), torch.float32)
+        ne = keyed_uniform(self._eval_key(PRIOR_EDGE), index, (n, d, steps, steps), torch.float32)
+        return self.decode(z, nt.reshape(-1, steps), ne.reshape(-1, steps, steps))
+
     def on_test_epoch_end(self) -> None:
         r = self.recon.compute()
-        self.log_dict({f"test/recon_{k}" if k != "acc" else "test/recon_acc": v.float() for k, v in r.items()})
+        log_reduced(self, {f"test/recon_{k}" if k != "acc" else "test/recon_acc": v.float() for k, v in r.items()})
         self.recon.reset()
-        # prior: z ~ N(0, I); this rank decodes every world_size-th sample
-        n, d = self.hparams.prior_samples, self.hparams.prior_decodes
-        g = self._generator(2)
-        z_all = torch.randn(n, self.dg, generator=g)
-        nt_all = torch.rand(n, d, MAX_VERTICES - 1, generator=g)
-        ne_all = torch.rand(n, d, MAX_VERTICES - 1, MAX_VERTICES - 1, generator=g)
-        mine = torch.arange(self.global_rank, n, self.trainer.world_size if self._trainer else 1)
+        # prior: samples 0..prior_samples−1 whatever the world size; this rank decodes every world_size-th one
+        world = self.trainer.world_size if self._trainer is not None else 1
+        mine = torch.arange(self.global_rank, self.hparams.prior_samples, world, device=self.device)
         if self.generation is None:
             self.generation = GenerationMetrics()
         self.generation.to(self.device)
         for chunk in mine.split(500):
-            z = z_all[chunk].repeat_interleave(d, dim=0).to(self.device)
-            dt, da, dnv = self.decode(z, nt_all[chunk].reshape(-1, MAX_VERTICES - 1).to(self.device),
-                                      ne_all[chunk].reshape(-1, MAX_VERTICES - 1, MAX_VERTICES - 1).to(self.device))
-            self.generation.update(dt, da, dnv)
+            self.generation.update(*self.decode_prior(chunk))
         gen = self.generation.compute()
-        self.log_dict({f"test/prior_{k}": v.float() for k, v in gen.items()})
+        log_reduced(self, {f"test/prior_{k}": v.float() for k, v in gen.items()})
         self.generation.reset()
-        if self._pred_seen:
-            self.log("test/pred_rmse", self.pred_rmse.compute())
-            self.log("test/pred_kendall_tau", self.pred_tau.compute())
+        seen = torch.tensor(float(self._pred_seen), device=self.device)
+        if self._trainer is not None:
+            seen = self.trainer.strategy.reduce(seen, reduce_op="max")  # compute() below is a collective
+        if seen > 0:
+            log_reduced(self, {"test/pred_rmse": self.pred_rmse.compute(),
+                               "test/pred_kendall_tau": self.pred_tau.compute()})
         self.pred_rmse.reset()
         self.pred_tau.reset()
 
