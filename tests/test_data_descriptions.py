@@ -59,6 +59,29 @@ def test_stream_sampler_is_the_named_stream_and_never_replays_another_seed():
         assert set().union(*map(set, shards)) == set(range(n)) and sum(map(len, shards)) == -(-n // world) * world
 
 
+def test_loaders_leave_the_global_rng_alone(tmp_path):
+    """A DataLoader without a generator draws its workers' base seed from the global torch RNG at every
+    ``iter()``; the model reseeds that RNG at each epoch start and draws its sampling noise from it, so a
+    resumed run (which creates its first iterator at another moment) trained on other noise."""
+    from scgbench.datamodules.listops import ListOpsDataModule
+
+    dm = ListOpsDataModule(cache=False, train_per_depth=20, val_per_depth=4, test_per_depth=4, extrap_per_depth=3,
+                           batch_size=8)
+    dm.setup()
+    bucketed = ListOpsDataModule(cache=False, train_per_depth=20, val_per_depth=4, test_per_depth=4,
+                                 extrap_per_depth=3, batch_size=8, bucket=2)
+    bucketed.setup()
+    mnist = _mnist(tmp_path, repair_each_epoch=True)
+    for loader in [dm.train_dataloader(), dm.val_dataloader(), bucketed.train_dataloader(),
+                   mnist.train_dataloader(), mnist.test_dataloader(), _mnist(tmp_path).train_dataloader()]:
+        torch.manual_seed(123)
+        before = torch.get_rng_state()
+        next(iter(loader))
+        assert torch.equal(torch.get_rng_state(), before), loader
+    a, b = dm.train_dataloader(), dm.train_dataloader()
+    assert torch.equal(next(iter(a))["tokens"], next(iter(b))["tokens"])
+
+
 # ----------------------------------------------------------------------------------------------- MNIST
 def _mnist(tmp_path, **kw):
     from scgbench.datamodules import mnist as m

@@ -5,6 +5,8 @@
   ``DistributedSampler`` (:class:`StreamSampler`, re-seeded by Lightning's ``set_epoch``). A run resumed from
   an epoch-end checkpoint therefore sees exactly the batches the uninterrupted run saw, and, unlike
   ``DistributedSampler``'s ``seed + epoch``, run seed 1 never replays run seed 0's epoch 1.
+* DataLoaders draw their workers' base seed from their own generator (:meth:`SeededDataModule.loader_generator`),
+  never from the global torch RNG, so creating an iterator does not move the model's sampling noise.
 * Validation and test use Lightning's ``UnrepeatedDistributedSampler``: each example is evaluated exactly
   once across ranks (the default ``DistributedSampler`` pads with duplicates), so DDP metrics equal the
   one-process metrics when they are reduced with torchmetrics.
@@ -28,6 +30,8 @@ from scgbench.seeding import torch_generator
 
 #: stream name of the training order (keyed by epoch)
 TRAIN_ORDER = "train-order"
+#: stream of the DataLoaders' worker base seeds
+LOADER = "loader"
 
 
 class StreamSampler(DistributedSampler):
@@ -138,10 +142,18 @@ class SeededDataModule(pl.LightningDataModule):
             return torch.distributed.get_world_size(), torch.distributed.get_rank()
         return 1, 0
 
+    def loader_generator(self) -> torch.Generator:
+        """The generator a DataLoader draws its workers' base seed from, on the named stream (seed, "loader").
+        Without one, every ``iter(loader)`` draws from the global torch RNG: the model reseeds that RNG at each
+        epoch start, and a resumed run creates its first iterator at another point than the original run did,
+        which shifted all of that epoch's sampling noise."""
+        return torch_generator(self.seed, LOADER)
+
     def _loader(self, dataset: Dataset, sampler, batch_size: int, drop_last: bool = False) -> DataLoader:
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=self.num_workers,
                           collate_fn=self.collate_fn, drop_last=drop_last,
-                          persistent_workers=self.num_workers > 0)
+                          persistent_workers=self.num_workers > 0,
+                          generator=self.loader_generator())
 
     def train_sampler(self, dataset: Dataset, drop_last: bool = False, cls: type = StreamSampler):
         world, rank = self._world()

@@ -199,7 +199,8 @@ class ListOpsDataModule(SeededDataModule):
         world, rank = self._world()
         sampler = LengthBucketSampler(self.train_set, self.batch_size, self.bucket, world, rank, self.seed)
         return DataLoader(self.train_set, sampler=sampler, batch_size=None, collate_fn=self.collate_fn,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                          generator=self.loader_generator())
 
     def test_dataloader(self):
         return [self.eval_loader(ds) for ds in self.test_sets]
