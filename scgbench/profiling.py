@@ -29,7 +29,6 @@ are comparable across machines even where the absolute numbers are not.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import statistics
 import tempfile
@@ -39,14 +38,15 @@ from typing import Sequence
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader
 
 from .benchmarks import get_benchmark
-from .callbacks import TRICKS, build_callbacks
-from .estimators import ESTIMATORS, get_estimator, reset_estimators
+from .callbacks import TRICKS, CALLBACKS, ProgressBar, RunCheckpoint, SelectionCheckpoint
+from .config import BenchmarkCLI, benchmark_args, check_families
+from .estimators import ESTIMATORS, estimators_of as _estimators, get_estimator, reset_estimators
 from .models.base import SCGModule
-from .runner import NullProfiler, resolve, run_callbacks, split_overrides, to_cli_args, trainer_defaults
+from .runner import NullProfiler, choose_threads, quiet_lightning
 
 
 class _PairedTimer(pl.Callback):
@@ -59,15 +59,19 @@ class _PairedTimer(pl.Callback):
     def __init__(self, warmup: int, chunk: int) -> None:
         self.warmup, self.chunk = warmup, chunk
 
-    def bind(self, module: pl.LightningModule, batches: list) -> "_PairedTimer":
-        """Time against a twin of ``module`` (copied now, before it is attached to a trainer) on ``batches``."""
-        self.twin, self.batches = copy.deepcopy(module), batches
-        self.opt = self.twin.configure_optimizers()
-        self.score = getattr(self.twin, "score_estimators", None)  # the cached list, as training_step uses
+    def bind(self, batches: list) -> "_PairedTimer":
+        """Time against a twin of the module on ``batches``; the twin is made at ``on_train_start``, after the
+        module's ``setup`` has built everything it builds from the data (e.g. the KG embeddings)."""
+        self.batches = batches
         self.lightning: list[float] = []
         self.bare: list[float] = []
         self._resumed_at: float | None = None
         return self
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.twin = copy.deepcopy(pl_module, memo={id(trainer): None})  # the module, not its trainer
+        self.opt = _first_optimizer(self.twin.configure_optimizers())
+        self.score = getattr(self.twin, "score_estimators", None)  # the cached list, as training_step uses
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         done = batch_idx + 1
@@ -102,6 +106,46 @@ class _FloorModule(SCGModule):
         return self.w.square(), {}
 
 
+def _first_optimizer(configured):
+    """The (first) optimizer of any ``configure_optimizers`` return form: an optimizer, a list or tuple of them,
+    ``(optimizers, schedulers)``, or a dict / list of dicts with an ``"optimizer"`` key."""
+    x = configured
+    while not isinstance(x, torch.optim.Optimizer):
+        if isinstance(x, dict):
+            x = x["optimizer"]
+        elif isinstance(x, (list, tuple)) and x:
+            x = x[0]
+        else:
+            raise TypeError(f"cannot find an optimizer in configure_optimizers() = {configured!r}")
+    return x
+
+
+def _training_loss(model, batch, i: int) -> torch.Tensor:
+    """The module's training loss: ``training_loss`` of an SCGModule, else its ``training_step`` (whose
+    ``self.log`` calls are no-ops without a trainer)."""
+    if hasattr(model, "training_loss"):
+        return model.training_loss(batch)[0]
+    out = model.training_step(batch, i)
+    return out["loss"] if isinstance(out, dict) else out
+
+
+class _ReplayData(pl.LightningDataModule):
+    """The pre-drawn batches as the training data, and every other attribute from the benchmark's datamodule
+    (modules that build themselves from it in ``setup`` find what they need)."""
+
+    def __init__(self, dm: pl.LightningDataModule, batches: list) -> None:
+        super().__init__()
+        self.dm, self.batches = dm, batches
+
+    def __getattr__(self, name):
+        if name in ("dm", "batches") or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.dm, name)
+
+    def train_dataloader(self) -> DataLoader:
+        return _replay(self.batches)
+
+
 def _replay(batches: list) -> DataLoader:
     """The pre-drawn batches as a pass-through DataLoader: what both the bare loop and Lightning iterate."""
     return DataLoader(batches, batch_size=None, shuffle=False)
@@ -112,10 +156,11 @@ def _bare_steps(model, opt, batches: list, score) -> float:
     model.train()
     it = iter(_replay(batches))
     t0 = time.perf_counter()
-    for b in it:
-        reset_estimators(model, score)
+    for i, b in enumerate(it):
+        if score is not None:
+            reset_estimators(model, score)
         opt.zero_grad(set_to_none=True)
-        loss, _ = model.training_loss(b)
+        loss = _training_loss(model, b, i)
         loss.backward()
         opt.step()
     return time.perf_counter() - t0
@@ -152,13 +197,17 @@ def _estimator_timing(shape: Sequence[int], iters: int = 300) -> dict[str, float
     return out
 
 
-def _paired_core(module: pl.LightningModule, batches: list, warmup: int, chunk: int, tmp: str) -> dict[str, float]:
+def _paired_core(module: pl.LightningModule, data: pl.LightningDataModule | None, batches: list, warmup: int,
+                 chunk: int, tmp: str) -> dict[str, float]:
     """Lightning's loop alone (no logger, checkpointing, progress bar or other callbacks) paired with the bare loop."""
-    timer = _PairedTimer(warmup, chunk).bind(module, batches)
+    timer = _PairedTimer(warmup, chunk).bind(batches)
     trainer = pl.Trainer(max_steps=len(batches), limit_val_batches=0, num_sanity_val_steps=0, accelerator="cpu",
                          devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, profiler=NullProfiler(), callbacks=[timer], default_root_dir=tmp)
-    trainer.fit(module, train_dataloaders=_replay(batches))
+    if data is None:
+        trainer.fit(module, train_dataloaders=_replay(batches))
+    else:
+        trainer.fit(module, datamodule=data)
     return timer.summary()
 
 
@@ -166,28 +215,20 @@ def profile(benchmark: str, profile_name: str = "quick", variant: str | None = N
             steps: int = 1000, overrides: Sequence[str] = (), output: str | None = None, warmup: int = 20,
             chunk: int = 50) -> dict:
     bm = get_benchmark(benchmark)
-    config = resolve(bm, profile_name, variant, estimator)
-    # Training tricks only: diagnostics would write figures and are not part of a training step's cost.
-    config["tricks"] = {k: v for k, v in config["tricks"].items() if k in TRICKS}
-    user_args = split_overrides(overrides)
-    args = to_cli_args(config) + user_args
+    threads = choose_threads()
+    quiet_lightning()
+    # The same builder as `scgbench run`; diagnostics off (they write figures and are no part of a step's cost).
+    args = benchmark_args(bm, profile_name, variant, 0, estimator) + [
+        f"--tricks.{k}=null" for k in CALLBACKS if k not in TRICKS] + list(overrides)
+    cli = BenchmarkCLI(bm, args)
+    check_families(cli)
+    cli.instantiate()
+    dm, model = cli.datamodule, cli.model
     steps = chunk * max(1, math.ceil(steps / chunk))
     total = warmup + steps
     with tempfile.TemporaryDirectory() as tmp:
-        # The Trainer of `scgbench run` (callbacks, logger, progress bar, logging cadence), stopped after
-        # `total` steps without validation, on the CPU where the bare loop runs too. The paired timer comes
-        # first among the callbacks; it gets its twin and batches once the data exist.
-        paired = _PairedTimer(warmup, chunk)
-        callbacks = [paired, *run_callbacks(bm, Path(tmp), build_callbacks(config["tricks"]))]
-        defaults = {**trainer_defaults(Path(tmp), callbacks, user_args), "max_steps": total,
-                    "limit_val_batches": 0, "num_sanity_val_steps": 0, "accelerator": "cpu", "devices": 1}
-        cli = LightningCLI(bm.module, bm.datamodule, run=False, args=args, seed_everything_default=0,
-                           save_config_callback=None, auto_configure_optimizers=False, trainer_defaults=defaults,
-                           parser_kwargs={"exit_on_error": False})
-        dm, model = cli.datamodule, cli.model
         dm.prepare_data()
         dm.setup("fit")
-
         # (4) the data loader alone
         loader = dm.train_dataloader()
         batches, t0 = [], time.perf_counter()
@@ -197,16 +238,23 @@ def profile(benchmark: str, profile_name: str = "quick", variant: str | None = N
                 if len(batches) == total:
                     break
         loader_rate = total / (time.perf_counter() - t0)
+        data = _ReplayData(dm, batches)
 
-        # (1) the run's Trainer and (2) Lightning's loop alone, each paired with the bare loop on a twin
+        # (1) the Trainer of `scgbench run` (tricks, checkpoints, logger, progress bar, logging cadence), stopped
+        # after `total` steps without validation, on the CPU where the bare loop runs too, paired with the bare loop
         init = copy.deepcopy(model.state_dict())
-        paired.bind(model, batches)
-        cli.trainer.fit(model, train_dataloaders=_replay(batches))
+        paired = _PairedTimer(warmup, chunk).bind(batches)
+        trainer = cli.make_trainer(
+            [paired, SelectionCheckpoint(Path(tmp) / "checkpoints", bm.selection_metric, bm.selection_mode),
+             RunCheckpoint(Path(tmp) / "checkpoints"), ProgressBar()],
+            default_root_dir=tmp, logger=TensorBoardLogger(tmp, name="tb", version=""), profiler=NullProfiler(),
+            max_steps=total, limit_val_batches=0, num_sanity_val_steps=0, accelerator="cpu", devices=1)
+        trainer.fit(model, datamodule=data)
         run = paired.summary()
         model.load_state_dict(init)
-        core_run = _paired_core(model, batches, warmup, chunk, tmp)
-        # (3) Lightning's floor on the same batches
-        floor = _paired_core(_FloorModule(), batches, warmup, chunk, tmp)
+        # (2) Lightning's loop alone and (3) Lightning's floor, on the same batches
+        core_run = _paired_core(model, data, batches, warmup, chunk, tmp)
+        floor = _paired_core(_FloorModule(), None, batches, warmup, chunk, tmp)
 
     est = _estimator_timing(bm.node_shape)
     batch_size = getattr(dm, "batch_size", None)
@@ -214,8 +262,8 @@ def profile(benchmark: str, profile_name: str = "quick", variant: str | None = N
     bare_ms = 1e3 / run["bare_steps_per_s"]
     result = {
         "benchmark": bm.name, "profile": profile_name, "variant": variant or bm.default_variant,
-        "estimator": config["model"].get("estimator", "default"), "steps_timed": run["steps"], "chunk": chunk,
-        "batch_size": batch_size, "torch_threads": torch.get_num_threads(),
+        "estimator": "+".join(sorted({e.name for e in _estimators(model)})) or "none", "steps_timed": run["steps"],
+        "chunk": chunk, "batch_size": batch_size, "torch_threads": threads["torch_threads"],
         "lightning_steps_per_s": lightning_rate, "bare_steps_per_s": run["bare_steps_per_s"],
         "lightning_vs_bare": run["ratio"],
         **{f"lightning_vs_bare_{k}": run[k] for k in ("chunk_ratio_q1", "chunk_ratio_median", "chunk_ratio_q3")},
@@ -234,5 +282,7 @@ def profile(benchmark: str, profile_name: str = "quick", variant: str | None = N
     for k, v in result.items():
         print(f"{k:{width}s}  {v:.4g}" if isinstance(v, float) else f"{k:{width}s}  {v}")
     if output:
-        Path(output).write_text(json.dumps(result, indent=2))
+        from .io import atomic_write_json
+
+        atomic_write_json(output, result)
     return result

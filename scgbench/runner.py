@@ -1,63 +1,50 @@
-"""Run one benchmark: resolve its config (profile ⊕ variant ⊕ overrides), instantiate the datamodule and
-module through LightningCLI (so every ``--trainer.*``, ``--model.*``, ``--data.*`` override works and is
-type-checked), train, test the selected checkpoint, and write one result record.
+"""Run one benchmark: build it from its config layers (:mod:`scgbench.config`), check everything checkable, train,
+test the selected checkpoint, and write one result record that describes what ran.
+
+Order of work, so that a mistake costs nothing: parse and check the config (names, types, estimator family) →
+instantiate model, datamodule and tricks (their range checks) → probe that the results and runs directories
+are writable → claim the run directory → build the trainer → fit → test → write the record, first into the
+run directory and then, atomically, into the results directory.
 
 Everything a run produces lives in one run directory (``runs/<benchmark>/<run name>`` unless
 ``--run-dir``/``$SCGBENCH_RUNS_DIR`` say otherwise): TensorBoard logs (``tb/``), checkpoints
-(``checkpoints/``, ``last.ckpt`` at every epoch end), figures (``figures/``) and the resolved config. The run
-name is a deterministic function of the command, so ``--resume`` finds the last checkpoint of the same
-command. Under DDP the launcher re-executes the command in each process; they share the parent's run
-directory through ``$SCGBENCH_RUN_DIR`` and only global rank 0 writes the record.
+(``checkpoints/``: the best-validation one for testing and ``last.ckpt``, rewritten atomically every epoch and
+every ``checkpoint_every`` steps), figures (``figures/``), the resolved config (``config.yaml``) and the record
+(``record.json``). The run name is ``<variant>-<estimator>-<profile>-s<seed>-<fingerprint>``, so ``--resume``
+finds the last checkpoint of the same experiment and seed. Under DDP the launcher re-executes the command in
+each process; they share the parent's run directory through ``$SCGBENCH_RUN_DIR`` and only global rank 0 writes.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import inspect
 import json
+import logging
 import os
+import shutil
+import sys
+import tempfile
 import time
+import warnings
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
-from lightning.pytorch.cli import LightningCLI
+import yaml
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.profilers import PassThroughProfiler
 
 from .benchmarks import Benchmark, get_benchmark
-from .callbacks import EpochHistory, build_callbacks, final_values
-from .estimators import estimators_of, get_estimator_class
-from .io import atomic_write_json
-from .leaderboard.records import git_commit, hardware, write_record
-
-OVERRIDE_SECTIONS = ("trainer", "model", "data")
-LOG_EVERY_N_STEPS = 50  # Lightning's default; one TensorBoard write of 4-5 scalars costs ~0.3 ms here
-PROGRESS_BAR_INTERVAL = 0.25  # seconds between redraws of the progress bar
-
-
-class ProgressBar(TQDMProgressBar):
-    """Lightning's TQDM bar redrawn by time: at most every ``min_interval`` seconds, and at the end of each
-    epoch. A step-count refresh redraws a small CPU model hundreds of times a second (each redraw re-reads the
-    logged metrics and writes the terminal twice; ~1 % of a 5 ms step at one redraw per 20 steps) and a slow
-    one only every few seconds."""
-
-    def __init__(self, min_interval: float = PROGRESS_BAR_INTERVAL) -> None:
-        super().__init__()
-        self.min_interval, self._next_redraw = float(min_interval), 0.0
-
-    def _should_update(self, current: int, total: int) -> bool:
-        if not self.is_enabled:
-            return False
-        if current == total:
-            return True
-        now = time.monotonic()
-        if now < self._next_redraw:
-            return False
-        self._next_redraw = now + self.min_interval
-        return True
+from .callbacks import TRICKS, EpochLine, ProgressBar, RunCheckpoint, SelectionCheckpoint
+from .config import BenchmarkCLI, ConfigError, benchmark_args, check_families
+from .estimators import estimators_of
+from .experiment import fingerprint, modifications
+from .io import atomic_write_bytes, atomic_write_json
+from .leaderboard.records import SCHEMA_VERSION, record_name, results_dir, write_record
+from .nn.state import schedule_values
+from .provenance import git_commit, hardware, load_average, package_versions
 
 
 class NullProfiler(PassThroughProfiler):
@@ -71,82 +58,55 @@ class NullProfiler(PassThroughProfiler):
         return self._NULL
 
 
-class SelectionCheckpoint(ModelCheckpoint):
-    """``ModelCheckpoint`` without two per-step costs (``scgbench profile`` measures them on small models):
+class _NoTips(logging.Filter):
+    """Drops Lightning's advertising tips (LitLogger, litmodels): nothing a user of this suite can act on."""
 
-    * ``state_key`` is built once. Lightning formats every callback's key into a profiler label at each hook
-      call (~6 per step), and ModelCheckpoint's is a ``repr`` of settings that never change after construction;
-    * with neither a step nor a time interval (the runs save at validation/epoch end), ``on_train_batch_end``
-      returns at once, where Lightning's version runs its state checks and then returns.
-    """
-
-    @property
-    def state_key(self) -> str:
-        if "_state_key" not in self.__dict__:
-            self.__dict__["_state_key"] = super().state_key
-        return self.__dict__["_state_key"]
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self._every_n_train_steps >= 1 or self._train_time_interval is not None:
-            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
 
 
-def run_callbacks(bm: Benchmark, out: Path, trick_callbacks: Sequence[pl.Callback]) -> list[pl.Callback]:
-    """[selection checkpoint (+ ``last.ckpt``), epoch history, *tricks]: the callbacks of every run."""
-    ckpt = SelectionCheckpoint(dirpath=out / "checkpoints", filename="best-{epoch}", monitor=bm.selection_metric,
-                               mode=bm.selection_mode, save_last=True)
-    return [ckpt, EpochHistory(), *trick_callbacks]
+def quiet_lightning() -> None:
+    """Silence output a user cannot act on: Lightning's tips and a deprecation notice Lightning itself triggers
+    with this torch (``_pytree``'s ``LeafSpec``). Warnings about the user's own configuration stay."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        log = logging.getLogger(name)
+        if not any(isinstance(f, _NoTips) for f in log.filters):
+            log.addFilter(_NoTips())
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 
-def trainer_defaults(out: Path, callbacks: Sequence[pl.Callback], user_args: Sequence[str] = ()) -> dict:
-    """The Trainer settings of every ``scgbench run`` (``scgbench profile`` times the same ones): TensorBoard
-    logs under ``out/tb``, no per-step profiler cost, a progress bar refreshed every
-    ``PROGRESS_BAR_INTERVAL`` seconds unless ``--trainer.enable_progress_bar=false``."""
-    callbacks = list(callbacks)
-    given = dict(a.split("=", 1) for a in user_args if "=" in a)
-    bar_off = given.get("--trainer.enable_progress_bar", "true").lower() in ("false", "0", "no")
-    if not bar_off and "--trainer.callbacks" not in given:  # a user's own callbacks may bring their own bar
-        callbacks.append(ProgressBar())
-    return {"default_root_dir": str(out), "callbacks": callbacks, "enable_model_summary": False,
-            "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-                       "init_args": {"save_dir": str(out), "name": "tb", "version": ""}},
-            "log_every_n_steps": LOG_EVERY_N_STEPS, "profiler": {"class_path": f"{__name__}.NullProfiler"}}
+# -- threads --------------------------------------------------------------------------------------------------
+def choose_threads(requested: int | None = None) -> dict[str, Any]:
+    """Intra-op threads of this process: ``requested`` (``--threads``), else ``$OMP_NUM_THREADS`` if the user
+    set it, else 1. Small models on few shared cores run 10–50× faster with one thread per process than with
+    torch's default (one per core, contending with every other process)."""
+    if requested is not None:
+        if requested < 1:
+            raise ConfigError(f"--threads must be >= 1, got {requested}")
+        n, source = int(requested), "--threads"
+    elif os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]) > 0:
+        n, source = int(os.environ["OMP_NUM_THREADS"]), "OMP_NUM_THREADS"
+    else:
+        n, source = 1, "scgbench default (one per process)"
+    torch.set_num_threads(n)
+    return {"torch_threads": torch.get_num_threads(), "source": source}
 
 
-def to_cli_args(config: dict) -> list[str]:
-    """``{"model": {"lr": 1e-4}}`` → ``["--model.lr=0.0001"]`` (JSON for non-strings, as jsonargparse reads)."""
-    args = []
-    for section in OVERRIDE_SECTIONS:
-        for k, v in config.get(section, {}).items():
-            args.append(f"--{section}.{k}={v if isinstance(v, str) else json.dumps(v)}")
-    return args
+# -- directories ----------------------------------------------------------------------------------------------
+def probe_writable(directory: Path, what: str, flag: str) -> None:
+    """Create ``directory`` and a file in it, or fail now (before training) naming it and the option to change."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".scgbench-probe-"):
+            pass
+    except OSError as e:
+        raise ConfigError(f"the {what} {directory} is not writable ({e.strerror or e}); choose another with "
+                          f"{flag} or fix its permissions") from None
 
 
-def split_overrides(overrides: Sequence[str]) -> list[str]:
-    """Normalise ``--trainer.max_epochs 3`` / ``--trainer.max_epochs=3`` into ``--key=value`` strings."""
-    out, it = [], iter(overrides)
-    for tok in it:
-        if not tok.startswith("--") or tok.split(".", 1)[0][2:] not in OVERRIDE_SECTIONS:
-            raise ValueError(f"unrecognised argument {tok!r}: overrides look like --trainer.X, --model.X or --data.X")
-        if "=" in tok:
-            out.append(tok)
-        else:
-            try:
-                out.append(f"{tok}={next(it)}")
-            except StopIteration:
-                raise ValueError(f"override {tok} needs a value") from None
-    return out
-
-
-def run_name(benchmark: str, variant: str, estimator: str, profile: str, seed: int, overrides: Sequence[str],
-             tricks: dict) -> str:
-    digest = hashlib.sha1(json.dumps([list(overrides), tricks], sort_keys=True, default=str).encode()).hexdigest()[:8]
-    return f"{variant}-{estimator}-{profile}-s{seed}-{digest}"
-
-
-def _choose_run_dir(base: Path, resume: bool) -> Path:
-    """With ``resume``: the newest of ``base``, ``base-2``, … that holds ``last.ckpt``. Otherwise claim the
-    first free one with an atomic ``mkdir``, so concurrent identical commands never share a directory."""
+def choose_run_dir(base: Path, resume: bool) -> Path:
+    """With ``resume``: the newest of ``base``, ``base-2``, … that holds ``last.ckpt``. Otherwise claim the first
+    free one with an atomic ``mkdir``, so concurrent identical commands never share a directory."""
     if resume:
         taken = [base] + sorted((p for p in base.parent.glob(base.name + "-*") if p.name.rsplit("-", 1)[1].isdigit()),
                                 key=lambda p: int(p.name.rsplit("-", 1)[1]))
@@ -166,111 +126,212 @@ def _choose_run_dir(base: Path, resume: bool) -> Path:
             i += 1
 
 
-def resolve(benchmark: Benchmark, profile: str, variant: str | None, estimator: str | None,
-            estimator_kwargs: dict | None = None, disable_tricks: Sequence[str] = ()) -> dict:
-    config = benchmark.config(profile, variant)
-    if estimator is not None:
-        cls = get_estimator_class(estimator)
-        if cls.family not in benchmark.families:
-            raise ValueError(f"{benchmark.name} does not support {cls.family} estimators such as {estimator!r}")
-        config["model"]["estimator"] = estimator
-    if estimator_kwargs:
-        config["model"]["estimator_kwargs"] = {**config["model"].get("estimator_kwargs", {}), **estimator_kwargs}
-    for t in disable_tricks:
-        if t not in config["tricks"]:
-            raise ValueError(f"--no-trick {t!r}: this run has tricks {sorted(config['tricks'])}")
-        config["tricks"][t] = None
-        if t == "dropres" and "dropres" in config["model"]:
-            config["model"]["dropres"] = False
-    return config
+def _discard_if_empty(out: Path) -> None:
+    """A run that failed before its first checkpoint leaves nothing worth keeping: remove its directory."""
+    if out.is_dir() and not (out / "checkpoints" / "last.ckpt").exists():
+        shutil.rmtree(out, ignore_errors=True)
 
 
-def run(benchmark: str, estimator: str | None = None, profile: str = "quick", seed: int = 0,
-        variant: str | None = None, overrides: Sequence[str] = (), results: str | None = None,
-        run_dir: str | None = None, resume: bool = False, estimator_kwargs: dict | None = None,
-        disable_tricks: Sequence[str] = (), extra_callbacks: Sequence[pl.Callback] = (),
-        write: bool = True) -> dict[str, Any]:
-    """Train and test one configuration; return the result record (also written to ``results``)."""
-    bm = get_benchmark(benchmark)
-    variant = variant or bm.default_variant
-    config = resolve(bm, profile, variant, estimator, estimator_kwargs, disable_tricks)
-    user_args = split_overrides(overrides)
-    est_name = config["model"].get("estimator") or _default(bm.module, "estimator") or "none"
-    tricks = config["tricks"]
-    trick_callbacks = build_callbacks(tricks)  # validates schedule parameters before anything is built
+# -- the run --------------------------------------------------------------------------------------------------
+class Run:
+    """One configured run: :meth:`prepare` (all checks, no files), :meth:`execute` (train, test, record)."""
 
-    owner = os.environ.get("SCGBENCH_RUN_OWNER")
-    if os.environ.get("SCGBENCH_RUN_DIR") and owner and owner != str(os.getpid()):
-        out = Path(os.environ["SCGBENCH_RUN_DIR"])  # a DDP worker process re-executing the parent's command
-        resume = (out / "checkpoints" / "last.ckpt").exists() and resume
-    else:
-        name = run_name(bm.name, variant, est_name, profile, seed, user_args, tricks)
-        base = Path(run_dir) if run_dir else Path(os.environ.get("SCGBENCH_RUNS_DIR", "runs")) / bm.name / name
-        out = _choose_run_dir(base, resume)
-        out.mkdir(parents=True, exist_ok=True)
+    def __init__(self, benchmark: str, estimator: str | None = None, profile: str = "quick", seed: int = 0,
+                 variant: str | None = None, overrides: Sequence[str] = (), results: str | None = None,
+                 run_dir: str | None = None, resume: bool = False, estimator_kwargs: dict | None = None,
+                 disable_tricks: Sequence[str] = (), extra_callbacks: Sequence[pl.Callback] = (),
+                 threads: int | None = None, checkpoint_every: int | None = None, write: bool = True) -> None:
+        self.bm: Benchmark = get_benchmark(benchmark)
+        self.variant = variant or self.bm.default_variant
+        self.profile, self.seed, self.resume, self.write = profile, int(seed), resume, write
+        self.results = results_dir(results)
+        self.run_dir_arg, self.extra_callbacks = run_dir, list(extra_callbacks)
+        if threads is not None and threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {threads}")
+        if checkpoint_every is not None and checkpoint_every < 1:
+            raise ConfigError(f"--checkpoint-every must be >= 1, got {checkpoint_every}")
+        self.threads_requested, self.checkpoint_every = threads, checkpoint_every
+        self.base_args = benchmark_args(self.bm, profile, self.variant, self.seed, estimator, estimator_kwargs)
+        self.args = benchmark_args(self.bm, profile, self.variant, self.seed, estimator, estimator_kwargs,
+                                   disable_tricks) + list(overrides)
+
+    def prepare(self) -> "Run":
+        """Parse, check and instantiate everything but the trainer; nothing is written."""
+        self.cli = BenchmarkCLI(self.bm, self.args)
+        check_families(self.cli)
+        self.experiment = self.cli.experiment()
+        self.fingerprint = fingerprint(self.experiment)
+        self.modified = modifications(BenchmarkCLI(self.bm, self.base_args).experiment(), self.experiment)
+        self.cli.instantiate()
+        self.model, self.datamodule = self.cli.model, self.cli.datamodule
+        est = sorted({e.name for e in estimators_of(self.model)})
+        self.estimator = "+".join(est) if est else "none"
+        if self.write:
+            probe_writable(self.results / self.bm.name, "results directory", "--results-dir")
+        return self
+
+    @property
+    def run_name(self) -> str:
+        return f"{self.variant}-{self.estimator}-{self.profile}-s{self.seed}-{self.fingerprint}"
+
+    def _claim_dir(self) -> Path:
+        owner = os.environ.get("SCGBENCH_RUN_OWNER")
+        if os.environ.get("SCGBENCH_RUN_DIR") and owner and owner != str(os.getpid()):
+            out = Path(os.environ["SCGBENCH_RUN_DIR"])  # a DDP worker re-executing the parent's command
+            self.resume = self.resume and (out / "checkpoints" / "last.ckpt").exists()
+            return out
+        base = (Path(self.run_dir_arg) if self.run_dir_arg
+                else Path(os.environ.get("SCGBENCH_RUNS_DIR", "runs")) / self.bm.name / self.run_name)
+        probe_writable(base.parent, "runs directory", "--run-dir or $SCGBENCH_RUNS_DIR")
+        if self.run_dir_arg and not self.resume:
+            base.mkdir(parents=True, exist_ok=True)
+            if (base / "checkpoints" / "last.ckpt").exists() or (base / "record.json").exists():
+                raise ConfigError(f"--run-dir {base} already holds a run; continue it with --resume or choose "
+                                  "another directory")
+            out = base
+        else:
+            out = choose_run_dir(base, self.resume)
         os.environ["SCGBENCH_RUN_DIR"], os.environ["SCGBENCH_RUN_OWNER"] = str(out), str(os.getpid())
+        return out
 
-    ckpt, history, *_ = callbacks = [*run_callbacks(bm, out, trick_callbacks), *extra_callbacks]
-    data_args = ["--data.seed=%d" % seed] if "seed" in _init_params(bm.datamodule) else []
-    args = to_cli_args(config) + data_args + user_args
-    cli = LightningCLI(
-        bm.module, bm.datamodule, run=False, args=args, seed_everything_default=seed,
-        save_config_callback=None, auto_configure_optimizers=False,
-        trainer_defaults=trainer_defaults(out, callbacks, user_args),
-        parser_kwargs={"exit_on_error": False})
-    trainer, model, dm = cli.trainer, cli.model, cli.datamodule
-    if not estimators_of(model):
-        est_name = "none"  # e.g. a continuous baseline: no discrete node, so no estimator is in play
-    if trainer.is_global_zero:
-        atomic_write_json(out / "config.json", {"benchmark": bm.name, "variant": variant, "profile": profile,
-                                                "seed": seed, "config": config, "args": args})
-    code_version = git_commit()  # the code this run trains with, even if the checkout moves on meanwhile
-    t0 = time.perf_counter()
-    trainer.fit(model, datamodule=dm, ckpt_path=str(out / "checkpoints" / "last.ckpt") if resume else None)
-    fit_seconds = time.perf_counter() - t0
-    schedule_end = final_values(model)
-    # Copied now: testing a checkpoint restores the callbacks' state as it was when that checkpoint was saved.
-    epoch_history, epoch_seconds = list(history.history), list(history.epoch_seconds)
-    best = ckpt.best_model_path or None
-    tested = trainer.test(model, datamodule=dm, ckpt_path=best or "last", verbose=False)
-    metrics: dict[str, float] = {}
-    for d in tested:
-        metrics.update({k.split("/dataloader_idx")[0]: float(v) for k, v in d.items()})
+    def execute(self) -> dict[str, Any]:
+        # Seeded again here: `compare` prepares every cell before the first one trains.
+        pl.seed_everything(self.seed, workers=True, verbose=False)
+        quiet_lightning()
+        threads = choose_threads(self.threads_requested)
+        out = self._claim_dir()
+        done = out / "record.json"
+        if self.resume and done.exists():
+            record = json.loads(done.read_text())
+            print(f"run {out} is already complete; its record: {record.get('path', done)}", file=sys.stderr)
+            return record
+        try:
+            return self._train_and_test(out, threads)
+        except BaseException:
+            if not self.resume:
+                _discard_if_empty(out)
+            raise
 
-    record = {
-        "benchmark": bm.name, "variant": variant, "estimator": est_name,
-        "estimator_kwargs": config["model"].get("estimator_kwargs", {}),
-        "tricks": {k: (v if v else False) for k, v in tricks.items()},
-        "profile": profile, "seed": seed, "metrics": metrics,
-        "selection": {"metric": bm.selection_metric, "mode": bm.selection_mode,
-                      "best": float(ckpt.best_model_score) if ckpt.best_model_score is not None else None,
-                      "checkpoint": best},
-        "hparams": {"model": dict(model.hparams), "data": dict(getattr(dm, "hparams", {})),
-                    "trainer": {"max_epochs": trainer.max_epochs, "max_steps": trainer.max_steps,
-                                "accumulate_grad_batches": trainer.accumulate_grad_batches,
-                                "precision": str(trainer.precision)}},
-        "schedule_end": schedule_end,
-        "data_source": getattr(dm, "data_source", "unknown"),
-        "wall_clock_s": {"fit": fit_seconds, "total": time.perf_counter() - t0,
-                         "epochs": epoch_seconds},
-        "history": epoch_history,
-        "epochs_trained": trainer.current_epoch,
-        "global_steps": trainer.global_step,
-        "device": {"accelerator": type(trainer.accelerator).__name__, "devices": trainer.num_devices,
-                   "strategy": type(trainer.strategy).__name__, "world_size": trainer.world_size,
-                   "num_nodes": trainer.num_nodes, **hardware()},
-        "run_dir": str(out), "run_name": out.name, "resumed": bool(resume), "args": args, "git": code_version,
-        "torch_threads": torch.get_num_threads(),
-    }
-    if write and trainer.is_global_zero:
-        record["path"] = str(write_record(record, results))
-    return record
+    def _train_and_test(self, out: Path, threads: dict) -> dict[str, Any]:
+        bm, cli = self.bm, self.cli
+        last = out / "checkpoints" / "last.ckpt"
+        resume_step = _checkpoint_step(last) if self.resume else None
+        selection = SelectionCheckpoint(out / "checkpoints", bm.selection_metric, bm.selection_mode)
+        code_version = git_commit()  # the code this run trains with, even if the checkout moves on meanwhile
+        state = RunCheckpoint(out / "checkpoints", every_n_steps=self.checkpoint_every,
+                              segment={"threads_source": threads["source"], "host": hardware().get("host"),
+                                       "git": code_version.get("commit"), "resumed": resume_step is not None})
+        progress = [] if cli.config.trainer.get("enable_progress_bar") is False else (
+            [ProgressBar()] if sys.stderr.isatty() else [EpochLine()])
+        # One TensorBoard run: a resumed run hides the events the killed run wrote after its checkpoint.
+        logger = TensorBoardLogger(save_dir=str(out), name="tb", version="", default_hp_metric=False,
+                                   **({"purge_step": resume_step} if resume_step else {}))
+        trainer = cli.make_trainer([selection, state, *progress, *self.extra_callbacks], default_root_dir=str(out),
+                                   logger=logger, profiler=NullProfiler())
+        if trainer.is_global_zero:
+            atomic_write_bytes(out / "config.yaml", yaml.safe_dump(cli.resolved(), sort_keys=False).encode())
+        t0 = time.perf_counter()
+        model, dm = self.model, self.datamodule
+        trainer.fit(model, datamodule=dm, ckpt_path=str(last) if self.resume else None)
+        fit_seconds = time.perf_counter() - t0
+        schedule_end = schedule_values(model)
+        ests = estimators_of(model)  # as trained (testing loads the best checkpoint's buffers)
+        estimators = [{"module": n, **_describe(e), "family": e.family} for n, e in model.named_modules()
+                      if any(e is x for x in ests)]
+        # Copied now: testing a checkpoint restores the callbacks' state as it was when that checkpoint was saved.
+        history, segments = list(state.history), [dict(s) for s in state.segments]
+        best = selection.best_model_path or None
+        # The best-validation checkpoint; without validation, the final weights.
+        tested = trainer.test(model, datamodule=dm, ckpt_path=best, verbose=False)
+        metrics: dict[str, float] = {}
+        for d in tested:
+            metrics.update({k.split("/dataloader_idx")[0]: float(v) for k, v in d.items()})
+        record = self._record(trainer, metrics, selection, best, schedule_end, estimators, history, segments,
+                              threads, code_version, fit_seconds, time.perf_counter() - t0, out)
+        if self.write and trainer.is_global_zero:
+            record["path"] = str(self._write(record, out))
+        return record
+
+    def _record(self, trainer, metrics, selection, best, schedule_end, estimators, history, segments, threads,
+                code_version, fit_seconds, total_seconds, out) -> dict[str, Any]:
+        model, dm, cli = self.model, self.datamodule, self.cli
+        used_threads = sorted({s.get("torch_threads") for s in segments if s.get("torch_threads")})
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "benchmark": self.bm.name, "variant": self.variant, "profile": self.profile, "seed": self.seed,
+            "estimator": self.estimator,
+            "estimators": estimators,
+            "estimator_kwargs": dict(getattr(model, "hparams", {}).get("estimator_kwargs") or {}),
+            "tricks": {k: (_describe(cli.tricks[k]) if k in cli.tricks else False) for k in TRICKS},
+            "diagnostics": {k: _describe(cb) for k, cb in cli.tricks.items() if k not in TRICKS},
+            "callbacks": [f"{type(c).__module__}.{type(c).__qualname__}" for c in trainer.callbacks],
+            "experiment": self.experiment, "fingerprint": self.fingerprint, "modified": self.modified,
+            "config": cli.resolved(),
+            "metrics": metrics,
+            "selection": {"metric": self.bm.selection_metric, "mode": self.bm.selection_mode,
+                          "best": float(selection.best_model_score) if selection.best_model_score is not None
+                          else None, "checkpoint": best},
+            "hparams": {"model": dict(getattr(model, "hparams", {})), "data": dict(getattr(dm, "hparams", {})),
+                        "trainer": {"max_epochs": trainer.max_epochs, "max_steps": trainer.max_steps,
+                                    "accumulate_grad_batches": trainer.accumulate_grad_batches,
+                                    "precision": str(trainer.precision),
+                                    "limit_train_batches": trainer.limit_train_batches}},
+            "schedule_end": schedule_end,
+            "data_source": getattr(dm, "data_source", "unknown"),
+            "data": dm.describe() if hasattr(dm, "describe") else {},
+            "wall_clock_s": {"fit": fit_seconds, "total": total_seconds,
+                             "epochs": [h.get("time/epoch_s") for h in history]},
+            "history": history,
+            "epochs_trained": trainer.current_epoch, "global_steps": trainer.global_step,
+            "segments": segments, "resumed": max(0, len(segments) - 1),
+            "device": {"accelerator": type(trainer.accelerator).__name__, "devices": trainer.num_devices,
+                       "strategy": type(trainer.strategy).__name__, "world_size": trainer.world_size,
+                       "num_nodes": trainer.num_nodes, **hardware()},
+            "torch_threads": used_threads[0] if len(used_threads) == 1 else used_threads,
+            "threads_source": threads["source"],
+            "load_average": {"start": segments[0].get("load_start") if segments else None, "end": load_average()},
+            "num_parameters": sum(p.numel() for p in model.parameters()),
+            "run_dir": str(out), "run_name": out.name, "args": self.args, "git": code_version,
+            "versions": package_versions(), "command": sys.argv,
+        }
+
+    def _write(self, record: dict, out: Path) -> Path:
+        """Into the run directory first (nothing is lost if the results directory fails now), then into the
+        results directory under a unique name."""
+        record = {**record, "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        name = record_name(record)
+        record["path"] = str(self.results / self.bm.name / name)
+        atomic_write_json(out / "record.json", record)
+        try:
+            return write_record(record, self.results, name=name)
+        except OSError as e:
+            raise OSError(f"the record could not be written to {self.results} ({e.strerror or e}); it is saved in "
+                          f"{out / 'record.json'}: copy it to {self.results / self.bm.name}/") from None
 
 
-def _init_params(cls) -> set[str]:
-    return set(inspect.signature(cls.__init__).parameters)
+def run(benchmark: str, **kwargs) -> dict[str, Any]:
+    """Train and test one configuration; return the result record (also written to the results directory)."""
+    return Run(benchmark, **kwargs).prepare().execute()
 
 
-def _default(cls, name: str):
-    p = inspect.signature(cls.__init__).parameters.get(name)
-    return None if p is None or p.default is inspect.Parameter.empty else p.default
+def _describe(obj) -> dict:
+    """An object's constructor parameters as it holds them (estimators, tricks): what the run used."""
+    import inspect
+
+    if hasattr(obj, "describe"):
+        out = obj.describe()
+    else:
+        out = {p: getattr(obj, p) for p in list(inspect.signature(type(obj).__init__).parameters)[1:]
+               if hasattr(obj, p)}
+    out = {k: (float(v) if torch.is_tensor(v) and v.numel() == 1 else v) for k, v in out.items()}
+    if hasattr(obj, "name") and isinstance(getattr(type(obj), "name", None), str):
+        out = {"name": obj.name, **out}
+    return out
+
+
+def _checkpoint_step(path: Path) -> int | None:
+    """The global step a checkpoint was saved at (for TensorBoard's purge), without loading its tensors twice."""
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True).get("global_step", 0))
+    except Exception:  # noqa: BLE001 - a checkpoint Lightning itself cannot read fails in fit with its own message
+        return None

@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from scgbench.callbacks import (CategoryUsage, Clock, CosineScaleAnnealing, DropResAnnealing, GradientMagnitude,
-                                TauAnnealing, TempMatch, build_callbacks)
+                                TauAnnealing, TempMatch)
 from scgbench.estimators import get_estimator
 from scgbench.nn import DiscreteContinuous
 
@@ -95,26 +95,36 @@ def test_gradient_magnitude_and_category_usage_write_figures(tmp_path):
         assert (tmp_path / "figures" / f).stat().st_size > 0
 
 
-@pytest.mark.parametrize("bad,match", [
-    ({"tempmatch": {"gamma": -0.1, "updates_per_epoch": 8}}, "gamma must be >= 0"),
-    ({"tempmatch": {"tau": 0, "updates_per_epoch": 8}}, "tau must be > 0"),
-    ({"dropres": {"rate": -1, "every_n_steps": 1}}, "rate"),
-    ({"warp": {}}, "unknown trick"),
+@pytest.mark.parametrize("cls,kwargs,match", [
+    (TempMatch, {"gamma": -0.1, "updates_per_epoch": 8}, "gamma must be >= 0"),
+    (TempMatch, {"tau": 0, "updates_per_epoch": 8}, "tau must be > 0"),
+    (TempMatch, {"every_n_steps": 5, "total_updates": 10}, "exactly one schedule cadence.*set the others to null"),
+    (DropResAnnealing, {"rate": -1, "every_n_steps": 1}, "rate"),
+    (DropResAnnealing, {"alpha0": 1.5}, r"alpha0 must be in \[0, 1\]"),
+    (DropResAnnealing, {"updates_per_epoch": 0}, "cadence updates_per_epoch must be > 0"),
 ])
-def test_bad_trick_parameters_are_rejected_by_name(bad, match):
+def test_bad_trick_parameters_are_rejected_by_name(cls, kwargs, match):
     with pytest.raises(ValueError, match=match):
-        build_callbacks(bad)
+        cls(**kwargs)
 
 
-def test_tricks_switched_off_build_nothing():
-    assert build_callbacks({"tempmatch": None, "dropres": False}) == []
+def test_dropres_alpha0_offsets_the_schedule_and_rate_zero_keeps_it_fixed():
+    comp = SimpleNamespace(alpha=None, set_alpha=lambda a: setattr(comp, "alpha", a))
+    for kwargs, t, want in (({"rate": 0.1, "alpha0": 0.25}, 5, 0.75), ({"rate": 0.1, "alpha0": 0.5}, 9, 1.0),
+                            ({"rate": 0.0, "alpha0": 0.3}, 1000, 0.3)):
+        cb = DropResAnnealing(**kwargs, every_n_steps=1)
+        cb.components = [comp]
+        cb.apply(None, t)
+        assert comp.alpha == pytest.approx(want)
+    assert DropResAnnealing(rate=0.1, alpha0=0.2, total_updates=7).describe() == {
+        "rate": 0.1, "alpha0": 0.2, "updates_per_epoch": None, "every_n_steps": None, "total_updates": 7}
 
 
 def test_selection_checkpoint_keeps_step_interval_saves_and_a_fixed_state_key(tmp_path):
-    from scgbench.runner import SelectionCheckpoint
+    from scgbench.callbacks import SelectionCheckpoint
 
-    every4 = SelectionCheckpoint(dirpath=tmp_path / "steps", filename="{step}", every_n_train_steps=4, save_top_k=-1)
-    epochs = SelectionCheckpoint(dirpath=tmp_path / "epochs", filename="{step}", save_top_k=-1)
+    every4 = SelectionCheckpoint(tmp_path / "steps", filename="{step}", every_n_train_steps=4, save_top_k=-1)
+    epochs = SelectionCheckpoint(tmp_path / "epochs", filename="{step}", save_top_k=-1)
     torch.manual_seed(0)
     ds = TensorDataset(torch.randn(24, 3), torch.randn(24))
     trainer = pl.Trainer(max_steps=12, callbacks=[every4, epochs], logger=False, enable_progress_bar=False,

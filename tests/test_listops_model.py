@@ -144,27 +144,32 @@ def test_bad_options():
 
 def test_benchmark_registered_with_profiles_and_ablations():
     from scgbench.benchmarks import get_benchmark
+    from scgbench.config import BenchmarkCLI, benchmark_args
 
     bm = get_benchmark("listops")
-    paper = bm.config("paper", "ours")
+
+    def config(profile, variant):
+        return BenchmarkCLI(bm, benchmark_args(bm, profile, variant, 0)).resolved()
+
+    paper = config("paper", "ours")
     assert paper["model"]["dim"] == 60 and paper["data"]["batch_size"] == 100 and paper["model"]["lr"] == 5e-4
     assert paper["trainer"]["max_epochs"] == 100
-    assert paper["tricks"]["tempmatch"] == {"gamma": 0.008, "updates_per_epoch": 10}
-    assert paper["tricks"]["dropres"]["rate"] == 0.002
-    for v in ("ours", "ours-notm", "ours-nodr", "ours-notm-nodr", "ours-tau2", "ours-tau4", "lstm", "arb",
-              "arb-gt", "ours-gt"):
-        bm.config("quick", v)
-    assert bm.config("quick", "ours-nodr")["tricks"]["dropres"] is None
-    assert bm.config("quick", "ours-nodr")["model"]["dropres"] is False
-    assert bm.config("quick", "ours-notm")["tricks"]["tempmatch"] is None
+    assert paper["tricks"]["tempmatch"]["class_path"] == "scgbench.callbacks.TempMatch"
+    assert paper["tricks"]["tempmatch"]["init_args"].items() >= {"gamma": 0.008, "updates_per_epoch": 10}.items()
+    assert paper["tricks"]["dropres"]["init_args"]["rate"] == 0.002
+    assert set(bm.variants) >= {"ours", "ours-notm", "ours-nodr", "ours-notm-nodr", "ours-tau2", "ours-tau4", "lstm",
+                                "arb", "arb-gt", "ours-gt"}
+    nodr = config("quick", "ours-nodr")
+    assert nodr["tricks"]["dropres"] is None and nodr["model"]["dropres"] is False
+    assert config("quick", "ours-notm")["tricks"]["tempmatch"] is None
     # quick restricts parent candidates to preceding tokens; the paper profile keeps the SPEC's all positions
-    assert bm.config("quick", "ours")["model"]["parent_candidates"] == "preceding"
-    assert bm.config("paper", "ours")["model"].get("parent_candidates", "all") == "all"
+    assert config("quick", "ours")["model"]["parent_candidates"] == "preceding"
+    assert paper["model"]["parent_candidates"] == "all"
     # digits and operators discretised; every node with -all (SPEC literally), operators only with -ops
     for profile in ("quick", "paper"):
         for v, d in (("ours", "values"), ("ours-gt", "values"), ("ours-notm-nodr", "values"), ("ours-all", "all"),
                      ("ours-gt-all", "all"), ("ours-all-nodr", "all"), ("ours-gt-ops", "operators")):
-            assert bm.config(profile, v)["model"]["discretise"] == d, (profile, v)
+            assert config(profile, v)["model"]["discretise"] == d, (profile, v)
     assert {r["variant"] for r in bm.reference} >= {"ours", "lstm", "ours-gt", "ours-nodr"}
 
 
@@ -178,10 +183,16 @@ def test_leaderboard_rows_pool_records_by_what_ran(tmp_path):
     from scgbench.leaderboard import render
 
     def rec(variant, seed, acc, discretise=None):
-        model = {"variant": variant.replace("-vals", "")} | ({"discretise": discretise} if discretise else {})
+        # as schema-1 records were written: the profile ⊕ variant as arguments, then the seed
+        base = variant.replace("-vals", "")
+        base = "ours-gt" if base.startswith("ours-gt") else ("ours" if base.startswith("ours") else base)
+        model = {"variant": base} | ({"discretise": discretise} if discretise else {})
+        args = [f"--model.{k}={v}" for k, v in model.items()] + [f"--data.seed={seed}"]
+        if variant.endswith("notm-nodr"):
+            args.insert(0, "--model.dropres=false")
         return {"benchmark": "listops", "variant": variant, "estimator": "gumbel", "profile": "quick",
                 "seed": seed, "metrics": {"test/acc": acc}, "tricks": {}, "data_source": "gen",
-                "hparams": {"model": model}}
+                "hparams": {"model": model}, "args": args}
 
     cases = [(rec("ours", 0, 0.80), "ours-all"), (rec("ours-gt", 0, 0.80), "ours-gt-all"),
              (rec("ours-notm", 0, 0.8), "ours-all-notm"), (rec("ours-vals", 1, 0.82, "values"), "ours"),

@@ -1,15 +1,17 @@
-"""The benchmark registry: name → datamodule, module, profiles, variants and the paper's reference rows.
+"""The benchmark registry: name → datamodule, module, shipped config files and the paper's reference rows.
 
-A *profile* (``quick``/``paper``) and a *variant* (model and ablation choices) are nested config dicts with
-the keys ``model``, ``data``, ``trainer`` (LightningCLI arguments) and ``tricks`` (callbacks by name, see
-:func:`scgbench.callbacks.build_callbacks`; ``None`` switches a trick off). The run config is
-``profile ⊕ variant ⊕ command-line overrides``, later ones winning.
+A benchmark's *profiles* (``quick``, ``paper``) and *variants* (model and ablation choices) are LightningCLI
+config files shipped inside the package, ``configs/<benchmark>/profiles/<name>.yaml`` and
+``configs/<benchmark>/variants/<name>.yaml``, with the sections ``model``, ``data``, ``trainer`` and ``tricks``
+(training tricks and diagnostics as Lightning callbacks, ``class_path`` / ``init_args``; ``null`` switches one
+off). A run's config is the layers ``profile``, ``variant``, then the user's own ``--config`` files and
+overrides, later layers winning (:mod:`scgbench.config`).
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import lightning.pytorch as pl
@@ -17,17 +19,7 @@ import lightning.pytorch as pl
 from ..providers import import_providers
 
 PROFILES = ("quick", "paper")
-
-
-def deep_merge(base: dict, *updates: dict) -> dict:
-    out = copy.deepcopy(base)
-    for upd in updates:
-        for k, v in (upd or {}).items():
-            if isinstance(v, dict) and isinstance(out.get(k), dict):
-                out[k] = deep_merge(out[k], v)
-            else:
-                out[k] = copy.deepcopy(v)
-    return out
+CONFIG_ROOT = Path(__file__).resolve().parent / "configs"
 
 
 @dataclass
@@ -36,8 +28,6 @@ class Benchmark:
     description: str
     datamodule: type[pl.LightningDataModule]
     module: type[pl.LightningModule]
-    profiles: dict[str, dict]
-    variants: dict[str, dict]
     default_variant: str
     #: what data it needs, and whether that is available without network (callable: checked lazily)
     data: str
@@ -54,24 +44,37 @@ class Benchmark:
     node_shape: tuple[int, ...] = (16, 19)
     #: figures drawn from records: name → function(records, output path) → path (``scgbench figure``)
     figures: dict[str, Callable] = field(default_factory=dict)
-    #: leaderboard row name of a record (``None``: its ``variant``), for a benchmark whose variant names
-    #: changed meaning when a model option's default changed (listops)
+    #: leaderboard label of a record (``None``: its ``variant``), for a benchmark whose variant names changed
+    #: meaning when a model option's default changed (listops)
     row_variant: Callable[[dict], str] | None = None
+    #: ``(source, target)`` config keys that data and model must share (LightningCLI ``link_arguments``)
+    links: tuple[tuple[str, str], ...] = ()
 
-    def profile(self, name: str) -> dict:
+    @property
+    def config_dir(self) -> Path:
+        return CONFIG_ROOT / self.name
+
+    def _names(self, kind: str) -> tuple[str, ...]:
+        return tuple(sorted(p.stem for p in (self.config_dir / kind).glob("*.yaml")))
+
+    @property
+    def profiles(self) -> tuple[str, ...]:
+        return self._names("profiles")
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        return self._names("variants")
+
+    def profile_file(self, name: str) -> Path:
         if name not in self.profiles:
             raise ValueError(f"unknown profile {name!r} for {self.name}; choose one of: {', '.join(self.profiles)}")
-        return self.profiles[name]
+        return self.config_dir / "profiles" / f"{name}.yaml"
 
-    def variant(self, name: str | None) -> dict:
+    def variant_file(self, name: str | None) -> Path:
         name = name or self.default_variant
         if name not in self.variants:
             raise ValueError(f"unknown variant {name!r} for {self.name}; choose one of: {', '.join(self.variants)}")
-        return self.variants[name]
-
-    def config(self, profile: str, variant: str | None) -> dict:
-        return deep_merge({"model": {}, "data": {}, "trainer": {}, "tricks": {}}, self.profile(profile),
-                          self.variant(variant))
+        return self.config_dir / "variants" / f"{name}.yaml"
 
 
 BENCHMARKS: dict[str, Benchmark] = {}
@@ -86,6 +89,11 @@ PROVIDERS = [
 
 
 def register(benchmark: Benchmark) -> Benchmark:
+    for kind in ("profiles", "variants"):
+        if not (benchmark.config_dir / kind).is_dir():
+            raise FileNotFoundError(f"benchmark {benchmark.name}: no {kind} in {benchmark.config_dir}")
+    if benchmark.default_variant not in benchmark.variants:
+        raise ValueError(f"benchmark {benchmark.name}: default variant {benchmark.default_variant!r} has no config file")
     BENCHMARKS[benchmark.name] = benchmark
     return benchmark
 

@@ -1,43 +1,38 @@
-"""Lightning callbacks that act on every estimator and discrete-continuous component of a module."""
+"""Lightning callbacks that act on every estimator and discrete-continuous component of a module: the training
+tricks (TempMatch, TauAnn, DropRes, cosine Gumbel-scale annealing), the diagnostics, and the run's own
+checkpointing and progress display."""
 
 from __future__ import annotations
 
-from .diagnostics import (CategoryUsage, EpochHistory, GradientMagnitude, log_step_scalars, plot_category_usage,
-                          plot_gradient_depth)
-from .schedules import Clock, CosineScaleAnnealing, DropResAnnealing, TauAnnealing, TempMatch, final_values
+from .checkpointing import RunCheckpoint, SelectionCheckpoint
+from .diagnostics import CategoryUsage, GradientMagnitude
+from .progress import EpochLine, ProgressBar
+from .schedules import Clock, CosineScaleAnnealing, DropResAnnealing, TauAnnealing, TempMatch
 
-#: tricks (and diagnostics) a benchmark profile can switch on by name, with their callback class
+#: tricks and diagnostics a config switches on by name (``tricks.<name>`` with ``class_path``/``init_args``)
 CALLBACKS = {
     "tempmatch": TempMatch,
     "tauann": TauAnnealing,
     "dropres": DropResAnnealing,
-    "cosine-scale": CosineScaleAnnealing,
-    "grad-magnitude": GradientMagnitude,
-    "category-usage": CategoryUsage,
+    "cosine_scale": CosineScaleAnnealing,
+    "grad_magnitude": GradientMagnitude,
+    "category_usage": CategoryUsage,
 }
 
-
 #: the training tricks among them (the rest are diagnostics, which do not change training)
-TRICKS = ("tempmatch", "tauann", "dropres", "cosine-scale")
+TRICKS = ("tempmatch", "tauann", "dropres", "cosine_scale")
 
 
-def build_callbacks(tricks: dict[str, dict | None]) -> list:
-    """``{"tempmatch": {"gamma": 0.008, "updates_per_epoch": 8}, "dropres": None, ...}`` → callbacks.
-
-    A value of ``None`` or ``False`` means the trick is off; unknown names list the valid ones.
-    """
-    out = []
-    for name, kwargs in tricks.items():
-        if name not in CALLBACKS:
-            raise ValueError(f"unknown trick/callback {name!r}; choose from {', '.join(sorted(CALLBACKS))}")
-        if kwargs is None or kwargs is False:
-            continue
-        out.append(CALLBACKS[name](**(kwargs if isinstance(kwargs, dict) else {})))
-    return out
+def trick_key(name: str) -> str:
+    """``grad-magnitude`` → ``grad_magnitude``: the config key of a trick or diagnostic named either way."""
+    key = name.replace("-", "_")
+    if key not in CALLBACKS:
+        raise ValueError(f"unknown trick/diagnostic {name!r}; choose from {', '.join(sorted(CALLBACKS))}")
+    return key
 
 
 __all__ = [
-    "CALLBACKS", "TRICKS", "CategoryUsage", "Clock", "CosineScaleAnnealing", "DropResAnnealing", "EpochHistory",
-    "GradientMagnitude", "TauAnnealing", "TempMatch", "build_callbacks", "final_values", "log_step_scalars",
-    "plot_category_usage", "plot_gradient_depth",
+    "CALLBACKS", "TRICKS", "CategoryUsage", "Clock", "CosineScaleAnnealing", "DropResAnnealing", "EpochLine",
+    "GradientMagnitude", "ProgressBar", "RunCheckpoint", "SelectionCheckpoint", "TauAnnealing", "TempMatch",
+    "trick_key",
 ]

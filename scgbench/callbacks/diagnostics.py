@@ -1,5 +1,5 @@
-"""Diagnostic callbacks (SPEC §1.5): gradient magnitude across stochastic depth (thesis Fig. 5.5),
-category usage (Fig. 4.2 right, Theorem 1), per-epoch wall-clock and metric history.
+"""Diagnostic callbacks (SPEC §1.5): gradient magnitude across stochastic depth (thesis Fig. 5.5) and
+category usage (Fig. 4.2 right, Theorem 1). Diagnostics never change training.
 
 Figures go to ``<run dir>/figures`` and to TensorBoard; the raw numbers go next to them as JSON so figures
 comparing several runs (e.g. with and without DropRes) can be drawn from real runs later.
@@ -7,15 +7,17 @@ comparing several runs (e.g. with and without DropRes) can be drawn from real ru
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
 
+from ..figures import plot_category_usage, plot_gradient_depth, save
 from ..io import atomic_write_json
 from ..nn import components_of
+from ..step_logging import log_step_scalars
+from .schedules import Described
 
 
 def figure_dir(trainer: pl.Trainer) -> Path:
@@ -32,20 +34,7 @@ def _tb(trainer: pl.Trainer):
     return None
 
 
-def log_step_scalars(trainer: pl.Trainer, values: dict) -> None:
-    """Write per-step scalars straight to the run's loggers at the current optimizer step.
-
-    Per-step diagnostics need none of ``LightningModule.log``'s epoch reduction or DDP sync, and each
-    ``self.log`` call costs 0.1–0.7 ms of bookkeeping: a measurable share of a ~6 ms CPU step
-    (``scgbench profile``). Loggers write on global rank zero only.
-    """
-    if values and trainer.loggers:
-        metrics = {k: float(v) for k, v in values.items()}
-        for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=trainer.global_step)
-
-
-class _Tracking(pl.Callback):
+class _Tracking(Described, pl.Callback):
     """Turns on gradient recording in every component every ``every_n_steps`` optimizer steps."""
 
     def __init__(self, every_n_steps: int = 10) -> None:
@@ -106,42 +95,9 @@ class GradientMagnitude(_Tracking):
         out = figure_dir(trainer)
         atomic_write_json(out / "grad_magnitude.json", self.history)
         fig = plot_gradient_depth({"this run": self.history})
-        fig.savefig(out / "grad_magnitude.png", dpi=120, bbox_inches="tight")
         if (tb := _tb(trainer)) is not None:
-            tb.add_figure("diagnostics/grad_magnitude", fig, global_step=trainer.global_step)
-
-
-def plot_gradient_depth(runs: dict[str, list[dict]], key: str = "grad_u"):
-    """Fig. 5.5: mean |∂L/∂u| against stochastic depth (averaged over training), one curve per run, and
-    its course over training per depth for the first run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for label, history in runs.items():
-        by_depth = defaultdict(list)
-        for r in history:
-            if key in r:
-                by_depth[r["depth"]].append(r[key])
-        depths = sorted(by_depth)
-        ax1.plot(depths, [sum(by_depth[d]) / len(by_depth[d]) for d in depths], marker="o", label=label)
-    ax1.set(xlabel="stochastic depth", ylabel=f"mean |∂L/∂{key.split('_')[1]}|", yscale="log",
-            title="gradient magnitude vs depth")
-    ax1.legend()
-    first = next(iter(runs.values()))
-    by_depth = defaultdict(list)
-    for r in first:
-        if key in r:
-            by_depth[r["depth"]].append((r["step"], r[key]))
-    for d in sorted(by_depth):
-        steps, vals = zip(*by_depth[d])
-        ax2.plot(steps, vals, label=f"depth {d}", lw=0.8)
-    ax2.set(xlabel="optimizer step", yscale="log", title=f"{next(iter(runs))}: over training")
-    ax2.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+            tb.add_figure("diagnostics/grad_magnitude", fig, global_step=trainer.global_step, close=False)
+        save(fig, out / "grad_magnitude.png", dpi=120)
 
 
 class CategoryUsage(_Tracking):
@@ -173,6 +129,14 @@ class CategoryUsage(_Tracking):
             out[d] = entry
         return out
 
+    def state_dict(self):
+        return {"z_sum": self.z_sum, "z_count": dict(self.z_count), "g_sum": self.g_sum, "g_count": dict(self.g_count)}
+
+    def load_state_dict(self, state):
+        self.z_sum, self.g_sum = dict(state.get("z_sum", {})), dict(state.get("g_sum", {}))
+        self.z_count = defaultdict(float, state.get("z_count", {}))
+        self.g_count = defaultdict(int, state.get("g_count", {}))
+
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         for d, entry in self.usage().items():
             z = torch.tensor(entry["mean_z"])
@@ -185,67 +149,6 @@ class CategoryUsage(_Tracking):
         out = figure_dir(trainer)
         atomic_write_json(out / "category_usage.json", usage)
         fig = plot_category_usage(usage)
-        fig.savefig(out / "category_usage.png", dpi=120, bbox_inches="tight")
         if (tb := _tb(trainer)) is not None:
-            tb.add_figure("diagnostics/category_usage", fig, global_step=trainer.global_step)
-
-
-def plot_category_usage(usage: dict[int, dict[str, list[float]]]):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(usage), figsize=(5 * len(usage), 3.4), squeeze=False)
-    for ax, (d, entry) in zip(axes[0], usage.items()):
-        k = range(len(entry["mean_z"]))
-        ax.bar(k, entry["mean_z"], color="tab:blue", label="mean z_j")
-        ax.set(xlabel="category j", ylabel="mean z_j", title=f"depth {d}")
-        if "mean_abs_grad_theta" in entry:
-            ax2 = ax.twinx()
-            ax2.plot(k, entry["mean_abs_grad_theta"], "o-", color="tab:red", ms=3, label="|∂L/∂θ_j|")
-            ax2.set(ylabel="mean |∂L/∂θ_j|", yscale="log")
-    fig.tight_layout()
-    return fig
-
-
-class EpochHistory(pl.Callback):
-    """Per-epoch wall-clock (``time/epoch_s``) and the epoch-level ``train/*`` and ``val/*`` metrics, kept for
-    the result record as ``[{"epoch": e, "train/acc": …, "val/acc": …}, …]``.
-
-    An epoch's metrics are read at the start of the next epoch (and at the end of fitting): Lightning calls
-    callbacks' ``on_train_epoch_end`` *before* the module's, so the module's epoch-level training metrics are
-    not logged yet at that point.
-    """
-
-    def __init__(self) -> None:
-        self.epoch_seconds: list[float] = []
-        self.history: list[dict[str, float]] = []
-        self._t0 = 0.0
-
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self._snapshot(trainer, trainer.current_epoch - 1)
-        self._t0 = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        dt = time.perf_counter() - self._t0
-        self.epoch_seconds.append(dt)
-        pl_module.log("time/epoch_s", dt, on_step=False, on_epoch=True)
-
-    def on_fit_end(self, trainer, pl_module) -> None:
-        self._snapshot(trainer, trainer.current_epoch - 1)
-
-    def _snapshot(self, trainer, epoch: int) -> None:
-        if epoch < 0 or any(h["epoch"] == epoch for h in self.history):
-            return
-        row = {k: float(v) for k, v in trainer.callback_metrics.items()
-               if k.startswith(("train/", "val/")) and not k.endswith("_step") and torch.as_tensor(v).numel() == 1}
-        if row:  # empty right after a resume: that epoch's row came back with the checkpoint
-            self.history.append({"epoch": epoch, **row})
-
-    def state_dict(self):
-        return {"epoch_seconds": self.epoch_seconds, "history": self.history}
-
-    def load_state_dict(self, state):
-        self.epoch_seconds = list(state.get("epoch_seconds", []))
-        self.history = list(state.get("history", []))
+            tb.add_figure("diagnostics/category_usage", fig, global_step=trainer.global_step, close=False)
+        save(fig, out / "category_usage.png", dpi=120)

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 import lightning.pytorch as pl
 
-from ..estimators import Estimator, check_positive, estimators_of
+from ..estimators import Estimator, check_positive
 from ..nn import components_of
+from ..nn.state import tempered_estimators as _tempered
 
 
 @dataclass
@@ -27,11 +28,15 @@ class Clock:
     _span: int | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        given = [x for x in (self.updates_per_epoch, self.every_n_steps, self.total_updates) if x is not None]
+        given = {k: v for k, v in (("updates_per_epoch", self.updates_per_epoch), ("every_n_steps", self.every_n_steps),
+                                   ("total_updates", self.total_updates)) if v is not None}
         if len(given) != 1:
-            raise ValueError("give exactly one schedule cadence: updates_per_epoch, every_n_steps or total_updates")
-        if not given[0] > 0:
-            raise ValueError(f"the schedule cadence must be > 0, got {given[0]}")
+            got = ", ".join(f"{k}={v}" for k, v in given.items()) or "none"
+            raise ValueError("give exactly one schedule cadence (updates_per_epoch, every_n_steps or total_updates), "
+                             f"got {got}; set the others to null, e.g. --tricks.NAME.total_updates null")
+        (name, value), = given.items()
+        if not value > 0:
+            raise ValueError(f"the schedule cadence {name} must be > 0, got {value}")
 
     def start(self, trainer: pl.Trainer) -> None:
         """Fix the fit's step span (steps per epoch, or planned steps) once: Lightning recomputes
@@ -65,7 +70,22 @@ def _check_gamma(gamma: float) -> float:
     return float(gamma)
 
 
-class _Schedule(pl.Callback):
+class Described:
+    """``describe()``: the callback's parameters as the run used them, read from the object (result records)."""
+
+    def describe(self) -> dict:
+        import inspect
+
+        out = {}
+        for name in list(inspect.signature(type(self).__init__).parameters)[1:]:
+            for owner in (self, getattr(self, "clock", None)):
+                if owner is not None and hasattr(owner, name):
+                    out[name] = getattr(owner, name)
+                    break
+        return out
+
+
+class _Schedule(Described, pl.Callback):
     """Applies :meth:`apply` at the start of every training batch whose ``t`` differs from the last one. The
     current τ, β and α are logged once per logging step by :class:`scgbench.models.base.SCGModule`."""
 
@@ -93,10 +113,6 @@ class _Schedule(pl.Callback):
 
     def apply(self, pl_module, t: int) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
-
-
-def _tempered(pl_module) -> list[Estimator]:
-    return [e for e in estimators_of(pl_module) if e.uses_temperature]
 
 
 class TempMatch(_Schedule):
@@ -170,28 +186,21 @@ class CosineScaleAnnealing(_Schedule):
 
 
 class DropResAnnealing(_Schedule):
-    """DropRes probability ``α_t = min(1, c·t)`` (§5.2.3; the thesis' ``max`` is a typo)."""
+    """DropRes probability ``α_t = min(1, α₀ + c·t)`` (§5.2.3 with α₀ = 0; the thesis' ``max`` is a typo).
+    ``rate=0`` keeps α fixed at ``alpha0``."""
 
-    def __init__(self, rate: float = 0.002, updates_per_epoch: float | None = None,
+    def __init__(self, rate: float = 0.002, alpha0: float = 0.0, updates_per_epoch: float | None = None,
                  every_n_steps: int | None = None, total_updates: int | None = None) -> None:
         super().__init__(_clock(updates_per_epoch, every_n_steps, total_updates))
         if not float(rate) >= 0:
             raise ValueError(f"DropRes rate c must be >= 0, got {rate}")
-        self.rate = float(rate)
+        if not 0.0 <= float(alpha0) <= 1.0:
+            raise ValueError(f"DropRes alpha0 must be in [0, 1], got {alpha0}")
+        self.rate, self.alpha0 = float(rate), float(alpha0)
 
     def apply(self, pl_module, t):
-        alpha = min(1.0, self.rate * t)
+        alpha = min(1.0, self.alpha0 + self.rate * t)
         for c in self.components:
             c.set_alpha(alpha)
 
 
-def final_values(pl_module) -> dict[str, float]:
-    """Current τ, β (first tempered estimator) and α (first component) of a module, for result records."""
-    out: dict[str, float] = {}
-    tempered = _tempered(pl_module)
-    if tempered:
-        out.update(tau=float(tempered[0].tau), beta=float(tempered[0].beta))
-    comps = components_of(pl_module)
-    if comps:
-        out["alpha"] = float(comps[0].alpha) if comps[0].dropres else 1.0
-    return out

@@ -28,6 +28,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sequential
 
 from scgbench.seeding import torch_generator
 
+from .resumable import ResumableDataLoader
+
 #: stream name of the training order (keyed by epoch)
 TRAIN_ORDER = "train-order"
 #: stream of the DataLoaders' worker base seeds
@@ -149,18 +151,20 @@ class SeededDataModule(pl.LightningDataModule):
         which shifted all of that epoch's sampling noise."""
         return torch_generator(self.seed, LOADER)
 
-    def _loader(self, dataset: Dataset, sampler, batch_size: int, drop_last: bool = False) -> DataLoader:
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=self.num_workers,
-                          collate_fn=self.collate_fn, drop_last=drop_last,
-                          persistent_workers=self.num_workers > 0,
-                          generator=self.loader_generator())
+    def _loader(self, dataset: Dataset, sampler, batch_size: int | None, drop_last: bool = False,
+                train: bool = False) -> DataLoader:
+        # Training loaders can be checkpointed mid-epoch (scgbench.datamodules.resumable).
+        cls = ResumableDataLoader if train else DataLoader
+        return cls(dataset, batch_size=batch_size, sampler=sampler, num_workers=self.num_workers,
+                   collate_fn=self.collate_fn, drop_last=drop_last, persistent_workers=self.num_workers > 0,
+                   generator=self.loader_generator())
 
     def train_sampler(self, dataset: Dataset, drop_last: bool = False, cls: type = StreamSampler):
         world, rank = self._world()
         return cls(dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.seed, drop_last=drop_last)
 
     def train_loader(self, dataset: Dataset, drop_last: bool = False) -> DataLoader:
-        return self._loader(dataset, self.train_sampler(dataset, drop_last), self.batch_size, drop_last)
+        return self._loader(dataset, self.train_sampler(dataset, drop_last), self.batch_size, drop_last, train=True)
 
     def eval_loader(self, dataset: Dataset) -> DataLoader:
         world, rank = self._world()

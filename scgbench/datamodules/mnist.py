@@ -703,7 +703,7 @@ class MNISTAdditionDataModule(SeededDataModule):
         if not self.repair_each_epoch:
             return self.train_loader(self.train_set)
         return self._loader(self.train_set, self.train_sampler(self.train_set, cls=EpochTaggedSampler),
-                            self.batch_size)
+                            self.batch_size, train=True)
 
     def readout_dataloader(self, split: str = "val"):
         """Labelled single images for the digit read-out metric: ``"val"`` (held-out validation images, for

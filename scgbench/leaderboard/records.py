@@ -1,28 +1,28 @@
-"""Result records: one JSON file per finished run, written atomically, never overwritten.
+"""Result records: one JSON file per finished run, written atomically and never overwritten.
 
 File name ``<results>/<benchmark>/<run name>-<UTC timestamp>-<random>.json``; the random suffix keeps
-concurrent runs (a team writing to one shared results directory) from colliding. ``SCHEMA_VERSION`` is
-bumped whenever a field changes meaning.
+concurrent runs (a team writing to one shared results directory) from colliding, and the file is linked into
+place only if the name is free, so even a collision cannot replace an existing record. ``SCHEMA_VERSION`` is
+bumped whenever a field changes meaning: 2 added ``experiment``, ``fingerprint``, ``modified``, ``config``,
+``segments`` and ``data``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
-import platform
-import subprocess
 import sys
+import tempfile
 import uuid
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..io import atomic_write_json
+from ..io import current_umask
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 REQUIRED = ("benchmark", "variant", "estimator", "profile", "seed", "metrics")
-PACKAGES = ("scgbench", "torch", "lightning", "torchmetrics", "numpy", "torch-geometric", "scikit-learn")
 
 
 def results_dir(path: str | os.PathLike | None = None) -> Path:
@@ -30,75 +30,72 @@ def results_dir(path: str | os.PathLike | None = None) -> Path:
     return Path(path or os.environ.get("SCGBENCH_RESULTS_DIR") or "results")
 
 
-def package_versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for p in PACKAGES:
-        try:
-            out[p] = metadata.version(p)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+def record_name(record: dict[str, Any]) -> str:
+    now = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"{record.get('run_name', record['benchmark'])}-{now}-{uuid.uuid4().hex[:8]}.json"
 
 
-def git_commit() -> dict[str, Any]:
-    here = Path(__file__).resolve().parent
+def _write_new(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file, then hard-link it to ``path`` (fails if ``path`` exists: never an
+    overwrite) and drop the temporary name. Readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
-                             timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return {"commit": sha or None, "dirty": bool(dirty)}
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fchmod(f.fileno(), 0o666 & ~current_umask())  # mkstemp's 0600 would hide it from the team
+            os.fsync(f.fileno())
+        os.link(tmp, path)
+    finally:
+        os.unlink(tmp)
 
 
-def hardware() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {"cpu": cpu, "cpu_count": os.cpu_count(), "platform": platform.platform()}
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            info["gpu"] = torch.cuda.get_device_name(0)
-            info["gpu_count"] = torch.cuda.device_count()
-    except Exception:  # noqa: BLE001 - hardware probing must never fail a run
-        pass
-    return info
-
-
-def write_record(record: dict[str, Any], directory: str | os.PathLike | None = None) -> Path:
+def write_record(record: dict[str, Any], directory: str | os.PathLike | None = None, name: str | None = None) -> Path:
     missing = [k for k in REQUIRED if k not in record]
     if missing:
         raise ValueError(f"result record lacks {missing}")
-    now = datetime.now(timezone.utc)
-    record = {"schema_version": SCHEMA_VERSION, "timestamp": now.isoformat(timespec="seconds"),
-              "command": sys.argv, "versions": package_versions(), **record}
-    record.setdefault("git", git_commit())
-    name = f"{record.get('run_name', record['benchmark'])}-{now.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:8]}.json"
-    path = results_dir(directory) / record["benchmark"] / name
-    atomic_write_json(path, record)
-    return path
+    record = {"schema_version": SCHEMA_VERSION, "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              **record}
+    root = results_dir(directory) / record["benchmark"]
+    for attempt in range(100):
+        path = root / (name if name and attempt == 0 else record_name(record))
+        record["path"] = str(path)
+        try:
+            _write_new(path, (json.dumps(record, indent=2, sort_keys=True, default=str) + "\n").encode())
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not find a free record name under {root}")
+
+
+def _check(rec: Any) -> None:
+    if not isinstance(rec, dict):
+        raise ValueError("not a JSON object")
+    missing = [k for k in REQUIRED if k not in rec]
+    if missing:
+        raise ValueError(f"missing fields {missing}")
+    if not isinstance(rec["metrics"], dict):
+        raise ValueError("'metrics' is not an object")
+    bad = [k for k, v in rec["metrics"].items()
+           if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isinf(v)]
+    if bad:
+        raise ValueError(f"non-numeric metric {bad[0]!r} = {rec['metrics'][bad[0]]!r}")
+    if not isinstance(rec["seed"], int) or isinstance(rec["seed"], bool):
+        raise ValueError(f"seed {rec['seed']!r} is not an integer")
 
 
 def read_records(directory: str | os.PathLike | None = None,
                  warn=lambda msg: print(msg, file=sys.stderr)) -> Iterator[tuple[Path, dict]]:
-    """Every readable record under ``directory``; unreadable ones are reported through ``warn`` and skipped."""
+    """Every readable record under ``directory``; unreadable or malformed ones are named through ``warn`` and
+    skipped."""
     root = results_dir(directory)
     for path in sorted(root.rglob("*.json")):
+        if path.name.startswith("."):
+            continue
         try:
             rec = json.loads(path.read_text())
-            if not isinstance(rec, dict):
-                raise ValueError("not a JSON object")
-            missing = [k for k in REQUIRED if k not in rec]
-            if missing:
-                raise ValueError(f"missing fields {missing}")
+            _check(rec)
         except (OSError, ValueError) as e:
             warn(f"skipping unreadable result record {path}: {e}")
             continue

@@ -131,6 +131,9 @@ class MNISTAdditionModule(SCGModule):
         self.train_acc.update(logits.detach(), label)
         return loss, {}
 
+    def training_epoch_accumulators(self) -> dict:
+        return {**super().training_epoch_accumulators(), "train_acc": self.train_acc}
+
     def on_train_epoch_end(self) -> None:
         super().on_train_epoch_end()
         log_reduced(self, {"train/acc": self.train_acc.compute()})

@@ -198,9 +198,7 @@ class ListOpsDataModule(SeededDataModule):
             return self.train_loader(self.train_set)
         world, rank = self._world()
         sampler = LengthBucketSampler(self.train_set, self.batch_size, self.bucket, world, rank, self.seed)
-        return DataLoader(self.train_set, sampler=sampler, batch_size=None, collate_fn=self.collate_fn,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-                          generator=self.loader_generator())
+        return self._loader(self.train_set, sampler, None, train=True)  # the sampler yields whole batches
 
     def test_dataloader(self):
         return [self.eval_loader(ds) for ds in self.test_sets]

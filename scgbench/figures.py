@@ -1,0 +1,176 @@
+"""Every figure the suite draws, in one place: the per-run diagnostics (Figs. 4.2 right and 5.5 of the thesis,
+drawn by the diagnostic callbacks into ``<run>/figures``) and the figures drawn from the result records of real
+runs (``scgbench figure <benchmark> <name>``).
+
+A figure drawn from records needs the runs' diagnostics files (``<run>/figures/*.json``): a figure whose data
+is missing is refused with :class:`MissingFigureData` naming what is missing; a panel is never drawn empty.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+
+class MissingFigureData(FileNotFoundError):
+    """The records or run directories a figure needs are not available."""
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save(fig, output: str | Path, dpi: int = 130) -> Path:
+    """Write ``fig`` to ``output`` through a temporary file in the same directory (a reader never sees half a
+    PNG; an interrupted write leaves the old figure)."""
+    from .io import atomic_write_bytes
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=dpi, bbox_inches="tight", format=Path(output).suffix.lstrip(".") or "png")
+    _plt().close(fig)
+    return atomic_write_bytes(output, buf.getvalue())
+
+
+# -- per-run diagnostics (the callbacks draw these) -----------------------------------------------------------
+def plot_gradient_depth(runs: dict[str, list[dict]], key: str = "grad_u"):
+    """Thesis Fig. 5.5: mean |∂L/∂u| against stochastic depth (averaged over training), one curve per run, and
+    its course over training per depth for the first run."""
+    plt = _plt()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for label, history in runs.items():
+        by_depth = defaultdict(list)
+        for r in history:
+            if key in r:
+                by_depth[r["depth"]].append(r[key])
+        depths = sorted(by_depth)
+        ax1.plot(depths, [sum(by_depth[d]) / len(by_depth[d]) for d in depths], marker="o", label=label)
+    ax1.set(xlabel="stochastic depth", ylabel=f"mean |∂L/∂{key.split('_')[1]}|", yscale="log",
+            title="gradient magnitude vs depth")
+    ax1.legend()
+    first = next(iter(runs.values()))
+    by_depth = defaultdict(list)
+    for r in first:
+        if key in r:
+            by_depth[r["depth"]].append((r["step"], r[key]))
+    for d in sorted(by_depth):
+        steps, vals = zip(*by_depth[d])
+        ax2.plot(steps, vals, label=f"depth {d}", lw=0.8)
+    ax2.set(xlabel="optimizer step", yscale="log", title=f"{next(iter(runs))}: over training")
+    ax2.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_category_usage(usage: dict[int, dict[str, list[float]]]):
+    """Thesis Fig. 4.2 (right): mean z_j and mean |∂L/∂θ_j| per category, one panel per stochastic depth."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(usage), figsize=(5 * len(usage), 3.4), squeeze=False)
+    for ax, (d, entry) in zip(axes[0], usage.items()):
+        _usage_panel(ax, entry, f"depth {d}")
+    fig.tight_layout()
+    return fig
+
+
+def _usage_panel(ax, entry: dict, title: str) -> None:
+    k = range(len(entry["mean_z"]))
+    ax.bar(k, entry["mean_z"], color="tab:blue")
+    ax.set(xlabel="category j", ylabel="mean z_j", title=title)
+    if "mean_abs_grad_theta" in entry:
+        ax2 = ax.twinx()
+        ax2.plot(k, entry["mean_abs_grad_theta"], "o-", color="tab:red", ms=3)
+        ax2.set(ylabel="mean |∂L/∂θ_j|", yscale="log")
+
+
+# -- figures from result records ---------------------------------------------------------------------------
+def run_json(record: dict, name: str):
+    """A diagnostics file (``figures/<name>``) of the run that wrote ``record``, or None if it is gone."""
+    path = Path(record.get("run_dir", "")) / "figures" / name
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def learning_curves(records: list[dict], metric: str, ax, label_of=lambda r: r["variant"]) -> int:
+    """Mean (± std band over seeds) of a per-epoch history metric, one curve per label; returns the number of
+    curves drawn."""
+    import numpy as np
+
+    groups = defaultdict(list)
+    for r in records:
+        curve = [row[metric] for row in r.get("history", []) if isinstance(row, dict) and metric in row]
+        if curve:
+            groups[label_of(r)].append(curve)
+    for label, curves in sorted(groups.items()):
+        n = min(map(len, curves))
+        arr = np.array([c[:n] for c in curves])
+        x = np.arange(1, n + 1)
+        ax.plot(x, arr.mean(0), label=f"{label} (n={len(curves)})")
+        if len(curves) > 1:
+            ax.fill_between(x, arr.mean(0) - arr.std(0), arr.mean(0) + arr.std(0), alpha=0.2)
+    ax.set(xlabel="epoch", ylabel=metric)
+    ax.legend(fontsize=8)
+    return len(groups)
+
+
+def fig_4_2(records: list[dict], output: Path) -> Path:
+    """Thesis Fig. 4.2: training accuracy of Base / TauAnn / TM (left) and, for each, category usage —
+    mean z_j and mean |∂L/∂θ_j| per category (right), from the runs' category-usage diagnostics."""
+    recs = [r for r in records if r["variant"].startswith("fig4.2-")]
+    if not recs:
+        raise MissingFigureData("no fig4.2-* records: run `scgbench compare mnist-addition "
+                                "--variants fig4.2-base,fig4.2-tauann,fig4.2-tm --seeds 0`")
+    variants = sorted({r["variant"] for r in recs})
+    usage = {v: next((u for r in recs if r["variant"] == v and (u := run_json(r, "category_usage.json"))), None)
+             for v in variants}
+    missing = [v for v, u in usage.items() if not u]
+    if missing:
+        dirs = sorted({r.get("run_dir", "?") for r in recs if r["variant"] in missing})
+        raise MissingFigureData(f"fig4.2 needs <run>/figures/category_usage.json of the {', '.join(missing)} runs, "
+                                f"not found under {', '.join(dirs)} (run directories are not committed: re-run "
+                                "the fig4.2-* variants here, or pass the results of a machine that has them)")
+    plt = _plt()
+    fig, axes = plt.subplots(1, 1 + len(variants), figsize=(4.2 * (1 + len(variants)), 3.4))
+    if not learning_curves(recs, "train/acc", axes[0], label_of=lambda r: r["variant"].removeprefix("fig4.2-")):
+        raise MissingFigureData("the fig4.2-* records hold no train/acc history")
+    axes[0].set_title("training accuracy")
+    for ax, v in zip(axes[1:], variants):
+        _usage_panel(ax, next(iter(usage[v].values())), f"{v.removeprefix('fig4.2-')}: category usage")
+    fig.tight_layout()
+    return save(fig, output)
+
+
+def fig_5_5(records: list[dict], output: Path, key: str = "grad_u") -> Path:
+    """Thesis Fig. 5.5 from real runs: mean |∂L/∂u| at each discretisation round (stochastic depth; higher =
+    closer to the loss), averaged over training and over the runs of ``ours`` (with DropRes) and ``ours-nodr``
+    (without), from ``<run>/figures/grad_magnitude.json`` (GradientMagnitude callback). The averaged curves are
+    written next to the figure as JSON."""
+    from .io import atomic_write_json
+
+    groups = {"with DropRes": [r for r in records if r["variant"] == "ours"],
+              "without DropRes": [r for r in records if r["variant"] == "ours-nodr"]}
+    runs, curves, used = {}, {}, {}
+    for label, recs in groups.items():
+        found = [(r, h) for r in recs if (h := run_json(r, "grad_magnitude.json"))]
+        if not found:
+            raise MissingFigureData(f"fig5.5 needs <run>/figures/grad_magnitude.json of at least one "
+                                    f"{'ours' if label == 'with DropRes' else 'ours-nodr'} run ({len(recs)} records, "
+                                    "none with its run directory here): run it with the grad_magnitude trick on "
+                                    "(both listops profiles switch it on)")
+        cells, by_depth = defaultdict(list), defaultdict(list)
+        for _, history in found:
+            for row in history:
+                if key in row:
+                    cells[row["step"], row["depth"]].append(row[key])
+                    by_depth[row["depth"]].append(row[key])
+        runs[f"{label} ({len(found)} runs)"] = [{"step": st, "depth": d, key: sum(v) / len(v)}
+                                               for (st, d), v in sorted(cells.items())]
+        curves[label] = {int(d): sum(v) / len(v) for d, v in sorted(by_depth.items())}
+        used[label] = [r.get("run_dir") for r, _ in found]
+    path = save(plot_gradient_depth(runs, key=key), output, dpi=120)
+    atomic_write_json(Path(output).with_suffix(".json"), {"key": key, "mean_by_depth": curves, "runs": used})
+    return path
