@@ -33,6 +33,7 @@ import math
 import statistics
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -42,11 +43,11 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader
 
 from .benchmarks import get_benchmark
-from .callbacks import TRICKS, CALLBACKS, ProgressBar, RunCheckpoint, SelectionCheckpoint
+from .callbacks import CALLBACKS, TRICKS, RunCheckpoint, SelectionCheckpoint
 from .config import BenchmarkCLI, benchmark_args, check_families
 from .estimators import ESTIMATORS, estimators_of as _estimators, get_estimator, reset_estimators
 from .models.base import SCGModule
-from .runner import NullProfiler, choose_threads, quiet_lightning
+from .runner import NullProfiler, choose_threads, progress_callbacks, quiet_lightning
 
 
 class _PairedTimer(pl.Callback):
@@ -69,6 +70,7 @@ class _PairedTimer(pl.Callback):
         return self
 
     def on_train_start(self, trainer, pl_module) -> None:
+        self.initial_state = copy.deepcopy(pl_module.state_dict())  # after setup: complete
         self.twin = copy.deepcopy(pl_module, memo={id(trainer): None})  # the module, not its trainer
         self.opt = _first_optimizer(self.twin.configure_optimizers())
         self.score = getattr(self.twin, "score_estimators", None)  # the cached list, as training_step uses
@@ -125,7 +127,9 @@ def _training_loss(model, batch, i: int) -> torch.Tensor:
     ``self.log`` calls are no-ops without a trainer)."""
     if hasattr(model, "training_loss"):
         return model.training_loss(batch)[0]
-    out = model.training_step(batch, i)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*self.log.*")  # no trainer: its logging is a no-op
+        out = model.training_step(batch, i)
     return out["loss"] if isinstance(out, dict) else out
 
 
@@ -166,13 +170,18 @@ def _bare_steps(model, opt, batches: list, score) -> float:
     return time.perf_counter() - t0
 
 
-def _estimator_timing(shape: Sequence[int], iters: int = 300) -> dict[str, float]:
+def _estimator_timing(shape: Sequence[int], iters: int | None = None) -> dict[str, float]:
+    """Forward+backward µs of each estimator and of a plain softmax on one node of ``shape``; ``iters`` timed
+    repetitions (default: 300, fewer for big nodes so that KG's 512 × 14,541 stays under a minute)."""
+    if iters is None:
+        iters = max(10, min(300, int(3e8 // math.prod(shape))))
+    warm = max(2, iters // 15)
     torch.manual_seed(0)
     theta = torch.randn(*shape, requires_grad=True)
     w = torch.randn(shape[-1])
 
     def timed(fn) -> float:
-        for _ in range(20):
+        for _ in range(warm):
             fn()
         t0 = time.perf_counter()
         for _ in range(iters):
@@ -213,7 +222,7 @@ def _paired_core(module: pl.LightningModule, data: pl.LightningDataModule | None
 
 def profile(benchmark: str, profile_name: str = "quick", variant: str | None = None, estimator: str | None = None,
             steps: int = 1000, overrides: Sequence[str] = (), output: str | None = None, warmup: int = 20,
-            chunk: int = 50) -> dict:
+            chunk: int = 50, estimator_iters: int | None = None) -> dict:
     bm = get_benchmark(benchmark)
     threads = choose_threads()
     quiet_lightning()
@@ -242,21 +251,21 @@ def profile(benchmark: str, profile_name: str = "quick", variant: str | None = N
 
         # (1) the Trainer of `scgbench run` (tricks, checkpoints, logger, progress bar, logging cadence), stopped
         # after `total` steps without validation, on the CPU where the bare loop runs too, paired with the bare loop
-        init = copy.deepcopy(model.state_dict())
         paired = _PairedTimer(warmup, chunk).bind(batches)
         trainer = cli.make_trainer(
             [paired, SelectionCheckpoint(Path(tmp) / "checkpoints", bm.selection_metric, bm.selection_mode),
-             RunCheckpoint(Path(tmp) / "checkpoints"), ProgressBar()],
+             RunCheckpoint(Path(tmp) / "checkpoints"), *progress_callbacks(cli)],
             default_root_dir=tmp, logger=TensorBoardLogger(tmp, name="tb", version=""), profiler=NullProfiler(),
-            max_steps=total, limit_val_batches=0, num_sanity_val_steps=0, accelerator="cpu", devices=1)
+            max_steps=total, max_epochs=None, limit_train_batches=1.0, limit_val_batches=0, num_sanity_val_steps=0,
+            accelerator="cpu", devices=1)
         trainer.fit(model, datamodule=data)
         run = paired.summary()
-        model.load_state_dict(init)
+        model.load_state_dict(paired.initial_state)
         # (2) Lightning's loop alone and (3) Lightning's floor, on the same batches
         core_run = _paired_core(model, data, batches, warmup, chunk, tmp)
         floor = _paired_core(_FloorModule(), None, batches, warmup, chunk, tmp)
 
-    est = _estimator_timing(bm.node_shape)
+    est = _estimator_timing(bm.node_shape, estimator_iters)
     batch_size = getattr(dm, "batch_size", None)
     lightning_rate = run["lightning_steps_per_s"]
     bare_ms = 1e3 / run["bare_steps_per_s"]

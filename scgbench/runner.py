@@ -92,6 +92,14 @@ def choose_threads(requested: int | None = None) -> dict[str, Any]:
     return {"torch_threads": torch.get_num_threads(), "source": source}
 
 
+def progress_callbacks(cli: BenchmarkCLI) -> list[pl.Callback]:
+    """What a run shows while training: the time-throttled bar on a terminal, one line per epoch otherwise, nothing
+    with ``--trainer.enable_progress_bar=false``."""
+    if cli.config.trainer.get("enable_progress_bar") is False:
+        return []
+    return [ProgressBar()] if sys.stderr.isatty() else [EpochLine()]
+
+
 # -- directories ----------------------------------------------------------------------------------------------
 def probe_writable(directory: Path, what: str, flag: str) -> None:
     """Create ``directory`` and a file in it, or fail now (before training) naming it and the option to change."""
@@ -221,8 +229,7 @@ class Run:
         state = RunCheckpoint(out / "checkpoints", every_n_steps=self.checkpoint_every,
                               segment={"threads_source": threads["source"], "host": hardware().get("host"),
                                        "git": code_version.get("commit"), "resumed": resume_step is not None})
-        progress = [] if cli.config.trainer.get("enable_progress_bar") is False else (
-            [ProgressBar()] if sys.stderr.isatty() else [EpochLine()])
+        progress = progress_callbacks(cli)
         # One TensorBoard run: a resumed run hides the events the killed run wrote after its checkpoint.
         logger = TensorBoardLogger(save_dir=str(out), name="tb", version="", default_hp_metric=False,
                                    **({"purge_step": resume_step} if resume_step else {}))

