@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from ..datamodules.listops import ListOpsDataModule
+from ..figures import fig_5_5
 from ..models.listops import ListOpsModule
 from .registry import Benchmark, register
 
@@ -73,6 +74,7 @@ register(Benchmark(
     reference=REFERENCE,
     node_shape=(100, 45, 45),
     row_variant=row_variant,
+    figures={"fig5.5": fig_5_5},
     links=(("data.extrap_depths", "model.extrap_depths"),),
 ))
 
