@@ -73,7 +73,8 @@ def cmd_list(args) -> int:
 
 
 def _run_kwargs(args, overrides) -> dict:
-    return dict(estimator=args.estimator, profile=args.profile, variant=args.variant, overrides=overrides,
+    return dict(estimator=getattr(args, "estimator", None), profile=args.profile, variant=getattr(args, "variant", None),
+                overrides=overrides,
                 results=args.results_dir, estimator_kwargs=_kv(args.estimator_arg, "--estimator-arg"),
                 disable_tricks=args.no_trick or (), threads=args.threads)
 
@@ -95,6 +96,7 @@ def cmd_run(args, overrides) -> int:
 
 def cmd_compare(args, overrides) -> int:
     from .leaderboard import read_records, write_leaderboard
+    from .leaderboard.render import experiment_of
     from .runner import Run
 
     estimators = args.estimators.split(",") if args.estimators else [None]
@@ -103,8 +105,9 @@ def cmd_compare(args, overrides) -> int:
     # Every cell is configured (and so checked) before the first one trains.
     cells = [(v, e, s, Run(args.benchmark, seed=s, **{**_run_kwargs(args, overrides), "variant": v, "estimator": e})
               .prepare()) for v in variants for e in estimators for s in seeds]
-    done = {(r.get("fingerprint"), r["seed"]) for _, r in read_records(args.results_dir, warn=lambda m: None)
-            if r["benchmark"] == cells[0][3].bm.name}
+    bm = cells[0][3].bm
+    done = {(experiment_of(r, bm)[0], r["seed"]) for _, r in read_records(args.results_dir, warn=lambda m: None)
+            if r["benchmark"] == bm.name}
     failures = 0
     for variant, est, seed, cell in cells:
         print(f"== {args.benchmark} variant={cell.variant} estimator={cell.estimator} seed={seed}", flush=True)
