@@ -18,6 +18,7 @@ each process; they share the parent's run directory through ``$SCGBENCH_RUN_DIR`
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -102,14 +103,19 @@ def progress_callbacks(cli: BenchmarkCLI) -> list[pl.Callback]:
 
 # -- directories ----------------------------------------------------------------------------------------------
 def probe_writable(directory: Path, what: str, flag: str) -> None:
-    """Create ``directory`` and a file in it, or fail now (before training) naming it and the option to change."""
+    """Fail now (before training), naming the directory and the option to change, unless ``directory`` can be
+    created and written: a file is created and removed in its nearest existing ancestor; nothing is left."""
+    existing = Path(directory).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=directory, prefix=".scgbench-probe-"):
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(existing))
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".scgbench-probe-"):
             pass
     except OSError as e:
-        raise ConfigError(f"the {what} {directory} is not writable ({e.strerror or e}); choose another with "
-                          f"{flag} or fix its permissions") from None
+        raise ConfigError(f"the {what} {directory} is not writable ({e.strerror or e}: {existing}); choose "
+                          f"another with {flag} or fix its permissions") from None
 
 
 def choose_run_dir(base: Path, resume: bool) -> Path:
@@ -176,26 +182,35 @@ class Run:
         self.estimator = "+".join(est) if est else "none"
         if self.write:
             probe_writable(self.results / self.bm.name, "results directory", "--results-dir")
+        if not self._is_ddp_worker():
+            probe_writable(self._base_dir().parent, "runs directory", "--run-dir or $SCGBENCH_RUNS_DIR")
         return self
 
     @property
     def run_name(self) -> str:
         return f"{self.variant}-{self.estimator}-{self.profile}-s{self.seed}-{self.fingerprint}"
 
-    def _claim_dir(self) -> Path:
+    @staticmethod
+    def _is_ddp_worker() -> bool:
         owner = os.environ.get("SCGBENCH_RUN_OWNER")
-        if os.environ.get("SCGBENCH_RUN_DIR") and owner and owner != str(os.getpid()):
+        return bool(os.environ.get("SCGBENCH_RUN_DIR") and owner and owner != str(os.getpid()))
+
+    def _base_dir(self) -> Path:
+        return (Path(self.run_dir_arg) if self.run_dir_arg
+                else Path(os.environ.get("SCGBENCH_RUNS_DIR", "runs")) / self.bm.name / self.run_name)
+
+    def _claim_dir(self) -> Path:
+        if self._is_ddp_worker():
             out = Path(os.environ["SCGBENCH_RUN_DIR"])  # a DDP worker re-executing the parent's command
             self.resume = self.resume and (out / "checkpoints" / "last.ckpt").exists()
             return out
-        base = (Path(self.run_dir_arg) if self.run_dir_arg
-                else Path(os.environ.get("SCGBENCH_RUNS_DIR", "runs")) / self.bm.name / self.run_name)
-        probe_writable(base.parent, "runs directory", "--run-dir or $SCGBENCH_RUNS_DIR")
+        base = self._base_dir()
         if self.run_dir_arg and not self.resume:
-            base.mkdir(parents=True, exist_ok=True)
-            if (base / "checkpoints" / "last.ckpt").exists() or (base / "record.json").exists():
-                raise ConfigError(f"--run-dir {base} already holds a run; continue it with --resume or choose "
+            # An explicit directory must be new or empty: a failed run removes what it created, nothing else.
+            if base.exists() and any(base.iterdir()):
+                raise ConfigError(f"--run-dir {base} is not empty; continue its run with --resume or choose "
                                   "another directory")
+            base.mkdir(parents=True, exist_ok=True)
             out = base
         else:
             out = choose_run_dir(base, self.resume)

@@ -195,7 +195,7 @@ def test_a_record_that_cannot_reach_the_results_directory_is_kept_in_the_run_dir
 
     class BreakResults(pl.Callback):
         def on_train_end(self, trainer, pl_module):
-            shutil.rmtree(isolated / "results")
+            shutil.rmtree(isolated / "results", ignore_errors=True)
             (isolated / "results").write_text("now a file")
 
     run = Run("mnist-addition", overrides=TINY, extra_callbacks=[BreakResults()]).prepare()
@@ -205,7 +205,7 @@ def test_a_record_that_cannot_reach_the_results_directory_is_kept_in_the_run_dir
     assert len(kept) == 1 and json.loads(kept[0].read_text())["metrics"]["test/examples"] == 500
 
 
-def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_directory(isolated):
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_directory(isolated, capsys):
     import lightning.pytorch as pl
 
     from scgbench.runner import Run
@@ -218,6 +218,12 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_directory(isolat
     with pytest.raises(RuntimeError, match="boom"):
         Run("mnist-addition", overrides=TINY, extra_callbacks=[Fail()]).prepare().execute()
     assert list((isolated / "runs" / "mnist-addition").iterdir()) == []
+    # an explicit --run-dir must be new or empty: a failed run never removes what it did not create
+    mine = isolated / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    assert main(["run", "mnist-addition", "--run-dir", str(mine), *TINY]) == 2
+    assert "is not empty" in capsys.readouterr().err and (mine / "notes.txt").read_text() == "keep me"
 
 
 def test_resume_without_a_checkpoint_is_a_clear_error(isolated, capsys):

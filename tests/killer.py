@@ -1,0 +1,16 @@
+"""A callback that kills its own process with SIGKILL at a given optimizer step (for tests/test_resume.py): a real
+``kill -9`` at a known point, passed to a real ``scgbench run`` subprocess through ``--config``."""
+
+import os
+import signal
+
+import lightning.pytorch as pl
+
+
+class KillAt(pl.Callback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
