@@ -120,7 +120,8 @@ def _kg_source(tmp_path):
 
 
 def _kg(root, z, **kw):
-    from scgbench.datamodules.kg import PathProtocol, PathQueryDataset
+    from scgbench.datamodules.kg import PathQueryDataset
+    from scgbench.specs.kg import PathProtocol
 
     proto = PathProtocol(train_lengths=(2, 3), valid_lengths=(2,), test_lengths=(2, 3), train_count=30,
                          valid_count=10, test_count=10)
@@ -487,7 +488,8 @@ def test_listops_force_regenerates_identical_bytes(tmp_path, capsys, caplog):
 
 # ------------------------------------------------------------------------------------------- progress
 def test_long_preparations_report_progress():
-    from scgbench.datamodules.kg import PathProtocol, generate_path_splits
+    from scgbench.datamodules.kg import generate_path_splits
+    from scgbench.specs.kg import PathProtocol
     from scgbench.datamodules.listops import ListOpsConfig, generate
     from scgbench.datamodules.nasbench101.enumeration import enumerate_space
     from tests.test_kg_data import _toy_triples

@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scgbench.datamodules.disentanglement.base import GroundTruthData
 from scgbench.metrics.disentanglement import (completeness, compute_beta_vae_sklearn, compute_downstream_task, compute_factor_vae, compute_mig,
                                               compute_modularity_explicitness, compute_sap,
                                               compute_unsupervised_metrics, dci_from_codes, disentanglement,
@@ -15,6 +14,7 @@ from scgbench.metrics.disentanglement import (completeness, compute_beta_vae_skl
                                               gaussian_wasserstein_correlation, mig_from_codes, modularity,
                                               modularity_explicitness_from_codes, sap_from_codes,
                                               unsupervised_from_codes)
+from scgbench.specs.disentanglement import GroundTruthData
 from scgbench.metrics.disentanglement.utils import (discrete_entropy, discrete_mutual_info,
                                                     generate_batch_factor_code, histogram_discretize)
 

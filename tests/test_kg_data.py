@@ -10,9 +10,10 @@ from collections import Counter
 import pytest
 import torch
 
-from scgbench.datamodules.kg import (KGPathDataModule, KnowledgeGraph, PathFileError, PathProtocol,
-                                     PathQueryDataset, generate_path_splits, read_triple_names, reverse_paths)
+from scgbench.datamodules.kg import (KGPathDataModule, KnowledgeGraph, PathFileError, PathQueryDataset,
+                                     generate_path_splits, read_triple_names, reverse_paths)
 from scgbench.io import ChecksumError, file_digest
+from scgbench.specs.kg import PathProtocol
 
 # a tiny graph with known reachability: a -r-> b, b -s-> c, b -s-> d, c -r-> d, e isolated
 ENT = {"a": 0, "b": 1, "c": 2, "d": 3, "e": 4}

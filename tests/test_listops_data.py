@@ -15,8 +15,8 @@ import torch
 from scgbench.datamodules.listops import (NO_PARENT, ListOpsConfig, ListOpsDataModule, ListOpsFileError,
                                           StaleCacheError, analyse, generate, load_or_generate, read_split,
                                           write_split)
-from scgbench.datamodules.listops.generator import VOCAB
 from scgbench.datamodules.listops.storage import cache_path, expected_header, split_to_text
+from scgbench.specs.listops import VOCAB
 
 SMALL = dict(seed=3, train_per_depth=100, val_per_depth=50, test_per_depth=50, extrap_per_depth=50)
 

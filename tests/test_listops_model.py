@@ -279,7 +279,7 @@ def test_operator_only_discretisation(items, estimator):
     """``discretise='operators'``: only operator nodes (the intermediate results) are discretised; a digit or
     ``]`` receives no message on the gold tree, so its state stays exactly its token embedding through every
     round, while with ``'all'`` (SPEC default) it becomes a digit embedding row E2[k] after round 1."""
-    from scgbench.datamodules.listops.generator import CLOSE_ID, MED_ID, MIN_ID
+    from scgbench.specs.listops import CLOSE_ID, MED_ID, MIN_ID
 
     batch = collate_listops(items)
     tokens, mask = batch["tokens"], batch["mask"]

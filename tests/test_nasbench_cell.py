@@ -4,9 +4,8 @@
 import numpy as np
 import pytest
 
-from scgbench.datamodules.nasbench101.cell import (CONV1X1, CONV3X3, INPUT, MAXPOOL3X3, OUTPUT, Cell,
-                                                   InvalidCellError, hash_module)
-from scgbench.datamodules.nasbench101.enumeration import hash_modules
+from scgbench.specs.nasbench101 import (CONV1X1, CONV3X3, INPUT, MAXPOOL3X3, OUTPUT, Cell, InvalidCellError,
+                                        hash_module, hash_modules)
 
 # A cell whose dataset key is published together with its adjacency and operations (it is the first key
 # of the official dataset in sorted order; several public NAS-Bench-101 tools quote it).

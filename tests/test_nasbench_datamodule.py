@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from scgbench.datamodules.catalog import load_providers
-from scgbench.datamodules.nasbench101.cell import NODE_TYPES, Cell
 from scgbench.datamodules.nasbench101.datamodule import NASBench101DataModule
 from scgbench.datamodules.nasbench101.enumeration import enumerate_space
 from scgbench.datamodules.nasbench101.store import write_space
+from scgbench.specs.nasbench101 import NODE_TYPES, Cell
 
 
 @pytest.fixture(scope="module")

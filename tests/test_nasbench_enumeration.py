@@ -6,9 +6,9 @@ import os
 import numpy as np
 import pytest
 
-from scgbench.datamodules.nasbench101.cell import NODE_TYPES, Cell, hash_module
 from scgbench.datamodules.nasbench101.enumeration import NUM_CELLS, enumerate_space
 from scgbench.datamodules.nasbench101.store import SchemaError, load_cells, write_space
+from scgbench.specs.nasbench101 import NODE_TYPES, Cell, hash_module
 
 
 def official_loop(max_vertices: int, max_edges: int = 9):

@@ -7,11 +7,11 @@ import random
 import numpy as np
 import pytest
 
-from scgbench.datamodules.nasbench101.cell import Cell
 from scgbench.datamodules.nasbench101.store import load_cells
 from scgbench.datamodules.nasbench101.tfrecord import (CorruptRecordError, convert_tfrecord, crc32c,
                                                        decode_model_metrics, encode_model_metrics,
                                                        iter_tfrecord, write_tfrecord)
+from scgbench.specs.nasbench101 import Cell
 
 
 def protobuf_model_metrics():

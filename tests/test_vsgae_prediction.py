@@ -6,11 +6,11 @@ import json
 import numpy as np
 import pytest
 
-from scgbench.datamodules.nasbench101.cell import NODE_TYPES, Cell
 from scgbench.datamodules.nasbench101.datamodule import NASBench101DataModule
 from scgbench.datamodules.nasbench101.enumeration import enumerate_space
 from scgbench.datamodules.nasbench101.store import METRICS_FILE
 from scgbench.datamodules.nasbench101.tfrecord import convert_tfrecord, encode_model_metrics, write_tfrecord
+from scgbench.specs.nasbench101 import NODE_TYPES, Cell
 
 
 def accuracy_of(cell: Cell) -> float:

@@ -14,8 +14,7 @@ import numpy as np
 import torch
 from torchmetrics import Metric
 
-from ..datamodules.nasbench101.cell import MAX_EDGES, NODE_TYPES
-from ..datamodules.nasbench101.enumeration import hash_modules
+from ..specs.nasbench101 import MAX_EDGES, NODE_TYPES, hash_modules
 
 INPUT_T, OUTPUT_T = 0, len(NODE_TYPES) - 1
 CHECKS = ("one_input", "one_output", "all_have_predecessor", "all_have_successor", "acyclic")

@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric
 
-from ..datamodules.listops.generator import CLOSE_ID, MAX_ID, MED_ID, MIN_ID, NUM_TOKENS
+from ..specs.listops import CLOSE_ID, MAX_ID, MED_ID, MIN_ID, NUM_TOKENS
 from ..nn import DiscreteContinuous
 from .base import SCGModule
 from .evaluation import TEST, VAL, eval_noise, log_reduced

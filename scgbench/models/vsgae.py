@@ -38,7 +38,7 @@ from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import scatter
 from torchmetrics import KendallRankCorrCoef, MeanMetric, MeanSquaredError
 
-from ..datamodules.nasbench101.cell import MAX_VERTICES, NODE_TYPES
+from ..specs.nasbench101 import MAX_VERTICES, NODE_TYPES
 from ..estimators.noise import eval_noise_key, keyed_normal, keyed_uniform, sub_key
 from ..metrics.graphs import GenerationMetrics, ReconstructionAccuracy
 from .evaluation import TEST, log_reduced

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..catalog import register_dataset
-from .base import GroundTruthData, as_random_state
+from ...specs.disentanglement import GroundTruthData
 from .datamodule import DisentanglementDataModule, GroundTruthStream
 from .files import (Cars3D, DatasetNotFoundError, DSpritesFile, MPI3D, Shapes3D, SmallNORB,
                     mpi3d_factor_sizes, read_norb_matrix)
@@ -160,7 +160,7 @@ register_dataset("smallnorb", "SmallNORB binary matrices (NYU), camera 0 resized
 register_dataset("cars3d", "Cars3D .mat files (Reed et al. 2015), resized to 64x64", _prepare_cars3d, offline=False)
 
 __all__ = [
-    "GroundTruthData", "as_random_state", "get_dataset", "DATASET_BUILDERS", "DSprites", "ColorDSprites",
-    "NoisyDSprites", "Circles", "DSpritesFile", "Shapes3D", "MPI3D", "SmallNORB", "Cars3D", "DatasetNotFoundError",
-    "mpi3d_factor_sizes", "read_norb_matrix", "DisentanglementDataModule", "GroundTruthStream",
+    "get_dataset", "DATASET_BUILDERS", "DSprites", "ColorDSprites", "NoisyDSprites", "Circles", "DSpritesFile",
+    "Shapes3D", "MPI3D", "SmallNORB", "Cars3D", "DatasetNotFoundError", "mpi3d_factor_sizes", "read_norb_matrix",
+    "DisentanglementDataModule", "GroundTruthStream",
 ]

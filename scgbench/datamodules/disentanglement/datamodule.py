@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 
 from ...seeding import seed_sequence
 from ..base import SeededDataModule, StreamSampler
-from .base import GroundTruthData, concat_nuisance
+from ...specs.disentanglement import GroundTruthData, concat_nuisance
 
 _SPLITS = {"train": 0, "val": 1, "test": 2}
 

@@ -1,9 +1,9 @@
 """File-backed ground-truth datasets in their official formats (SPEC §2.5, thesis Table A.3).
 
 Each loader reads the file(s) the dataset's authors publish, checks keys, shapes and the index layout,
-and exposes the :class:`~.base.GroundTruthData` API. Factor sizes are read from the file (so a small file
-in the official layout works too, which is how the tests exercise the loaders). Conventions follow
-google-research/disentanglement_lib (``disentanglement_lib/data/ground_truth/*.py``):
+and exposes the :class:`~scgbench.specs.disentanglement.GroundTruthData` API. Factor sizes are read from
+the file (so a small file in the official layout works too, which is how the tests exercise the loaders).
+Conventions follow google-research/disentanglement_lib (``disentanglement_lib/data/ground_truth/*.py``):
 
 * dSprites ``dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz`` (keys ``imgs`` [N,64,64] uint8 {0,1},
   ``latents_classes`` [N,6], ``latents_values``, ``metadata``) or the ``.hdf5`` twin (``imgs``,
@@ -35,7 +35,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ...io import data_root
-from .base import GroundTruthData, check_row_major_layout, row_major_index
+from ...specs.disentanglement import GroundTruthData, check_row_major_layout, row_major_index
 
 
 class DatasetNotFoundError(FileNotFoundError):

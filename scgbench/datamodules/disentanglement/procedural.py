@@ -28,7 +28,7 @@ pixel-identical data):
   0.5 / 0.6 / 0.7 / 0.8–1.0 give 36 / 34 / 37 / 39 distinct images over the 40 orientations, ellipses and
   hearts 39 at every scale (only 0 ≡ 2π). All other factor changes give distinct images (tested).
 * Speed: ~18,000 dSprites images per CPU-second (one core; ``python -m
-  scgbench.metrics.disentanglement.bench``).
+  scgbench.bench.disentanglement``).
 
 color-dSprites and noisy-dSprites follow disentanglement_lib exactly (colour ~ U(0.5, 1)³ multiplies
 the sprite; noise ~ U(0, 1) per pixel and channel is added to the background and clipped at 1), on top
@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import GroundTruthData
+from ...specs.disentanglement import GroundTruthData
 
 _CANVAS = 64
 

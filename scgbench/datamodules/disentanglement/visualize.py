@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import GroundTruthData
+from ...specs.disentanglement import GroundTruthData
 
 
 def _tile(images: np.ndarray, rows: int, cols: int, pad: int = 2) -> np.ndarray:

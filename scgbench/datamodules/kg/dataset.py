@@ -36,7 +36,7 @@ import logging
 import pickle
 import tarfile
 import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +46,7 @@ from torch import Tensor
 from scgbench.io import Progress, atomic_write_bytes, atomic_write_json, data_root, download, file_digest
 from scgbench.datamodules.kg.graph import KnowledgeGraph
 from scgbench.datamodules.kg.readers import PathFileError, encode_paths, read_path_names, read_triple_names
+from scgbench.specs.kg import SPECS, PathProtocol
 
 log = logging.getLogger(__name__)
 
@@ -64,62 +65,6 @@ GUU_URLS = {  # the CodaLab bundles of Guu et al. (2015), as fetched by the CoKE
     "freebase-paths": "https://worksheets.codalab.org/rest/bundles/0xdb6b691c2907435b974850e8eb9a5fc2/contents/blob/",
 }
 GUU_FILES = {"train": "train", "valid": "dev", "test": "test"}
-
-
-@dataclass(frozen=True)
-class PathProtocol:
-    """How paths are generated from a graph (thesis §6.1.2). A count of ``-1`` means "as many paths per
-    length as the split has triples" (the thesis: 272,115 / 17,535 / 20,466 for FB15k-237)."""
-
-    train_lengths: tuple[int, ...] = (2, 3, 4, 5)
-    valid_lengths: tuple[int, ...] = (2, 3, 4, 5)
-    test_lengths: tuple[int, ...] = tuple(range(2, 11))
-    train_count: int = -1
-    valid_count: int = -1
-    test_count: int = -1
-    #: walk over reciprocal edges too ("an incident relation", thesis §6.1.2)
-    inverse_edges: bool = True
-    seed: int = 0
-
-    def lengths(self, split: str) -> tuple[int, ...]:
-        return getattr(self, f"{split}_lengths")
-
-    def count(self, split: str, num_triples: int) -> int:
-        c = getattr(self, f"{split}_count")
-        return num_triples if c < 0 else c
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    name: str
-    kind: str  # "generated" | "guu"
-    source: str  # "fb15k237" | "pykeen:<dir>" | "guu"
-    eval_protocol: str  # "filtered" | "guu"
-    description: str
-    offline: bool
-    protocol: PathProtocol = field(default_factory=PathProtocol)
-
-
-SHIPPED = PathProtocol(train_lengths=(2, 3), valid_lengths=(2, 3), test_lengths=(2, 3, 4, 5, 6))
-SPECS: dict[str, DatasetSpec] = {
-    "fb15k237-paths": DatasetSpec(
-        "fb15k237-paths", "generated", "fb15k237", "filtered",
-        "FB15k-237 path queries by the thesis protocol (train len 1-5, test len 1-10); downloads FB15k-237",
-        offline=False),
-    "wordnet-paths": DatasetSpec("wordnet-paths", "guu", "guu", "guu",
-                                 "Guu et al. 2015 WordNet path queries (files train/dev/test)", offline=False),
-    "freebase-paths": DatasetSpec("freebase-paths", "guu", "guu", "guu",
-                                  "Guu et al. 2015 Freebase path queries (files train/dev/test)", offline=False),
-    "umls-paths": DatasetSpec("umls-paths", "generated", "pykeen:umls", "filtered",
-                              "UMLS (shipped in PyKEEN) path queries: train len 1-3, test len 1-6", offline=True,
-                              protocol=SHIPPED),
-    "kinships-paths": DatasetSpec("kinships-paths", "generated", "pykeen:kinships", "filtered",
-                                  "Kinships (shipped in PyKEEN) path queries: train len 1-3, test len 1-6",
-                                  offline=True, protocol=SHIPPED),
-    "nations-paths": DatasetSpec("nations-paths", "generated", "pykeen:nations", "filtered",
-                                 "Nations (shipped in PyKEEN) path queries: train len 1-3, test len 1-6",
-                                 offline=True, protocol=SHIPPED),
-}
 
 
 # -- sources ---------------------------------------------------------------------------------------------

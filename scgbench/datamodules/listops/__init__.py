@@ -1,4 +1,5 @@
-"""ListOps unsupervised parsing data (SPEC §2.2): generator, file format, data module.
+"""ListOps unsupervised parsing data (SPEC §2.2): generator, file format, data module. The token vocabulary
+is the task's spec, :mod:`scgbench.specs.listops`.
 
 ``scgbench data listops [--train_per_depth N] [--seed S]`` generates and caches the splits.
 """
@@ -11,16 +12,14 @@ from pathlib import Path
 from scgbench.datamodules.catalog import register_dataset
 
 from .datamodule import ListOpsDataModule, ListOpsDataset, collate_listops
-from .generator import (CLOSE_ID, GENERATOR_VERSION, MAX_ID, MED_ID, MIN_ID, NO_PARENT, NUM_TOKENS,
-                        TOKEN_ID, VOCAB, ListOpsConfig, ListOpsSplit, ListOpsSyntaxError, analyse,
+from .generator import (GENERATOR_VERSION, NO_PARENT, ListOpsConfig, ListOpsSplit, ListOpsSyntaxError, analyse,
                         apply_op, generate)
 from .storage import (ListOpsFileError, StaleCacheError, cache_path, load_or_generate, read_split,
                       write_split)
 
 __all__ = ["ListOpsDataModule", "ListOpsDataset", "collate_listops", "ListOpsConfig", "ListOpsSplit",
            "ListOpsSyntaxError", "ListOpsFileError", "StaleCacheError", "analyse", "apply_op", "generate",
-           "load_or_generate", "read_split", "write_split", "cache_path", "VOCAB", "TOKEN_ID",
-           "NUM_TOKENS", "MIN_ID", "MAX_ID", "MED_ID", "CLOSE_ID", "NO_PARENT", "GENERATOR_VERSION"]
+           "load_or_generate", "read_split", "write_split", "cache_path", "NO_PARENT", "GENERATOR_VERSION"]
 
 
 def prepare(root: Path, seed: int = 0, train_per_depth: int = 20_000, force: bool = False, **options) -> str:

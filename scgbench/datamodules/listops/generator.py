@@ -34,18 +34,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from scgbench.io import Progress
+from scgbench.specs.listops import CLOSE_ID, MAX_ID, MED_ID, MIN_ID, OPERATORS, VOCAB
 
 #: bump whenever the sampling changes in any way: caches record it and are regenerated on mismatch
 GENERATOR_VERSION = 1
 
-DIGITS = [str(i) for i in range(10)]
-OPERATORS = ["[MIN", "[MAX", "[MED"]
-CLOSE = "]"
-#: token id = index; digits first so that the digit embedding rows are E[0..9] (thesis A.1.1, v = zᵀE([0..9]))
-VOCAB: list[str] = DIGITS + OPERATORS + [CLOSE]
-TOKEN_ID: dict[str, int] = {t: i for i, t in enumerate(VOCAB)}
-MIN_ID, MAX_ID, MED_ID, CLOSE_ID = 10, 11, 12, 13
-NUM_TOKENS = len(VOCAB)  # 14
 NO_PARENT = -1
 
 #: split name -> integer used in the seed sequence (fixed forever; do not renumber)

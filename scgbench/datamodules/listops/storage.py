@@ -29,9 +29,10 @@ import time
 from pathlib import Path
 
 from scgbench.io import atomic_write_bytes
+from scgbench.specs.listops import TOKEN_ID, VOCAB
 
-from .generator import (GENERATOR_VERSION, SPLIT_IDS, TOKEN_ID, VOCAB, ListOpsConfig, ListOpsSplit,
-                        ListOpsSyntaxError, analyse, generate)
+from .generator import (GENERATOR_VERSION, SPLIT_IDS, ListOpsConfig, ListOpsSplit, ListOpsSyntaxError, analyse,
+                        generate)
 
 log = logging.getLogger(__name__)
 

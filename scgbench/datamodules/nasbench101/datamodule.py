@@ -1,9 +1,10 @@
 """LightningDataModule of NAS-Bench-101 cells as torch-geometric graphs (SPEC §2.4; thesis §6.1.4).
 
 Each example is a :class:`torch_geometric.data.Data` with ``node_type`` (index into
-:data:`~.cell.NODE_TYPES`), ``x`` (its one-hot encoding), ``edge_index`` sorted by (target, source) — a
-topological order in which a sequential decoder adds the edges — ``y`` (validation accuracy at the chosen
-budget, mean over repeats; NaN when the source has no accuracies) and ``cell_index`` (row in the table).
+:data:`~scgbench.specs.nasbench101.NODE_TYPES`), ``x`` (its one-hot encoding), ``edge_index`` sorted by
+(target, source) — a topological order in which a sequential decoder adds the edges — ``y`` (validation
+accuracy at the chosen budget, mean over repeats; NaN when the source has no accuracies) and ``cell_index``
+(row in the table).
 
 Data source, in order: ``path`` if given; else the converted metrics parquet under the data root if it
 exists (and ``use_metrics`` allows it); else the enumerated space, enumerated and cached on first use.
@@ -30,7 +31,7 @@ from torch_geometric.data import Batch, Data
 
 from ...seeding import numpy_rng
 from ..base import SeededDataModule
-from .cell import NODE_TYPES
+from ...specs.nasbench101 import NODE_TYPES
 from .store import METRICS_FILE, SPACE_FILE, CellTable, default_dir, load_cells, load_space
 
 #: stream of the held-out split (and the subset), keyed by the data seed

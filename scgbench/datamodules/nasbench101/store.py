@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ...io import CorruptFileError, atomic_write_bytes, data_root
-from .cell import MAX_VERTICES, NODE_TYPE_INDEX, NODE_TYPES
+from ...specs.nasbench101 import MAX_VERTICES, NODE_TYPE_INDEX, NODE_TYPES
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@
 Every metric has two entry points:
 
 * ``compute_<metric>(ground_truth_data, representation_function, random_state, **params)`` samples its
-  own points from a :class:`~scgbench.datamodules.disentanglement.GroundTruthData`, consuming a
+  own points from a :class:`~scgbench.specs.disentanglement.GroundTruthData`, consuming a
   ``np.random.RandomState`` in the reference's order; defaults are the unsupervised-study settings;
 * ``<metric>_from_codes(codes, factors, ...)`` scores given arrays (codes ``[n, num_codes]``, integer
   factors ``[n, num_factors]``).
@@ -13,7 +13,7 @@ Every metric has two entry points:
 (numpy or torch); :func:`torch_representation` wraps an encoder ``nn.Module`` for use from a callback.
 :func:`evaluate_all` runs the suite, each metric with a fresh ``RandomState(seed)`` (the study's
 ``evaluation.random_seed``), and reports seconds per metric; :mod:`.callback` wraps it as a Lightning
-callback and :mod:`.bench` times it.
+callback and :mod:`scgbench.bench.disentanglement` times it.
 
 Verification: on procedural dSprites, color-dSprites and noisy-dSprites with a fixed quantised
 random-projection representation (and a collapsed code), every ``compute_*`` function here returned the
@@ -31,7 +31,7 @@ FactorVAE 0.97 M, so with a real encoder their time is dominated by its forward 
 downstream task fit one ``GradientBoostingClassifier`` (100 stages × #classes trees) per factor on 10,000
 points — minutes of sklearn for dSprites' 40- and 32-valued factors; both use the equivalent histogram
 implementation :class:`~.gbt.QuantisedGBT` for quantised codes (DCI ~14 CPU-s). The six-metric suite on
-the bench's stand-in model takes ~65 s on 2 cores (``python -m scgbench.metrics.disentanglement.bench``).
+the bench's stand-in model takes ~65 s on 2 cores (``python -m scgbench.bench.disentanglement``).
 Use ``preset="quick"`` for monitoring.
 """
 

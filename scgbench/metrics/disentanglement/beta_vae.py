@@ -23,7 +23,7 @@ from sklearn import linear_model
 from sklearn.exceptions import ConvergenceWarning
 
 from .utils import DEFAULT_CHUNK, RepresentationFn, concat_nuisance, represent
-from ...datamodules.disentanglement.base import as_random_state
+from ...specs.disentanglement import as_random_state
 
 
 def generate_training_batch(data, representation_function: RepresentationFn, batch_size: int, num_points: int,

@@ -18,7 +18,7 @@ codes; other codes fall back to sklearn's estimator itself): the same trees, imp
 as sklearn up to float rounding (|Δ importance| ~1e-14) — except where candidate splits tie exactly (tiny
 nodes where two codes isolate the same points, duplicated codes), which sklearn breaks by its random
 feature order, i.e. by ``random_state``, and ``QuantisedGBT`` by a random order of its own. On the
-10,000-point benchmark codes (``bench.py``) the importance matrix then differs from sklearn's
+10,000-point benchmark codes (``scgbench.bench.disentanglement``) the importance matrix then differs from sklearn's
 (``random_state=0``) by ≤ 2.5e-3 and the DCI disentanglement by 1.3e-4, while sklearn with
 ``random_state=1`` instead of 0 moves them by 2.4e-3 and 1.3e-3; the CPU time drops ~10× (150 s → 13 s).
 ``gbt="sklearn"`` in :func:`compute_importance_gbt` uses sklearn's estimator. Parallel fits (``n_jobs``)
@@ -35,7 +35,7 @@ from sklearn.ensemble import GradientBoostingClassifier
 
 from .gbt import QuantisedGBT
 from .utils import RepresentationFn, check_codes, check_factors, generate_batch_factor_code
-from ...datamodules.disentanglement.base import as_random_state
+from ...specs.disentanglement import as_random_state
 
 
 GBT_BACKENDS = ("quantised", "sklearn")

@@ -29,7 +29,7 @@ from sklearn.model_selection import KFold
 
 from .gbt import QuantisedGBT
 from .utils import RepresentationFn, check_codes, check_factors, generate_batch_factor_code
-from ...datamodules.disentanglement.base import as_random_state
+from ...specs.disentanglement import as_random_state
 
 PREDICTORS = ("logistic_regression", "gradient_boosting")
 

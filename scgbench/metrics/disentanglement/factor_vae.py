@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from .utils import DEFAULT_CHUNK, RepresentationFn, concat_nuisance, represent
-from ...datamodules.disentanglement.base import as_random_state
+from ...specs.disentanglement import as_random_state
 
 
 def prune_dims(variances: np.ndarray, threshold: float = 0.) -> np.ndarray:

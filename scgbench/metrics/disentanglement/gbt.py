@@ -8,7 +8,8 @@ values per dimension, so the best split of a node is found exactly from per-(nod
 distinct value) sums of residuals and counts. One stage's K class trees only depend on the stage's
 gradient, so they are grown together, one depth level at a time; a level's histograms for all nodes × K
 trees come out of one sparse product ``onehot(X)ᵀ @ R`` (R: residuals, resp. float32 indicators, of the
-left children; right children = parent − left). ~10× less CPU than sklearn on ``bench.py``'s DCI codes.
+left children; right children = parent − left). ~10× less CPU than sklearn on the DCI codes of
+``scgbench.bench.disentanglement``.
 
 What is reproduced (sklearn 1.9.1 ``ensemble/_gb.py``, ``tree/_splitter.pyx``, ``_criterion.pyx``,
 ``_tree.pyx``, ``_partitioner.pyx``), for ``loss="log_loss"``, ``subsample=1``, ``min_samples_split=2``,
@@ -47,8 +48,8 @@ Equality: on data without tied splits the trees are sklearn's and importances / 
   lowest threshold). Same-partition ties (the common kind in later stages) leave the fit on the training
   data unchanged and only move a tiny node's importance between codes (and may send held-out points that
   fall between the two codes' thresholds elsewhere). ``tied_nodes_`` [stage, tree] counts them. On
-  ``bench.py``'s codes ~20% of the 40-class trees have one; the DCI importance matrix then differs from
-  sklearn's (``random_state=0``) by ≤ 2.5e-3 and the DCI score by 1.3e-4 — sklearn with
+  the codes of ``scgbench.bench.disentanglement`` ~20% of the 40-class trees have one; the DCI importance
+  matrix then differs from sklearn's (``random_state=0``) by ≤ 2.5e-3 and the DCI score by 1.3e-4 — sklearn with
   ``random_state=1`` instead differs by 2.4e-3 and 1.3e-3;
 * pure nodes: a node whose residuals are all equal has impurity 0, where sklearn may compute ±1e-13 (its
   right-child Σg² is a difference of the parent's and left child's) and split it on rounding noise —

@@ -27,7 +27,7 @@ from sklearn.metrics import roc_auc_score
 
 from .utils import (RepresentationFn, check_codes, check_factors, discrete_mutual_info, generate_batch_factor_code,
                     histogram_discretize, normalize_data)
-from ...datamodules.disentanglement.base import as_random_state
+from ...specs.disentanglement import as_random_state
 
 
 def modularity(mutual_information: np.ndarray) -> float:

@@ -23,7 +23,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import LinearSVC
 
 from .utils import RepresentationFn, check_codes, check_factors, check_nonconstant_factors, generate_batch_factor_code
-from ...datamodules.disentanglement.base import as_random_state
+from ...specs.disentanglement import as_random_state
 
 
 def _continuous_score_matrix(mus: np.ndarray, ys: np.ndarray) -> np.ndarray:

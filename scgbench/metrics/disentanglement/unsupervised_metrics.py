@@ -20,7 +20,7 @@ import numpy as np
 import scipy.linalg
 
 from .utils import RepresentationFn, check_codes, discrete_mutual_info, generate_batch_factor_code, histogram_discretize
-from ...datamodules.disentanglement.base import as_random_state
+from ...specs.disentanglement import as_random_state
 
 
 def gaussian_total_correlation(cov: np.ndarray) -> float:

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ...datamodules.disentanglement.base import GroundTruthData, as_random_state, concat_nuisance
+from ...specs.disentanglement import GroundTruthData, as_random_state, concat_nuisance
 
 RepresentationFn = Callable[[np.ndarray], Any]
 

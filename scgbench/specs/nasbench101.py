@@ -1,4 +1,10 @@
-"""NAS-Bench-101 cells: validation, pruning and the official module hash (SPEC §2.4).
+"""The NAS-Bench-101 cell space (SPEC §2.4): what a cell is, its node vocabulary and its graph identity.
+
+This spec is shared by the data (enumeration, parquet store, datamodule), VS-GAE (the node vocabulary and
+size limits it decodes into) and the graph metrics (validity, uniqueness and novelty by hash). It holds the
+space's constants (:data:`OPERATIONS`, :data:`NODE_TYPES`, :data:`MAX_VERTICES`, :data:`MAX_EDGES`), the
+:class:`Cell` with its validation and pruning, the official :func:`hash_module` and its batched,
+bit-identical form :func:`hash_modules`.
 
 The search space (Ying et al. 2019; thesis §6.1.4): a cell is a DAG given by an upper-triangular 0/1
 adjacency matrix over at most 7 vertices with at most 9 edges; vertex 0 is the input, the last vertex the
@@ -9,13 +15,22 @@ before hashing, exactly like the official query path (``NASBench._check_spec``).
 :func:`hash_module` reproduces the public ``graph_util.hash_module`` bit for bit: an MD5-based
 Weisfeiler-Lehman style refinement with labels input = -1, output = -2 and operations 0, 1, 2 in the order
 of :data:`OPERATIONS`, so that :attr:`Cell.hash` equals the key of the published dataset.
+
+:func:`hash_modules` hashes many graphs of one size at once with numpy:
+
+* In each of the V refinement rounds the (sorted in-neighbour ids, sorted out-neighbour ids, own id)
+  tuple of every vertex of every graph is reduced to its distinct values (64-bit row keys, verified
+  exactly against a representative row, so a key collision can never merge two different tuples).
+* MD5 is computed once per *distinct* tuple, on exactly the bytes the reference hashes. Vertex-hash ids
+  are assigned in the lexicographic order of the hex digests, so sorting ids sorts hashes as the
+  reference's ``sorted`` does.
 """
 
 from __future__ import annotations
 
 import hashlib
 from functools import cached_property
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -205,3 +220,156 @@ class Cell:
 
     def __repr__(self) -> str:
         return f"Cell(V={self.num_vertices}, E={self.num_edges}, ops={list(self.ops)}, adjacency={self.adjacency_string()})"
+
+
+# -- the batched hash ------------------------------------------------------------------------------
+_BIG = np.int32(2**31 - 1)  # padding id; sorts after every real id
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+def _neighbour_table(adj: np.ndarray, incoming: bool) -> np.ndarray:
+    """[K, V, V-1] neighbour vertex indices padded with V (which points at the padding id column)."""
+    k, v, _ = adj.shape
+    a = adj.transpose(0, 2, 1) if incoming else adj  # a[k, x, w] = 1 iff w is an (in/out) neighbour of x
+    d = max(v - 1, 1)
+    # stable argsort of "not neighbour" puts neighbours first, in index order; the rest become padding
+    order = np.argsort(a == 0, axis=2, kind="stable")[:, :, :d]
+    present = np.take_along_axis(a, order, axis=2) != 0
+    return np.where(present, order, v).astype(np.int64)
+
+
+def _row_keys(rows: np.ndarray, seed: int) -> np.ndarray:
+    """64-bit mixing hash of each int32 row (a multiply-xorshift chain; collisions are checked exactly)."""
+    h = np.full(rows.shape[0], np.uint64(0x9E3779B97F4A7C15 ^ seed), dtype=np.uint64)
+    m = np.uint64(0xBF58476D1CE4E5B9)
+    for j in range(rows.shape[1]):
+        h ^= rows[:, j].astype(np.uint64)
+        h *= m
+        h ^= h >> np.uint64(31)
+    return h
+
+
+def _distinct(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact distinct rows: (indices of first occurrences, ascending; inverse into them).
+
+    Rows are grouped by a 64-bit key and every row is then compared with its group's representative,
+    so a key collision is detected (and retried with another seed) instead of merging different rows.
+    """
+    for seed in range(8):
+        _, first, inverse = np.unique(_row_keys(rows, seed), return_index=True, return_inverse=True)
+        by_first = np.argsort(first, kind="stable")
+        rank = np.empty(len(first), dtype=np.int64)
+        rank[by_first] = np.arange(len(first))
+        first, inverse = first[by_first], rank[inverse.reshape(-1)]
+        if np.array_equal(rows, rows[first[inverse]]):
+            return first, inverse
+    raise RuntimeError("64-bit row keys collided for 8 seeds; this should be impossible")
+
+
+def _md5_rows(buf: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """MD5 digest ([U, 16] uint8) of each row of ``buf`` restricted to ``mask``."""
+    if mask is None:
+        flat = buf.tobytes()
+        lengths = np.full(len(buf), buf.shape[1], dtype=np.int64)
+    else:
+        flat = buf[mask].tobytes()
+        lengths = mask.sum(axis=1)
+    ends = np.cumsum(lengths).tolist()
+    starts = [0] + ends[:-1]
+    mv, md5 = memoryview(flat), hashlib.md5
+    return np.frombuffer(b"".join([md5(mv[s:e]).digest() for s, e in zip(starts, ends)]),
+                         dtype=np.uint8).reshape(-1, 16)
+
+
+def _to_hex(digests: np.ndarray) -> np.ndarray:
+    out = np.empty((len(digests), 32), dtype=np.uint8)
+    out[:, 0::2] = _HEX[digests >> 4]
+    out[:, 1::2] = _HEX[digests & 15]
+    return out
+
+
+def _ranked_ids(digests: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ids in lexicographic digest (= hex) order: returns (id per row, hex table [n_ids, 32])."""
+    be = digests.view(">u8").reshape(-1, 2)
+    order = np.lexsort((be[:, 1], be[:, 0]))
+    srt = be[order]
+    new = np.ones(len(order), dtype=bool)
+    new[1:] = (srt[1:] != srt[:-1]).any(axis=1)
+    ids = np.empty(len(order), dtype=np.int32)
+    ids[order] = np.cumsum(new) - 1
+    return ids, _to_hex(digests[order[new]])
+
+
+def _md5_chunked(buf_fn: Callable[[int, int], tuple[np.ndarray, np.ndarray | None]], n: int,
+                 chunk: int = 16_384) -> np.ndarray:
+    return np.concatenate([_md5_rows(*buf_fn(a, min(a + chunk, n))) for a in range(0, n, chunk)]) \
+        if n else np.zeros((0, 16), dtype=np.uint8)
+
+
+def hash_modules(matrices: np.ndarray, labels: np.ndarray, step: Callable[[str], None] | None = None) -> np.ndarray:
+    """:func:`hash_module` of many graphs of the same size V at once (bit-identical).
+
+    ``matrices``: [G, V, V] 0/1, ``labels``: [G, V] ints (input -1, output -2, ops 0..2). Returns [G]
+    32-character hex strings. MD5 is computed once per distinct vertex state of each round. ``step`` is
+    called after each of the V + 2 rounds (initial labels, V refinements, fingerprint) for progress.
+    """
+    adj = np.asarray(matrices).astype(np.int8) != 0
+    labels = np.asarray(labels, dtype=np.int64)
+    g, v, _ = adj.shape
+    if g == 0:
+        return np.zeros(0, dtype="U32")
+    d = max(v - 1, 1)
+    # round 0: md5(str((out_degree, in_degree, label))) per distinct triple (Python ints, like .tolist())
+    triples = np.stack([adj.sum(axis=2), adj.sum(axis=1), labels], axis=2).reshape(-1, 3)
+    uniq, inv = np.unique(triples, axis=0, return_inverse=True)
+    dig = np.frombuffer(b"".join(hashlib.md5(str(tuple(int(x) for x in t)).encode()).digest() for t in uniq),
+                        dtype=np.uint8).reshape(-1, 16)
+    tid, hex_table = _ranked_ids(dig)
+    ids = tid[inv.reshape(-1)].reshape(g, v)
+    if step:
+        step("hash round 0")
+    in_nb = _neighbour_table(adj.astype(np.int8), True)
+    out_nb = _neighbour_table(adj.astype(np.int8), False)
+    base = (np.arange(g) * (v + 1))[:, None, None]
+    sep = np.full((1, 1), ord("|"), dtype=np.uint8)
+    for rnd in range(v):
+        ext = np.concatenate([ids, np.full((g, 1), _BIG, dtype=np.int32)], axis=1).reshape(-1)
+        rows = np.concatenate([np.sort(ext[base + in_nb], axis=2), np.sort(ext[base + out_nb], axis=2),
+                               ids[:, :, None]], axis=2).reshape(-1, 2 * d + 1)
+        first, inverse = _distinct(rows)
+        reps = rows[first]
+        hx = np.concatenate([hex_table, np.zeros((1, 32), dtype=np.uint8)])
+
+        def buf(a: int, b: int, reps=reps, hx=hx):
+            r = reps[a:b]
+            u = len(r)
+            parts = hx[np.where(r == _BIG, len(hx) - 1, r)]          # [u, 2D+1, 32]
+            body = np.concatenate([parts[:, :d].reshape(u, -1), np.repeat(sep, u, 0),
+                                   parts[:, d: 2 * d].reshape(u, -1), np.repeat(sep, u, 0),
+                                   parts[:, 2 * d]], axis=1)
+            valid = np.repeat(r[:, : 2 * d] != _BIG, 32, axis=1)
+            mask = np.concatenate([valid[:, : d * 32], np.ones((u, 1), bool), valid[:, d * 32:],
+                                   np.ones((u, 33), bool)], axis=1)
+            return body, mask
+
+        row_ids, hex_table = _ranked_ids(_md5_chunked(buf, len(reps)))
+        ids = row_ids[inverse].reshape(g, v)
+        if step:
+            step(f"hash round {rnd + 1}/{v}")
+    # fingerprint = md5(str(sorted(vertex hashes))), i.e. of "['h1', 'h2', ...]"
+    final = np.sort(ids, axis=1)
+
+    def fbuf(a: int, b: int):
+        parts = hex_table[final[a:b]]
+        u = len(parts)
+        pieces = [np.repeat(np.frombuffer(b"['", dtype=np.uint8)[None], u, 0)]
+        for j in range(v):
+            pieces.append(parts[:, j])
+            end = b"', '" if j < v - 1 else b"']"
+            pieces.append(np.repeat(np.frombuffer(end, dtype=np.uint8)[None], u, 0))
+        return np.concatenate(pieces, axis=1), None
+
+    out = _to_hex(_md5_chunked(fbuf, g)).view("S32").reshape(-1).astype("U32")
+    if step:
+        step("fingerprints")
+    return out

@@ -1,4 +1,10 @@
-"""Ground-truth data API shared by every disentanglement dataset (SPEC §2.5; thesis §6.2, Table A.3).
+"""The disentanglement ground-truth data interface (SPEC §2.5; thesis §6.2, Table A.3).
+
+This spec is what the datasets (``scgbench.datamodules.disentanglement``) implement and the metrics
+(``scgbench.metrics.disentanglement``) consume: :class:`GroundTruthData`, the factor-grid layout of the
+official files (:func:`row_major_index`, :func:`check_row_major_layout`), :func:`concat_nuisance` for
+nuisance draws made batch by batch, and :func:`as_random_state`, the legacy random stream both sides draw
+from.
 
 The interface is the one of google-research/disentanglement_lib (``GroundTruthData``) so that metrics
 ported from it consume the random stream in the same order and therefore produce the same numbers:

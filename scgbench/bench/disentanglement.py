@@ -1,8 +1,8 @@
 """Timing of the disentanglement data and metrics on this machine.
 
-    python -m scgbench.metrics.disentanglement.bench                 # render speed + MIG/DCI/SAP on codes
-    python -m scgbench.metrics.disentanglement.bench --suite study   # + every metric on one model, study settings
-    python -m scgbench.metrics.disentanglement.bench --suite quick   # + the suite with the quick preset
+    python -m scgbench.bench.disentanglement                 # render speed + MIG/DCI/SAP on codes
+    python -m scgbench.bench.disentanglement --suite study   # + every metric on one model, study settings
+    python -m scgbench.bench.disentanglement --suite quick   # + the suite with the quick preset
 
 * render: dSprites (and variants) images per second, ``sample_observations_from_factors`` on 20,000 random
   factor vectors, best of ``--repeats``;
@@ -24,8 +24,8 @@ import time
 
 import numpy as np
 
-from ...datamodules.disentanglement import ColorDSprites, DSprites, NoisyDSprites, Circles
-from . import dci_from_codes, evaluate_all, mig_from_codes, sap_from_codes
+from ..datamodules.disentanglement import ColorDSprites, DSprites, NoisyDSprites, Circles
+from ..metrics.disentanglement import dci_from_codes, evaluate_all, mig_from_codes, sap_from_codes
 
 
 def _timeit(fn, repeats: int) -> tuple[float, object]:
