@@ -279,12 +279,13 @@ def test_ddp_on_two_cpu_processes_writes_one_record_over_the_whole_test_set(isol
 @pytest.mark.slow
 def test_compare_checks_every_cell_first_and_skips_cells_with_a_complete_record(isolated, capsys):
     _mnist_offline()
-    argv = ["compare", "mnist-addition", "--estimators", "gumbel,st-gumbel", "--seeds", "0", *TINY,
-            "--trainer.max_epochs=1"]
+    argv = ["compare", "mnist-addition", "--estimators", "gumbel,st-gumbel", "--seeds", "0", "--output",
+            str(isolated / "leaderboard.md"), *TINY, "--trainer.max_epochs=1"]
     assert main([*argv[:3], "gumbel,gumbal", *argv[4:]]) == 2  # a bad cell stops the grid before any training
     assert "unknown estimator 'gumbal'" in capsys.readouterr().err and not (isolated / "runs").exists()
     assert main(argv) == 0
     assert len(list(read_records(isolated / "results"))) == 2
+    assert re.search(r"\| ours \(modified: [^|]*\) \| st-gumbel \|", (isolated / "leaderboard.md").read_text())
     capsys.readouterr()
     assert main(argv) == 0  # the same grid again: both cells have their record
     assert capsys.readouterr().out.count("complete record found: skipped") == 2
