@@ -88,6 +88,50 @@ def _usage_panel(ax, entry: dict, title: str) -> None:
         ax2.set(ylabel="mean |∂L/∂θ_j|", yscale="log")
 
 
+# -- image grids (ground-truth samples and factor traversals; model samples and latent traversals) ---------------
+def tile(images, rows: int, cols: int, pad: int = 2):
+    """[rows·cols, H, W, C] images in [0, 1] → one RGB array with a grey separator (grayscale repeated to RGB)."""
+    import numpy as np
+
+    n, h, w, c = images.shape
+    if c == 1:
+        images = np.repeat(images, 3, axis=3)
+    grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), 0.5, dtype=np.float32)
+    for k in range(min(n, rows * cols)):
+        r, q = divmod(k, cols)
+        grid[pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = images[k]
+    return grid
+
+
+def image_grid(images, rows: int, cols: int, output: str | Path) -> Path:
+    """A plain PNG grid of ``images`` (no axes), written atomically."""
+    import io
+
+    import numpy as np
+
+    from .io import atomic_write_bytes
+
+    buf = io.BytesIO()
+    _plt().imsave(buf, np.clip(tile(images, rows, cols), 0, 1), format="png")
+    return atomic_write_bytes(output, buf.getvalue())
+
+
+def traversal_grid(images, row_labels: list[str], steps: int, title: str, output: str | Path) -> Path:
+    """One row per factor (or latent) of ``steps`` images each, labelled on the left."""
+    import numpy as np
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(steps * 0.8 + 1.6, len(row_labels) * 0.8 + 0.4))
+    ax.imshow(np.clip(tile(images, len(row_labels), steps), 0, 1))
+    cell = images.shape[1] + 2
+    ax.set_yticks([2 + cell * j + images.shape[1] // 2 for j in range(len(row_labels))])
+    ax.set_yticklabels(row_labels)
+    ax.set_xticks([])
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return save(fig, output, dpi=100)
+
+
 # -- figures from result records ---------------------------------------------------------------------------
 def run_json(record: dict, name: str):
     """A diagnostics file (``figures/<name>``) of the run that wrote ``record``, or None if it is gone."""

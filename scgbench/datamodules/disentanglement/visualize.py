@@ -17,18 +17,6 @@ import numpy as np
 from ...specs.disentanglement import GroundTruthData
 
 
-def _tile(images: np.ndarray, rows: int, cols: int, pad: int = 2) -> np.ndarray:
-    """[rows·cols, 64, 64, C] → one RGB image with a grey separator."""
-    n, h, w, c = images.shape
-    if c == 1:
-        images = np.repeat(images, 3, axis=3)
-    grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), 0.5, dtype=np.float32)
-    for k in range(min(n, rows * cols)):
-        r, q = divmod(k, cols)
-        grid[pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = images[k]
-    return grid
-
-
 def traversal_factors(ds: GroundTruthData, rng: np.random.RandomState, max_steps: int = 12) -> np.ndarray:
     """Factor rows of a traversal grid: [num_factors · max_steps, F]; unused cells repeat the last value."""
     base = ds.sample_factors(1, rng)[0]
@@ -43,33 +31,15 @@ def traversal_factors(ds: GroundTruthData, rng: np.random.RandomState, max_steps
 
 
 def write_grids(ds: GroundTruthData, out: str | Path, seed: int = 0, max_steps: int = 12) -> list[Path]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ...figures import image_grid, traversal_grid
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     rng = np.random.RandomState(seed)
     samples = ds.sample_observations(64, rng)
     trav = ds.sample_observations_from_factors(traversal_factors(ds, rng, max_steps), rng)
-    paths = []
-    p = out / f"{ds.name}_samples.png"
-    plt.imsave(p, np.clip(_tile(samples, 8, 8), 0, 1))
-    paths.append(p)
-
-    fig, ax = plt.subplots(figsize=(max_steps * 0.8 + 1.6, ds.num_factors * 0.8 + 0.4))
-    ax.imshow(np.clip(_tile(trav, ds.num_factors, max_steps), 0, 1))
-    cell = 66
-    ax.set_yticks([2 + cell * j + 32 for j in range(ds.num_factors)])
-    ax.set_yticklabels([f"{n} ({s})" for n, s in zip(ds.factor_names, ds.factors_num_values)])
-    ax.set_xticks([])
-    ax.set_title(f"{ds.name}: factor traversals (seed {seed})", fontsize=9)
-    fig.tight_layout()
-    p = out / f"{ds.name}_traversals.png"
-    fig.savefig(p, dpi=100)
-    plt.close(fig)
-    paths.append(p)
-    return paths
+    return [image_grid(samples, 8, 8, out / f"{ds.name}_samples.png"),
+            traversal_grid(trav, [f"{n} ({s})" for n, s in zip(ds.factor_names, ds.factors_num_values)], max_steps,
+                           f"{ds.name}: factor traversals (seed {seed})", out / f"{ds.name}_traversals.png")]
 
 
 def main(argv: list[str] | None = None) -> int:
