@@ -321,3 +321,17 @@ def test_catalog_registration_and_missing_dataset_message(tmp_path):
         get_dataset("cars3d", root=tmp_path)
     with pytest.raises(KeyError, match="unknown disentanglement dataset"):
         get_dataset("celeba")
+
+
+def test_visualiser_writes_a_sample_grid_and_a_traversal_figure(tmp_path):
+    import matplotlib.image as mpimg
+
+    from scgbench.datamodules.disentanglement import get_dataset
+    from scgbench.datamodules.disentanglement.visualize import write_grids
+
+    ds = get_dataset("circles")
+    samples, traversals = write_grids(ds, tmp_path, seed=0)
+    grid = mpimg.imread(samples)
+    assert grid.shape[:2] == (8 * 66 + 2, 8 * 66 + 2)  # 8 × 8 tiles of 64 px with 2 px separators
+    assert grid[0, 0, 0] == pytest.approx(0.5, abs=0.01) and grid[:, :, :3].max() > 0.9  # separator grey, circles white
+    assert mpimg.imread(traversals).shape[0] > 2 * 66  # one row per factor
