@@ -192,8 +192,10 @@ class Run:
 
     @staticmethod
     def _is_ddp_worker() -> bool:
+        """A process Lightning's DDP launcher started (``LOCAL_RANK`` ≥ 1) to re-execute the owner's command."""
         owner = os.environ.get("SCGBENCH_RUN_OWNER")
-        return bool(os.environ.get("SCGBENCH_RUN_DIR") and owner and owner != str(os.getpid()))
+        return bool(os.environ.get("SCGBENCH_RUN_DIR") and owner and owner != str(os.getpid())
+                    and os.environ.get("LOCAL_RANK", "0") != "0")
 
     def _base_dir(self) -> Path:
         return (Path(self.run_dir_arg) if self.run_dir_arg
@@ -222,6 +224,19 @@ class Run:
         pl.seed_everything(self.seed, workers=True, verbose=False)
         quiet_lightning()
         threads = choose_threads(self.threads_requested)
+        shared = {k: os.environ.get(k) for k in ("SCGBENCH_RUN_DIR", "SCGBENCH_RUN_OWNER")}
+        try:
+            return self._execute(threads)
+        finally:
+            # The run directory is shared with this run's DDP workers only: leave no trace for later runs of this
+            # process or the processes it starts.
+            for k, v in shared.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+    def _execute(self, threads: dict) -> dict[str, Any]:
         out = self._claim_dir()
         done = out / "record.json"
         if self.resume and done.exists():

@@ -142,6 +142,9 @@ def test_run_records_what_the_built_run_used(isolated):
 
     rec = run("mnist-addition", seed=3, overrides=[*TINY, "--model.estimator", "st-gumbel",
                                                    "--tricks.dropres.alpha0", "0.25"])
+    # the run directory is shared with its own DDP workers only: a later scgbench process started from here
+    # must not take itself for one of them
+    assert "SCGBENCH_RUN_DIR" not in os.environ and "SCGBENCH_RUN_OWNER" not in os.environ
     records = list(read_records(isolated / "results"))
     assert len(records) == 1
     path, saved = records[0]
