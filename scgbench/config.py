@@ -31,6 +31,7 @@ from typing import Any, Sequence
 
 import lightning.pytorch as pl
 import yaml
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningCLI
 
 from .benchmarks import Benchmark
@@ -98,9 +99,7 @@ class BenchmarkCLI(LightningCLI):
                 # raised inside Lightning's own instantiator (its use of a jsonargparse API), not ours to act on
                 warnings.filterwarnings("ignore", message=r"(?s).*skip_none parameter was deprecated")
                 self.config_init = self.parser.instantiate(self.config)
-        except ArgumentError as e:
-            raise ConfigError(explain(str(e), self.parser)) from None
-        except ValueError as e:
+        except (ArgumentError, ValueError) as e:
             raise ConfigError(explain(str(e), self.parser)) from None
         self.datamodule = self.config_init.get("data")
         self.model = self.config_init.get("model")
@@ -119,9 +118,24 @@ class BenchmarkCLI(LightningCLI):
         config["callbacks"] = [*list(self.tricks.values()), *user, *callbacks]
         try:
             self.trainer = self.trainer_class(**config)
-        except ValueError as e:
+        except (ValueError, MisconfigurationException) as e:
             raise ConfigError(_one_line(str(e))) from None
         return self.trainer
+
+    def check_trainer(self) -> None:
+        """Build a throwaway trainer of the resolved config (no logger, callbacks or checkpoints: nothing is written)
+        so that Lightning's own checks (accelerator, strategy, devices, epochs…) run before any work."""
+        log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+        level = log.level
+        log.setLevel(logging.WARNING)  # "GPU available: …" is printed once, by the run's trainer
+        try:
+            config = {**self.config_init.get("trainer", {}), "logger": False, "callbacks": [],
+                      "enable_checkpointing": False, "enable_progress_bar": False}
+            self.trainer_class(**config)
+        except (ValueError, MisconfigurationException) as e:
+            raise ConfigError(_one_line(str(e))) from None
+        finally:
+            log.setLevel(level)
 
     # -- what the config says ------------------------------------------------------------------------------------
     def resolved(self) -> dict:

@@ -177,6 +177,7 @@ class Run:
         self.fingerprint = fingerprint(self.experiment)
         self.modified = modifications(BenchmarkCLI(self.bm, self.base_args).experiment(), self.experiment)
         self.cli.instantiate()
+        self.cli.check_trainer()
         self.model, self.datamodule = self.cli.model, self.cli.datamodule
         est = sorted({e.name for e in estimators_of(self.model)})
         self.estimator = "+".join(est) if est else "none"

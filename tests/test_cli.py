@@ -65,6 +65,9 @@ def test_list_names_everything(capsys):
     (["run", "mnist-addition", "--model.operands", "3"], "linked to --data.operands"),
     (["run", "mnist-addition", "--data.batch_size", "0"], "batch_size must be >= 1"),
     (["run", "mnist-addition", "--threads", "0"], "--threads must be >= 1"),
+    # Lightning's own checks of the trainer run before any work too
+    (["run", "mnist-addition", "--trainer.max_epochs", "-5"], "`max_epochs` must be a non-negative integer"),
+    (["run", "mnist-addition", "--trainer.strategy", "ddpp"], "invalid strategy name"),
     (["run", "mnist-addition", "--no-trick", "warp"], "unknown trick/diagnostic 'warp'"),
     (["run", "mnist-addition", "--config", "/nonexistent/x.yaml"], "does not exist"),
     (["run", "nasbench101-vsgae", "--estimator", "gumbel"], "trains without a gradient estimator"),
