@@ -264,7 +264,7 @@ def profile(benchmark: str, profile_name: str = "quick", variant: str | None = N
         model.load_state_dict(paired.initial_state)
         # (2) Lightning's loop alone and (3) Lightning's floor, on the same batches
         core_run = _paired_core(model, data, batches, warmup, chunk, tmp)
-        floor = _paired_core(_FloorModule(), None, batches, warmup, chunk, tmp)
+        floor = _paired_core(_FloorModule(), data, batches, warmup, chunk, tmp)  # the same data hooks as the module pays
 
     est = _estimator_timing(bm.node_shape, estimator_iters)
     batch_size = getattr(dm, "batch_size", None)
