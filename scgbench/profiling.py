@@ -18,8 +18,11 @@
    the closure).
    ``lightning_vs_bare_ceiling`` = bare step / (bare step + that cost) is the best ratio any LightningModule
    can reach at this model's step time; ``module_overhead_ms_per_step`` (core − floor) is what the task's
-   module adds to it, and ``suite_overhead_share`` = (run − floor) overhead / the run's step is all of the
-   suite's own per-step work above the floor (module, tricks, checkpoints, logging, progress; target ≤ 5 %);
+   module adds to it;
+3b. the same pairing for the task's network and loss in a bare LightningModule (no suite hooks, no callbacks):
+   Lightning's own per-step cost for this model (``lightning_plain_overhead_ms_per_step``; a real network costs
+   Lightning more per step than the one-parameter floor). ``suite_overhead_share`` = (run − plain) overhead / the
+   run's step is the suite's own per-step work: module hooks, tricks, checkpoints, logging, progress (target ≤ 5 %);
 4. the data loader alone (batches/s) vs training steps/s (target ≥ 10×);
 5. each estimator's forward+backward vs a plain softmax of the benchmark's node shape.
 
@@ -96,6 +99,21 @@ class _PairedTimer(pl.Callback):
         return {"steps": steps, "lightning_steps_per_s": steps / light, "bare_steps_per_s": steps / bare,
                 "ratio": bare / light, "chunk_ratio_q1": quartiles[0], "chunk_ratio_median": quartiles[1],
                 "chunk_ratio_q3": quartiles[2], "overhead_ms_per_step": 1e3 * (light - bare) / steps}
+
+
+class _PlainModule(pl.LightningModule):
+    """The task module's network and loss under a bare LightningModule (none of the suite's module hooks, no
+    callbacks): what Lightning itself costs per step for this model, above its one-parameter floor."""
+
+    def __init__(self, module: pl.LightningModule) -> None:
+        super().__init__()
+        self.inner = module
+
+    def training_step(self, batch, batch_idx):
+        return _training_loss(self.inner, batch, batch_idx)
+
+    def configure_optimizers(self):
+        return _first_optimizer(self.inner.configure_optimizers())
 
 
 class _FloorModule(SCGModule):
@@ -265,6 +283,10 @@ def profile(benchmark: str, profile_name: str = "quick", variant: str | None = N
         # (2) Lightning's loop alone and (3) Lightning's floor, on the same batches
         core_run = _paired_core(model, data, batches, warmup, chunk, tmp)
         floor = _paired_core(_FloorModule(), data, batches, warmup, chunk, tmp)  # the same data hooks as the module pays
+        # (2b) Lightning with the same network and loss in a bare LightningModule (from the set-up twin)
+        plain_module = copy.deepcopy(paired.twin)
+        plain_module.load_state_dict(paired.initial_state)
+        plain = _paired_core(_PlainModule(plain_module), data, batches, warmup, chunk, tmp)
 
     est = _estimator_timing(bm.node_shape, estimator_iters)
     batch_size = getattr(dm, "batch_size", None)
@@ -283,10 +305,11 @@ def profile(benchmark: str, profile_name: str = "quick", variant: str | None = N
         "lightning_floor_overhead_ms_per_step": floor["overhead_ms_per_step"],
         "module_overhead_ms_per_step": core_run["overhead_ms_per_step"] - floor["overhead_ms_per_step"],
         "lightning_vs_bare_ceiling": bare_ms / (bare_ms + floor["overhead_ms_per_step"]),
-        # the suite's own per-step work above Lightning's floor (module, tricks, checkpoints, logging, progress),
-        # as a share of the run's step (target ≤ 5 %)
-        "suite_overhead_ms_per_step": run["overhead_ms_per_step"] - floor["overhead_ms_per_step"],
-        "suite_overhead_share": (run["overhead_ms_per_step"] - floor["overhead_ms_per_step"]) * lightning_rate / 1e3,
+        # the suite's own per-step work (module hooks, tricks, checkpoints, logging, progress) above what Lightning
+        # costs for this network in a bare LightningModule, as a share of the run's step (target ≤ 5 %)
+        "lightning_plain_overhead_ms_per_step": plain["overhead_ms_per_step"],
+        "suite_overhead_ms_per_step": run["overhead_ms_per_step"] - plain["overhead_ms_per_step"],
+        "suite_overhead_share": (run["overhead_ms_per_step"] - plain["overhead_ms_per_step"]) * lightning_rate / 1e3,
         "examples_per_s": lightning_rate * batch_size if batch_size else None,
         "loader_batches_per_s": loader_rate, "loader_vs_step": loader_rate / lightning_rate,
         "loading_time_share_of_step": lightning_rate / loader_rate,
