@@ -56,6 +56,9 @@ register(Benchmark(
     selection_mode="max",
     leaderboard_metrics=("test/mrr", *(f"test/mrr_len{L}" for L in range(1, 11)), "test/mrr_extrap",
                          "test/mrr_drop", "test/hits@10"),
+    lower_is_better=("test/mrr_drop",),
+    dashboard_plots=({"kind": "levels", "title": "MRR by path length", "xlabel": "path length (hops)",
+                      "ylabel": "filtered MRR", "levels": tuple((f"test/mrr_len{L}", str(L)) for L in range(1, 11))},),
     reference=REFERENCE,
     node_shape=(512, 14541),
 ))

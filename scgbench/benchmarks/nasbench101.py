@@ -27,6 +27,7 @@ register(Benchmark(
     selection_metric="val/loss",
     selection_mode="min",
     leaderboard_metrics=METRICS,
+    lower_is_better=("test/pred_rmse",),
     families=(),
     reference=[{"variant": "vsgae", "estimator": "–", "tricks": "–", "source": "Table 6.7",
                 "metrics": {"test/recon_acc": 0.9999, "test/prior_validity": 0.9509}}],

@@ -34,8 +34,15 @@ class Benchmark:
     offline: Callable[[], bool]
     selection_metric: str = "val/acc"
     selection_mode: str = "max"
-    #: metrics shown on the leaderboard (test metrics, as logged)
+    #: metrics shown on the leaderboard (test metrics, as logged); the first is the benchmark's main metric, the
+    #: one the dashboard's index ranks estimators by
     leaderboard_metrics: tuple[str, ...] = ("test/acc",)
+    #: leaderboard metrics for which lower is better (every other one: higher), for ranking and sorting
+    lower_is_better: tuple[str, ...] = ()
+    #: plots of the dashboard page beyond the per-seed points of the main metric and quality against time, as
+    #: {"kind": ..., ...} specs that :mod:`scgbench.leaderboard.site` draws (see ``PLOT_KINDS`` there), e.g.
+    #: {"kind": "levels", "title": ..., "xlabel": ..., "ylabel": ..., "levels": ((metric, tick label), ...)}
+    dashboard_plots: tuple[dict[str, Any], ...] = ()
     #: estimator families the benchmark supports (a benchmark may exclude score-function estimators)
     families: tuple[str, ...] = ("pathwise", "score-function")
     #: paper rows: {"variant": ..., "estimator": ..., "source": "Table 6.6", "metrics": {...}}
