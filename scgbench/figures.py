@@ -218,3 +218,149 @@ def fig_5_5(records: list[dict], output: Path, key: str = "grad_u") -> Path:
     path = save(plot_gradient_depth(runs, key=key), output, dpi=120)
     atomic_write_json(Path(output).with_suffix(".json"), {"key": key, "mean_by_depth": curves, "runs": used})
     return path
+
+
+# -- dashboard plots (``scgbench leaderboard --html``): inline SVG in the page --------------------------------
+# Each function takes plain numbers (already in display units) and returns a matplotlib figure; the site
+# (scgbench.leaderboard.site) computes means and intervals from the records and embeds ``svg(fig)``. A later plot
+# kind (median/quantile boxes of the disentanglement scores, an estimator's bias against its std from gradcheck)
+# goes here next to these, with its builder in the site's ``PLOT_KINDS``.
+def svg(fig, name: str) -> str:
+    """``fig`` as an inline ``<svg>`` element: text kept as ``<text>`` (selectable, searchable, escaped by
+    matplotlib's writer), ids salted with ``name`` so that figures of one page never share an id and the same
+    records give the same bytes, no date and no XML prolog (the page is HTML)."""
+    import io
+
+    import matplotlib
+
+    buf = io.BytesIO()
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": name}):
+        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    _plt().close(fig)
+    text = buf.getvalue().decode()
+    return text[text.index("<svg"):]
+
+
+def _plain_text(draw):
+    """Draw with mathtext off: labels come from records, and a ``$`` in one must not be parsed as TeX."""
+    import functools
+
+    @functools.wraps(draw)
+    def wrapper(*args, **kwargs):
+        import matplotlib
+
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return draw(*args, **kwargs)
+
+    return wrapper
+
+
+def _colour(key: int):
+    return _plt().get_cmap("tab20")(key % 20)
+
+
+def _interval_err(mean: float, interval) -> list[list[float]]:
+    return [[mean - interval[0]], [interval[1] - mean]]
+
+
+@_plain_text
+def _clip(axis, values: list[float], bounds) -> None:
+    """Keep the axis on the data and inside ``bounds`` (e.g. 0-100 %): a two-seed t-interval is wide
+    (t(0.975, 1) = 12.7) and runs past the edge instead of squeezing every point into a corner."""
+    lo, hi = min(values), max(values)
+    pad = 0.06 * (hi - lo) or 1.0
+    lo, hi = lo - pad, hi + pad
+    if bounds is not None:
+        lo, hi = max(lo, bounds[0] - pad), min(hi, bounds[1] + pad)
+    axis(lo, hi)
+
+
+def seed_points(entries: list[dict], xlabel: str, title: str, bounds=None):
+    """One line per row, top to bottom: every seed's value (dots), the mean (bar) and its confidence interval
+    (line); paper rows as an open diamond. ``entries``: {"label", "key" (colour), "values", "mean", "interval"
+    ((lo, hi) or None), "paper"}; the axis spans the values and means, within ``bounds``."""
+    from matplotlib.lines import Line2D
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(entries) + 1.3))
+    for i, e in enumerate(entries):
+        y = len(entries) - 1 - i
+        if e["paper"]:
+            ax.plot([e["mean"]], [y], "D", mfc="none", mec="k", ms=6)
+            continue
+        c = _colour(e["key"])
+        vals = e["values"]
+        jitter = [0.0] if len(vals) == 1 else [-0.16 + 0.32 * k / (len(vals) - 1) for k in range(len(vals))]
+        ax.scatter(vals, [y + j for j in jitter], s=14, color=c, alpha=0.75, zorder=3)
+        if e["interval"] is not None:
+            ax.hlines(y, *e["interval"], color=c, lw=2, zorder=2)
+        ax.plot([e["mean"]], [y], "|", color="k", ms=14, mew=2, zorder=4)
+    ax.set_yticks(range(len(entries)))
+    ax.set_yticklabels([e["label"] for e in reversed(entries)], fontsize=8)
+    ax.set_ylim(-0.7, len(entries) - 0.3)
+    _clip(ax.set_xlim, [v for e in entries for v in e["values"] + [e["mean"]]], bounds)
+    ax.set(xlabel=xlabel, title=title)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(handles=[Line2D([], [], ls="", marker="o", color="grey", ms=4, label="one seed"),
+                       Line2D([], [], ls="", marker="|", color="k", ms=10, mew=2, label="mean"),
+                       Line2D([], [], color="grey", lw=2, label="95 % t-interval"),
+                       Line2D([], [], ls="", marker="D", mfc="none", mec="k", label="paper")],
+              fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    return fig
+
+
+@_plain_text
+def levels(curves: list[dict], ticks: list[str], xlabel: str, ylabel: str, title: str, bounds=None):
+    """A metric across ordered levels (MRR by path length, accuracy by tree depth): one curve per row, the mean
+    at each level with its confidence interval as an error bar; paper rows dashed. ``curves``: {"label", "key",
+    "means" (one per tick, None where the row has no value), "intervals" ((lo, hi) or None), "paper"}."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8.5, 4.2))
+    for c in curves:
+        pts = [(x, m, iv) for x, (m, iv) in enumerate(zip(c["means"], c["intervals"])) if m is not None]
+        xs, ms, ivs = zip(*pts)
+        if c["paper"]:
+            ax.plot(xs, ms, "D--", color="0.35", mfc="none", ms=5, lw=1, label=c["label"])
+            continue
+        colour = _colour(c["key"])
+        ax.plot(xs, ms, "o-", color=colour, ms=4, lw=1.4, label=c["label"])
+        for x, m, iv in pts:
+            if iv is not None:
+                ax.errorbar([x], [m], yerr=_interval_err(m, iv), color=colour, capsize=3, lw=1)
+    ax.set_xticks(range(len(ticks)))
+    ax.set_xticklabels(ticks)
+    _clip(ax.set_ylim, [m for c in curves for m in c["means"] if m is not None], bounds)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    return fig
+
+
+@_plain_text
+def quality_vs_time(points: list[dict], xlabel: str, ylabel: str, title: str, bounds=None):
+    """Quality against cost: one point per row at its mean training time (horizontal bar: the seeds' range)
+    and mean metric (vertical bar: its confidence interval), labelled with the row. ``points``: {"label",
+    "key", "times", "mean", "interval"}."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for p in points:
+        t = sum(p["times"]) / len(p["times"])
+        colour = _colour(p["key"])
+        yerr = _interval_err(p["mean"], p["interval"]) if p["interval"] is not None else None
+        ax.errorbar([t], [p["mean"]], xerr=[[t - min(p["times"])], [max(p["times"]) - t]], yerr=yerr, fmt="o",
+                    color=colour, capsize=3, ms=5, lw=1)
+        ax.annotate(p["label"], (t, p["mean"]), xytext=(4, 4), textcoords="offset points", fontsize=7)
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    _clip(ax.set_ylim, [p["mean"] for p in points], bounds)
+    # plain numbers of seconds (the default labels are mathtext, which this figure draws as plain text)
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    return fig

@@ -25,6 +25,11 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return m, s
 
 
+def is_percent(metric: str) -> bool:
+    """Metrics shown in % (accuracies, precisions, MRR, hits, validity, quantiles)."""
+    return any(t in metric for t in ("acc", "prec", "mrr", "hits", "validity", "quantile"))
+
+
 def _fmt(v: float, pct: bool) -> str:
     return f"{100 * v:.2f}" if pct else f"{v:.4g}"
 
@@ -99,7 +104,7 @@ def render(results: str | os.PathLike | None = None, warn=None) -> str:
         bm = benchmarks.get(name)
         table = rows(by_benchmark[name], bm)
         metrics = list(bm.leaderboard_metrics) if bm else sorted({m for r in by_benchmark[name] for m in r["metrics"]})
-        pct = {m: any(t in m for t in ("acc", "prec", "mrr", "hits", "validity", "quantile")) for m in metrics}
+        pct = {m: is_percent(m) for m in metrics}
         lines += [f"## {name}", ""]
         if bm:
             lines += [bm.description, ""]
