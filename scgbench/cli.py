@@ -83,51 +83,137 @@ def _shown(metrics: dict) -> dict:
     return {k: round(v, 4) for k, v in metrics.items()}
 
 
-def cmd_run(args, overrides) -> int:
+def _make_run(args, overrides):
     from .runner import Run
 
-    record = Run(args.benchmark, seed=args.seed, run_dir=args.run_dir, resume=args.resume,
-                 checkpoint_every=args.checkpoint_every, **_run_kwargs(args, overrides)).prepare().execute()
+    return Run(args.benchmark, seed=args.seed, run_dir=args.run_dir, resume=args.resume,
+               checkpoint_every=args.checkpoint_every, **_run_kwargs(args, overrides))
+
+
+def build_run(argv: list[str]):
+    """The (unprepared) run of ``scgbench run <argv>``: what each job of a grid builds in its own process."""
+    args, overrides = build_parser().parse_known_args(["run", *argv])
+    return _make_run(args, overrides)
+
+
+def cmd_run(args, overrides) -> int:
+    record = _make_run(args, overrides).prepare().execute()
     if "path" in record:
         print(f"result record: {record['path']}\nrun directory: {record['run_dir']}\n"
               f"test metrics: {_shown(record['metrics'])}")
     return 0
 
 
-def cmd_compare(args, overrides) -> int:
-    from .leaderboard import read_records, write_leaderboard
-    from .leaderboard.render import experiment_of
-    from .runner import Run
+def _cell_argv(args, overrides, threads: int, results: str | None) -> list[str]:
+    """The options every cell of a grid shares, as ``scgbench run`` arguments."""
+    out = ["--profile", args.profile]
+    for item in args.estimator_arg or []:
+        out += ["--estimator-arg", item]
+    for name in args.no_trick or []:
+        out += ["--no-trick", name]
+    if results is not None:
+        out += ["--results-dir", results]
+    return [*out, "--threads", str(threads), *overrides]
 
+
+def cmd_compare(args, overrides) -> int:
+    import os
+
+    from . import grid
+    from .benchmarks import get_benchmark
+    from .leaderboard import read_records, write_leaderboard
+    from .leaderboard.records import check_readable, results_dirs
+    from .leaderboard.render import experiment_of
+
+    slurm_flags = [f for f, v in (("--slurm-partition", args.slurm_partition), ("--slurm-time", args.slurm_time),
+                                  ("--slurm-cpus-per-task", args.slurm_cpus_per_task),
+                                  ("--slurm-gpus-per-node", args.slurm_gpus_per_node),
+                                  ("--slurm-mem-gb", args.slurm_mem_gb), ("--slurm-option", args.slurm_option),
+                                  ("--slurm-setup", args.slurm_setup), ("--slurm-folder", args.slurm_folder)) if v]
+    if args.executor != "slurm" and slurm_flags:
+        raise ValueError(f"{slurm_flags[0]} needs --executor slurm")
+    grid.check_jobs(args.jobs, args.oversubscribe, args.executor)
+    if args.executor == "slurm":
+        threads = args.threads if args.threads is not None else args.slurm_cpus_per_task or 1
+    else:
+        threads = grid.threads_per_job(args.jobs, args.threads)
+    stores = results_dirs(args.results_dir)
+    for store in stores:  # new records go into the first store, which may not exist yet
+        if store is not stores[0] or store.exists():
+            check_readable(store)
+    results = str(stores[0].absolute()) if args.results_dir else None
+    bm = get_benchmark(args.benchmark)
+    runs = Path(os.environ.get("SCGBENCH_RUNS_DIR", "runs"))
+    if args.executor == "slurm":  # no SLURM here is found before any cell is configured
+        folder = Path(args.slurm_folder or runs / bm.name / "submitit" / "%j").absolute()
+        executor = grid.slurm_executor(folder, name=f"scgbench-{bm.name}", time_min=args.slurm_time or 60,
+                                       cpus_per_task=args.slurm_cpus_per_task or threads, jobs=args.jobs,
+                                       partition=args.slurm_partition, gpus_per_node=args.slurm_gpus_per_node,
+                                       mem_gb=args.slurm_mem_gb, options=_kv(args.slurm_option, "--slurm-option"),
+                                       setup=args.slurm_setup or ())
+        where = f"SLURM ({args.jobs} job{'s' if args.jobs > 1 else ''} at once, {threads} thread(s) each, logs {folder})"
+    else:
+        where = f"a local pool of {args.jobs} job{'s' if args.jobs > 1 else ''} × {threads} thread(s)"
     estimators = args.estimators.split(",") if args.estimators else [None]
     variants = args.variants.split(",") if args.variants else [None]
     seeds = _seeds(args.seeds)
-    # Every cell is configured (and so checked) before the first one trains.
-    cells = [(v, e, s, Run(args.benchmark, seed=s, **{**_run_kwargs(args, overrides), "variant": v, "estimator": e})
-              .prepare()) for v in variants for e in estimators for s in seeds]
-    bm = cells[0][3].bm
-    done = {(experiment_of(r, bm)[0], r["seed"]) for _, r in read_records(args.results_dir, warn=lambda m: None)
-            if r["benchmark"] == bm.name}
-    failures = 0
-    for variant, est, seed, cell in cells:
-        print(f"== {args.benchmark} variant={cell.variant} estimator={cell.estimator} seed={seed}", flush=True)
-        if (cell.fingerprint, seed) in done and not args.rerun:
+    shared = _cell_argv(args, overrides, threads, results)
+    # Every cell is configured (and so checked) here before the first one trains; each job builds its run again
+    # from the same arguments in its own process.
+    cells = []
+    for v in variants:
+        for e in estimators:
+            for s in seeds:
+                argv = [args.benchmark, *(["--variant", v] if v else []), *(["--estimator", e] if e else []),
+                        "--seed", str(s), *shared]
+                run = build_run(argv).prepare()
+                cells.append((grid.Cell(run.bm.name, run.variant, run.estimator, s, tuple(argv)), run.fingerprint))
+    done = {(experiment_of(r, bm)[0], r["seed"])
+            for _, r in read_records(stores, warn=lambda m: None, missing_ok=True) if r["benchmark"] == bm.name}
+    todo = []
+    for cell, fp in cells:
+        print(f"== {cell.label}", flush=True)
+        if (fp, cell.seed) in done and not args.rerun:
             print("   complete record found: skipped (--rerun runs it again)", flush=True)
-            continue
-        try:
-            rec = cell.execute()
-            print(f"   test metrics: {_shown(rec['metrics'])}", flush=True)
-        except Exception as e:  # noqa: BLE001 - one failed cell must not lose the rest of the grid
-            failures += 1
-            print(f"   failed: {type(e).__name__}: {e}", file=sys.stderr)
-    print(f"leaderboard: {write_leaderboard(args.results_dir, args.output)}")
+        else:
+            todo.append(cell)
+    print(f"grid: {len(todo)} of {len(cells)} cells to run on {where}", flush=True)
+    failures = []
+    if todo:
+        if args.executor == "slurm":
+            outcomes = grid.submitit_run(executor, todo)
+        else:
+            logs = None if args.jobs == 1 else runs / bm.name / "logs"
+            outcomes = grid.LocalPool(args.jobs, logs).run(todo)
+        for cell, out in outcomes:
+            if "error" in out:
+                failures.append((cell, out))
+                log = f" (log: {out['log']})" if out.get("log") else ""
+                print(f"== failed: {cell.label}: {out['error']}{log}", file=sys.stderr, flush=True)
+            else:
+                print(f"== done: {cell.label}: test metrics: {_shown(out['metrics'])}", flush=True)
+    if failures:
+        print(f"grid: {len(failures)} of {len(todo)} cells failed (the others went on); rerunning the grid runs only "
+              "the cells without a complete record. Failed cells:", file=sys.stderr)
+        for cell, out in failures:
+            print(f"   {cell.label}: {out['error']}\n      {cell.command}", file=sys.stderr)
+    existing = [d for d in stores if d.exists()]
+    if existing:
+        print(f"leaderboard: {write_leaderboard(existing, args.output)}")
+    else:
+        print(f"no results directory yet ({stores[0]}): leaderboard not written")
     return 1 if failures else 0
 
 
 def cmd_leaderboard(args, overrides) -> int:
     from .leaderboard import write_leaderboard
 
-    path = write_leaderboard(args.results_dir, args.output)
+    if args.export:  # one row per record instead of the rendered table; --output names the file
+        from .leaderboard.export import write_export
+
+        print(f"wrote {write_export(args.results_dir, args.output, args.export)}")
+        return 0
+    path = write_leaderboard(args.results_dir, args.output or "leaderboard.md")
     print(f"wrote {path}")
     return 0
 
@@ -149,7 +235,7 @@ def cmd_figure(args, overrides) -> int:
     bm = get_benchmark(args.benchmark)
     if args.name not in bm.figures:
         raise ValueError(f"unknown figure {args.name!r} for {bm.name}; choose one of: {', '.join(bm.figures) or '(none)'}")
-    records = [r for _, r in read_records(args.results_dir) if r["benchmark"] == bm.name]
+    records = [r for _, r in read_records(args.results_dir) if r["benchmark"] == bm.name]  # every store
     if bm.row_variant:  # figures select runs by the leaderboard's row names
         records = [{**r, "variant": bm.row_variant(r)} for r in records]
     # Never onto a committed figure by default: under the runs directory unless --output says where.
@@ -189,6 +275,26 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("--seeds", default="0-2", help="e.g. 0-2 or 0,3,5")
             q.add_argument("--output", default="leaderboard.md")
             q.add_argument("--rerun", action="store_true", help="run cells that already have a complete record")
+            q.add_argument("--results-dir", action="append", metavar="DIR",
+                           help="a results directory (repeatable): new records go into the first, cells with a "
+                                "complete record in any are skipped (default $SCGBENCH_RESULTS_DIR, a path list, "
+                                "or ./results)")
+            q.add_argument("--jobs", type=int, default=1, metavar="N",
+                           help="cells running at once, each in its own process (default 1); a local pool gives "
+                                "each job max(1, cores // N) threads unless --threads or $OMP_NUM_THREADS say")
+            q.add_argument("--oversubscribe", action="store_true", help="allow more local jobs than CPU cores")
+            q.add_argument("--executor", choices=("local", "slurm"), default="local",
+                           help="local: a process pool on this machine; slurm: a submitit job array")
+            q.add_argument("--slurm-partition")
+            q.add_argument("--slurm-time", type=int, metavar="MINUTES", help="time limit of each job (default 60)")
+            q.add_argument("--slurm-cpus-per-task", type=int, metavar="N", help="default: --threads, else 1")
+            q.add_argument("--slurm-gpus-per-node", type=int, metavar="N")
+            q.add_argument("--slurm-mem-gb", type=int, metavar="GB")
+            q.add_argument("--slurm-option", action="append", metavar="KEY=VALUE",
+                           help="any other sbatch option, e.g. account=abc or qos=high")
+            q.add_argument("--slurm-setup", action="append", metavar="LINE",
+                           help="a shell line run before each job, e.g. 'module load cuda'")
+            q.add_argument("--slurm-folder", help="submitit's job files and logs (default runs/<benchmark>/submitit/%%j)")
         else:
             q.add_argument("--estimator", help="estimator name (see `scgbench list`); sets --model.estimator")
             q.add_argument("--variant", help="model variant / ablation (see `scgbench list`)")
@@ -197,7 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--estimator-arg", action="append", metavar="KEY=VALUE",
                        help="estimator option, e.g. baseline=loo or num_samples=4")
         q.add_argument("--no-trick", action="append", metavar="NAME", help="switch a trick off (tempmatch, dropres…)")
-        q.add_argument("--results-dir", help="where records go (default $SCGBENCH_RESULTS_DIR or ./results)")
+        if not grid:
+            q.add_argument("--results-dir", help="where records go (default $SCGBENCH_RESULTS_DIR or ./results)")
         q.add_argument("--threads", type=int, help="intra-op threads per process (default: $OMP_NUM_THREADS, else 1)")
 
     r = sub.add_parser("run", help="train and test one benchmark configuration", epilog=overrides_help,
@@ -211,8 +318,12 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=overrides_help, allow_abbrev=False)
     common(c, grid=True)
     lb = sub.add_parser("leaderboard", help="render leaderboard.md from all result records", allow_abbrev=False)
-    lb.add_argument("--results-dir")
-    lb.add_argument("--output", default="leaderboard.md")
+    lb.add_argument("--results-dir", action="append", metavar="DIR",
+                    help="a results directory to read (repeatable; records in several count once; default "
+                         "$SCGBENCH_RESULTS_DIR, an os.pathsep-separated list, or ./results)")
+    lb.add_argument("--output", help="default leaderboard.md, or records.csv / records.parquet with --export")
+    lb.add_argument("--export", choices=("csv", "parquet"),
+                    help="write every record as one table row (metric.*, config.*, cost and env columns) instead")
     pr = sub.add_parser("profile", help="steps/s of Lightning vs a bare loop, loader vs step, estimator vs softmax",
                         epilog=overrides_help, allow_abbrev=False)
     pr.add_argument("benchmark")
@@ -225,7 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
                        allow_abbrev=False)
     f.add_argument("benchmark")
     f.add_argument("name", help="e.g. fig4.2 for mnist-addition")
-    f.add_argument("--results-dir")
+    f.add_argument("--results-dir", action="append", metavar="DIR",
+                   help="a results directory to read (repeatable; default $SCGBENCH_RESULTS_DIR, a path list)")
     f.add_argument("--output", help="PNG path (default runs/<benchmark>/figures/<name>.png)")
     d = sub.add_parser("data", help="download / convert / generate a dataset")
     d.add_argument("name")

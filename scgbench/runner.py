@@ -26,6 +26,7 @@ import shutil
 import sys
 import tempfile
 import time
+import uuid
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
@@ -329,6 +330,10 @@ class Run:
             "threads_source": threads["source"],
             "load_average": {"start": segments[0].get("load_start") if segments else None, "end": load_average()},
             "num_parameters": sum(p.numel() for p in model.parameters()),
+            # Cost next to quality: the training batch size per process (from the data module) and how often each
+            # example's downstream computation runs per step (REINFORCE with S samples: S; none without estimator).
+            "batch_size": getattr(dm, "batch_size", None),
+            "function_evaluations_per_step": max((e.evaluations_per_step for e in estimators_of(model)), default=None),
             "run_dir": str(out), "run_name": out.name, "args": self.args, "git": code_version,
             "versions": package_versions(), "command": sys.argv,
         }
@@ -336,7 +341,8 @@ class Run:
     def _write(self, record: dict, out: Path) -> Path:
         """Into the run directory first (nothing is lost if the results directory fails now), then into the
         results directory under a unique name."""
-        record = {**record, "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        record = {**record, "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  "id": str(uuid.uuid4())}  # the same id in both copies: a store holding either counts it once
         name = record_name(record)
         record["path"] = str(self.results / self.bm.name / name)
         atomic_write_json(out / "record.json", record)

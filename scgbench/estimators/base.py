@@ -135,5 +135,12 @@ class Estimator(nn.Module):
     def num_samples(self) -> int:
         return 1
 
+    @property
+    def evaluations_per_step(self) -> int:
+        """How many times the downstream computation (decoder, executor, scorer) runs per training example and
+        step because of this estimator: 1 for a pathwise one, S for a score-function estimator that draws S
+        samples per example (the task module repeats the batch S times: :func:`scgbench.estimators.num_samples`)."""
+        return self.num_samples
+
     def extra_repr(self) -> str:
         return f"tau={float(self.tau):g}, beta={float(self.beta):g}, eval_mode={self.eval_mode}"
