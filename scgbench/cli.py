@@ -208,6 +208,13 @@ def cmd_compare(args, overrides) -> int:
 def cmd_leaderboard(args, overrides) -> int:
     from .leaderboard import write_leaderboard
 
+    if args.html:  # the static site (DIR/index.html, a page per benchmark) instead of leaderboard.md
+        from .leaderboard.site import build_site
+
+        if args.export or args.output:
+            raise ValueError("--html DIR writes the site into DIR: give it without --export and --output")
+        print(f"wrote {build_site(args.html, args.results_dir)}")
+        return 0
     if args.export:  # one row per record instead of the rendered table; --output names the file
         from .leaderboard.export import write_export
 
@@ -324,6 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--output", help="default leaderboard.md, or records.csv / records.parquet with --export")
     lb.add_argument("--export", choices=("csv", "parquet"),
                     help="write every record as one table row (metric.*, config.*, cost and env columns) instead")
+    lb.add_argument("--html", metavar="DIR", help="write a self-contained static site into DIR instead (index.html: "
+                                                  "estimator × benchmark ranks; a page per benchmark: tables, plots)")
     pr = sub.add_parser("profile", help="steps/s of Lightning vs a bare loop, loader vs step, estimator vs softmax",
                         epilog=overrides_help, allow_abbrev=False)
     pr.add_argument("benchmark")
