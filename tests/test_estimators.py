@@ -176,3 +176,78 @@ def test_beta_zero_is_the_deterministic_softmax_relaxation():
     theta = torch.tensor([[2.0, 0.0, -1.0]])
     z = get_estimator("gumbel", tau=2.0, beta=0.0).train()(theta)
     assert torch.allclose(z, torch.softmax(theta / 2.0, -1))
+
+
+# -- the fused Gumbel path: no host sync, whole-graph tracing, τ/β scalars that follow the buffers -----------------
+@pytest.mark.parametrize("name", ["gumbel", "st-gumbel"])
+def test_gumbel_estimators_trace_whole_under_torch_compile(name):
+    """``fullgraph=True`` raises on any graph break (a ``float(self.beta)`` in the forward was one): training with
+    β > 0 and β = 0, with and without a mask, and both decodings, forward and backward, equal to eager."""
+    torch._dynamo.reset()
+    est = get_estimator(name, tau=0.7, beta=1.0).train()
+    compiled = torch.compile(est, fullgraph=True, backend="aot_eager")
+    theta = torch.randn(6, 3, 5)
+    mask = torch.rand(6, 3, 5) > 0.3
+    mask[0, 0] = False                                     # one entirely masked row
+    for beta in (1.0, 0.0):
+        est.set_beta(beta)
+        for m in (None, mask):
+            outs = []
+            for fn in (est, compiled):
+                t = theta.clone().requires_grad_(True)
+                torch.manual_seed(7)
+                z = fn(t, m)
+                (z * torch.arange(5.0)).sum().backward()
+                outs.append((z.detach(), t.grad))
+            torch.testing.assert_close(outs[0][0], outs[1][0])
+            torch.testing.assert_close(outs[0][1], outs[1][1])
+    for mode in ("map", "sample"):
+        est.eval()
+        est.eval_mode = mode
+        torch.manual_seed(8)
+        a = compiled(theta, mask)
+        torch.manual_seed(8)
+        torch.testing.assert_close(a, est(theta, mask))
+    torch._dynamo.reset()
+
+
+def test_tau_and_beta_scalars_follow_set_and_load_state_dict():
+    est = get_estimator("gumbel", tau=2.0, beta=0.5)
+    assert (est._tau_f, est._beta_f) == (2.0, 0.5)
+    est.set_tau(3.0)
+    est.set_beta(0.0)
+    assert (est._tau_f, est._beta_f) == (3.0, 0.0)
+    other = torch.nn.Sequential(get_estimator("gumbel", tau=1.0, beta=1.0))
+    other.load_state_dict(torch.nn.Sequential(est).state_dict())   # a checkpoint restore, nested
+    assert (other[0]._tau_f, other[0]._beta_f) == (3.0, 0.0)
+    theta = torch.tensor([[2.0, 0.0, -1.0]])
+    torch.testing.assert_close(other[0].train()(theta), torch.softmax(theta / 3.0, -1))  # β = 0 now: deterministic
+
+
+def test_st_gumbel_forward_is_exactly_one_hot_and_masked_rows_are_zero():
+    torch.manual_seed(0)
+    theta = torch.randn(50, 7, requires_grad=True)
+    mask = torch.ones(50, 7, dtype=torch.bool)
+    mask[3] = False
+    z = get_estimator("st-gumbel", tau=0.3).train()(theta, mask)
+    assert torch.equal(z[3], torch.zeros(7))
+    rows = torch.arange(50) != 3
+    assert torch.equal(z[rows].sum(-1), torch.ones(49)) and torch.all((z == 0) | (z == 1))
+    (z * torch.randn(7)).sum().backward()
+    assert torch.all(theta.grad[3] == 0) and torch.isfinite(theta.grad).all()
+
+
+@pytest.mark.parametrize("tau,beta", [(0.5, 1.0), (2.0, 0.3), (1.0, 0.0)])
+def test_gumbel_backward_equals_autograd_through_the_softmax(tau, beta):
+    """The fused backward is the softmax Jacobian-vector product of z = softmax((θ + βG)/τ): recover G from the
+    sample (log z = y − logsumexp y) and differentiate the plain expression."""
+    torch.manual_seed(1)
+    theta = torch.randn(4, 3, 12, requires_grad=True)
+    w = torch.randn(12)
+    z = get_estimator("gumbel", tau=tau, beta=beta).train()(theta)
+    g, = torch.autograd.grad((z * w).sum(), theta)
+    y = torch.log(z.detach().double())                     # = (θ + βG)/τ − c per row
+    noise = y * tau - theta.detach().double()              # = βG − c·τ (constant per row)
+    t = theta.detach().double().requires_grad_(True)
+    want, = torch.autograd.grad((torch.softmax((t + noise) / tau, -1) * w.double()).sum(), t)
+    torch.testing.assert_close(g.double(), want, rtol=1e-4, atol=1e-6)
