@@ -88,6 +88,48 @@ def _usage_panel(ax, entry: dict, title: str) -> None:
         ax2.set(ylabel="mean |∂L/∂θ_j|", yscale="log")
 
 
+def plot_prediction_curve(curves: dict, title: str = "accuracy prediction from the graph embedding"):
+    """The accuracy-prediction curve (SPEC §2.4's extension): RMSE (left) and Kendall τ (right) on the held-out
+    cells against the training-set size (log x), one line per curve. ``curves``: one
+    :func:`scgbench.metrics.prediction.prediction_curve` result, or ``{label: result}`` for several runs."""
+    import matplotlib
+
+    if "sizes" in curves:
+        curves = {"": curves}
+    plt = _plt()
+    with matplotlib.rc_context({"text.parse_math": False}):  # labels may come from records
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.4))
+        for label, c in curves.items():
+            n_test = c.get("n_test")
+            name = label or (f"{n_test:,} held-out cells" if n_test else None)
+            ax1.plot(c["sizes"], c["rmse"], "o-", label=name)
+            ax2.plot(c["sizes"], c["kendall_tau"], "o-", label=name)
+        ax1.set(xscale="log", xlabel="training cells", ylabel="RMSE", title="RMSE (held out)")
+        ax2.set(xscale="log", xlabel="training cells", ylabel="Kendall τ", title="Kendall τ (held out)")
+        ax2.axhline(0, color="0.7", lw=0.8, zorder=0)
+        for ax in (ax1, ax2):
+            ax.grid(alpha=0.3)
+            if any(ax.get_legend_handles_labels()[1]):
+                ax.legend(fontsize=8)
+        first = next(iter(curves.values()))
+        if first.get("regressor"):
+            fig.suptitle(f"{title}\n{first['regressor']}", fontsize=8)
+        else:
+            fig.suptitle(title, fontsize=9)
+        fig.tight_layout()
+    return fig
+
+
+def prediction_curve_figure(curve: dict, output: str | Path) -> Path:
+    """:func:`plot_prediction_curve` of one run written to ``output`` (PNG, or SVG by suffix) atomically, with
+    the numbers next to it as ``<output stem>.json``."""
+    from .io import atomic_write_json
+
+    output = Path(output)
+    atomic_write_json(output.with_suffix(".json"), curve)
+    return save(plot_prediction_curve(curve), output)
+
+
 # -- image grids (ground-truth samples and factor traversals; model samples and latent traversals) ---------------
 def tile(images, rows: int, cols: int, pad: int = 2):
     """[rows·cols, H, W, C] images in [0, 1] → one RGB array with a grey separator (grayscale repeated to RGB)."""

@@ -18,6 +18,11 @@ held-out cells serve as both validation and test set (the thesis has no separate
 A corrupt or stale default space cache is rebuilt automatically (:func:`~.store.load_space`); a corrupt
 converted metrics file or an explicit ``path`` raises :class:`~.store.CorruptCacheError` with the command
 that repairs it.
+
+For the accuracy-prediction curve (SPEC §2.4's extension; :mod:`scgbench.metrics.prediction`):
+:meth:`~NASBench101DataModule.prediction_index` gives the training and held-out rows that have a target,
+:meth:`~NASBench101DataModule.targets` their accuracies and :meth:`~NASBench101DataModule.cells_loader` a loader
+over them in that order (for embedding).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, SequentialSampler
 from torch_geometric.data import Batch, Data
 
 from ...seeding import numpy_rng
@@ -36,6 +41,8 @@ from .store import METRICS_FILE, SPACE_FILE, CellTable, default_dir, load_cells,
 
 #: stream of the held-out split (and the subset), keyed by the data seed
 SPLIT_STREAM = "nasbench101-split"
+#: stream of the cells chosen for the accuracy-prediction curve when they are capped, keyed by the data seed
+PREDICTION_CELLS_STREAM = "nasbench101-prediction-cells"
 
 
 class CellData(Data):
@@ -200,3 +207,38 @@ class NASBench101DataModule(SeededDataModule):
 
     def train_hashes(self) -> np.ndarray:
         return self.table.hashes[self.train_index]
+
+    # the accuracy-prediction curve (SPEC §2.4's extension): cells with a target, their targets, a loader
+    def targets(self, index: np.ndarray | None = None) -> np.ndarray:
+        """Validation accuracy at ``epochs`` (repeat mean) of table rows ``index`` (all rows if None); NaN
+        without accuracies."""
+        y = self.table.metrics.get("validation_accuracy")
+        if y is None:
+            y = np.full(len(self.table), np.nan)
+        return y if index is None else y[np.asarray(index, dtype=np.int64)]
+
+    def prediction_index(self, max_train: int | None = 10_000,
+                         max_test: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Table rows (ascending) of the training and of the held-out cells that have a finite target — all
+        held-out cells, not only the ``max_test`` evaluated ones. Capped at ``max_train`` / ``max_test`` by a
+        random choice of the stream ``(data_seed, "nasbench101-prediction-cells")``, so every run seed
+        embeds the same cells. Empty arrays without accuracies."""
+        y = self.targets()
+        out = []
+        for part, (index, cap) in enumerate(((self.train_index, max_train), (self.test_index, max_test))):
+            rows = index[np.isfinite(y[index])]
+            if cap is not None:
+                if cap < 1:
+                    raise ValueError(f"max_train/max_test must be >= 1 or None, got {cap}")
+                if len(rows) > cap:
+                    rng = numpy_rng(self.data_seed, PREDICTION_CELLS_STREAM, part)
+                    rows = np.sort(rng.choice(rows, cap, replace=False))
+            out.append(rows)
+        return out[0], out[1]
+
+    def cells_loader(self, index: np.ndarray, batch_size: int | None = None) -> DataLoader:
+        """The cells of table rows ``index`` in that order, not split across ranks (every rank sees all
+        of them), batched by ``batch_size`` (default the evaluation batch size)."""
+        ds = CellGraphs(self.table, np.asarray(index, dtype=np.int64), self.table.metrics.get("validation_accuracy"))
+        return DataLoader(ds, batch_size=batch_size or self.eval_batch_size, sampler=SequentialSampler(ds),
+                          num_workers=0, collate_fn=self.collate_fn)
