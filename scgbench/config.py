@@ -36,7 +36,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from .benchmarks import Benchmark
 from .callbacks import CALLBACKS
-from .estimators import get_estimator_class
+from .estimators import get_estimator_class, param_size_refusal
 from .experiment import experiment, flatten
 
 #: Trainer settings of every run (shown by ``--print_config``; the run directory's logger, checkpoints and
@@ -183,6 +183,8 @@ def check_families(cli: BenchmarkCLI) -> None:
         if cls.family not in bm.families:
             raise ConfigError(f"{bm.name} does not support {cls.family} estimators such as {name!r} "
                               f"(--model.{key}); it supports {', '.join(bm.families)}")
+        if not cls.takes_logits and not getattr(bm.module, "honours_param_size", False):
+            raise ConfigError(param_size_refusal(bm.name, name) + f" (--model.{key})")
 
 
 # -- one-line errors -----------------------------------------------------------------------------------------

@@ -71,6 +71,13 @@ def test_list_names_everything(capsys):
     (["run", "mnist-addition", "--no-trick", "warp"], "unknown trick/diagnostic 'warp'"),
     (["run", "mnist-addition", "--config", "/nonexistent/x.yaml"], "does not exist"),
     (["run", "nasbench101-vsgae", "--estimator", "gumbel"], "trains without a gradient estimator"),
+    # IGR's 2(K-1) Gaussian parameters per node: no existing task's network honours param_size
+    (["run", "mnist-addition", "--estimator", "igr"], "mnist-addition cannot use estimator 'igr': it needs "
+                                                      r"param_size\(K\) != K"),
+    (["run", "listops", "--model.node_estimator", "igr"], r"listops cannot use estimator 'igr'.*node_estimator"),
+    (["run", "kg-paths", "--estimator", "igr"], "kg-paths cannot use estimator 'igr'"),
+    (["run", "mnist-addition", "--estimator", "gumbel-rao", "--estimator-arg", "mc_samples=0"],
+     "gumbel-rao needs mc_samples M >= 1"),
     (["compare", "mnist-addition", "--seeds", "0-x"], "expected e.g. 0-4"),
 ])
 def test_bad_input_exits_2_with_one_line_before_any_work(isolated, capsys, argv, needle):
@@ -79,6 +86,22 @@ def test_bad_input_exits_2_with_one_line_before_any_work(isolated, capsys, argv,
     assert re.search(needle, err), err
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert not (isolated / "results").exists() and not (isolated / "runs").exists()  # rejected before any work
+
+
+@pytest.mark.parametrize("estimator,args", [("reinmax", []), ("gumbel-rao", ["--estimator-arg", "mc_samples=3"])])
+def test_the_new_logit_estimators_train_an_existing_benchmark(isolated, estimator, args):
+    """ReinMax and Gumbel-Rao take the K logits, so mnist-addition serves them: a short run trains and records them
+    (ReinMax keeps its β: TempMatch anneals only estimators whose sample depends on the Gumbel scale)."""
+    _mnist_offline()
+    assert main(["run", "mnist-addition", "--estimator", estimator, *args, *TINY, "--trainer.max_epochs=1"]) == 0
+    (path, saved), = read_records(isolated / "results")
+    assert saved["estimator"] == estimator and saved["metrics"]
+    est, = saved["estimators"]
+    assert est["name"] == estimator and est["family"] == "pathwise"
+    if estimator == "reinmax":
+        assert est["beta"] == 1.0
+    else:
+        assert est["mc_samples"] == 3 and saved["estimator_kwargs"] == {"mc_samples": 3}
 
 
 def test_a_config_file_with_an_unknown_key_is_named(isolated, capsys):

@@ -142,7 +142,8 @@ class TempMatch(_Schedule):
 
     def apply(self, pl_module, t):
         for e, tau in zip(self.estimators, self._taus):
-            e.set_beta(self.beta(tau, self.gamma, t))
+            if e.uses_gumbel_scale:  # ReinMax, IGR: no Gumbel noise whose scale could be annealed
+                e.set_beta(self.beta(tau, self.gamma, t))
 
 
 class TauAnnealing(_Schedule):
@@ -182,7 +183,8 @@ class CosineScaleAnnealing(_Schedule):
         p = min(1.0, t / self.clock.total_updates)
         beta = self.end + (self.start - self.end) * (1 + math.cos(math.pi * p)) / 2
         for e in self.estimators:
-            e.set_beta(beta)
+            if e.uses_gumbel_scale:
+                e.set_beta(beta)
 
 
 class DropResAnnealing(_Schedule):

@@ -2,9 +2,9 @@
 
 >>> est = get_estimator("gumbel", tau=8.0, beta=1.0)
 >>> list_estimators()  # doctest: +SKIP
-['gumbel', 'reinforce', 'st-gumbel']
+['gumbel', 'gumbel-rao', 'igr', 'reinforce', 'reinmax', 'st-gumbel']
 
-Later families (IGR, Direct, spike-and-exponential) register themselves with :func:`register_estimator`;
+Later families (Direct, spike-and-exponential) register themselves with :func:`register_estimator`;
 task modules only ever call :func:`get_estimator`, :func:`score_function_loss` and
 :func:`expand_for_samples`, so adding an estimator changes no benchmark.
 """
@@ -18,10 +18,13 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from .base import EVAL_MODES, PATHWISE, SCORE_FUNCTION, Estimator, check_positive, gumbel_noise
+from .base import EVAL_MODES, PATHWISE, SCORE_FUNCTION, Estimator, check_positive, gumbel_noise, param_size_refusal
 from .gumbel import GumbelSoftmax, StraightThroughGumbel
+from .gumbel_rao import GumbelRao, conditional_gumbel
+from .igr import IGR
 from .noise import KeyedStream, eval_noise_key, keyed_gumbel, keyed_normal, keyed_uniform, sub_key
 from .reinforce import Reinforce
+from .reinmax import ReinMax, reinmax_sample
 
 ESTIMATORS: dict[str, type[Estimator]] = {}
 
@@ -33,12 +36,13 @@ def register_estimator(cls: type[Estimator]) -> type[Estimator]:
     return cls
 
 
-for _cls in (GumbelSoftmax, StraightThroughGumbel, Reinforce):
+for _cls in (GumbelSoftmax, StraightThroughGumbel, Reinforce, ReinMax, GumbelRao, IGR):
     register_estimator(_cls)
 
 
-def list_estimators() -> list[str]:
-    return sorted(ESTIMATORS)
+def list_estimators(logits_only: bool = False) -> list[str]:
+    """Registered names; ``logits_only``: only those whose parameters are the K logits (``takes_logits``)."""
+    return sorted(n for n, cls in ESTIMATORS.items() if cls.takes_logits or not logits_only)
 
 
 def get_estimator_class(name: str) -> type[Estimator]:
@@ -128,8 +132,8 @@ def keyed_noise(module: nn.Module, ids: torch.Tensor, key: int) -> Iterator[None
 
 __all__ = [
     "ESTIMATORS", "EVAL_MODES", "check_positive", "PATHWISE", "SCORE_FUNCTION", "Estimator", "GumbelSoftmax",
-    "StraightThroughGumbel", "Reinforce", "decoding", "estimators_of", "expand_for_samples", "get_estimator",
+    "StraightThroughGumbel", "Reinforce", "ReinMax", "GumbelRao", "IGR", "conditional_gumbel", "reinmax_sample", "decoding", "estimators_of", "expand_for_samples", "get_estimator",
     "get_estimator_class", "gumbel_noise", "keyed_gumbel", "keyed_noise", "keyed_normal", "keyed_uniform",
-    "list_estimators", "eval_noise_key", "KeyedStream", "sub_key", "num_samples", "register_estimator",
+    "list_estimators", "param_size_refusal", "eval_noise_key", "KeyedStream", "sub_key", "num_samples", "register_estimator",
     "reset_estimators", "score_function_loss",
 ]

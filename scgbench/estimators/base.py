@@ -9,7 +9,10 @@ first dimension is the (sample-expanded) batch. Extension points for later famil
 * ``param_size(K)`` — how many inputs the network must produce for K categories (IGR needs 2(K−1));
 * ``family`` — ``"pathwise"`` (the sample is differentiable in the parameters) or ``"score-function"``
   (hard sample; the gradient comes from :meth:`surrogate_loss` given the downstream cost);
-* ``uses_temperature`` — whether TempMatch/TauAnn schedules apply to it.
+* ``uses_temperature`` — whether TempMatch/TauAnn schedules apply to it; ``uses_gumbel_scale`` — whether its
+  training sample depends on β (ReinMax and IGR draw no Gumbel noise of scale β);
+* ``takes_logits`` — False for an estimator whose parameters are not the K logits (IGR); benchmarks declare
+  whether their networks honour ``param_size`` (:class:`scgbench.benchmarks.registry.Benchmark`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,13 @@ def check_positive(name: str, value: float, flag: str | None = None) -> float:
     if not value > 0:
         raise ValueError(f"{name} must be > 0, got {value}" + (f" (set {flag} to a positive value)" if flag else ""))
     return value
+
+
+def param_size_refusal(task: str, estimator: str) -> str:
+    """Why a task whose networks give each node K logits cannot serve an estimator with its own parameters."""
+    return (f"{task} cannot use estimator {estimator!r}: it needs param_size(K) != K parameters per node (IGR: "
+            f"2(K-1) Gaussian parameters), and this task's network gives every node its K logits (tied to the "
+            f"task's category embeddings or scores); choose an estimator that takes logits")
 
 
 def log_exponential(shape: torch.Size | tuple[int, ...], device: torch.device) -> torch.Tensor:
@@ -85,6 +95,12 @@ class Estimator(nn.Module):
     name: ClassVar[str] = ""
     family: ClassVar[str] = PATHWISE
     uses_temperature: ClassVar[bool] = True
+    #: whether the training sample depends on the Gumbel scale β (TempMatch and the cosine scale schedule anneal it
+    #: only for these; β still sets the scale of "sample" decoding at evaluation)
+    uses_gumbel_scale: ClassVar[bool] = True
+    #: whether the parameters are the K logits of the categories (``param_size(K) == K``); an estimator with its own
+    #: parameterisation (IGR: 2(K−1) numbers) serves only benchmarks whose networks honour :meth:`param_size`
+    takes_logits: ClassVar[bool] = True
 
     def __init__(self, tau: float = 1.0, beta: float = 1.0, eval_mode: str = "map") -> None:
         super().__init__()

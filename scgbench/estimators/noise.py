@@ -129,3 +129,9 @@ class KeyedStream:
         key = sub_key(self.key, self.calls)
         self.calls += 1
         return keyed_gumbel(key, self.ids.to(x.device), x.shape, x.dtype)
+
+    def normal(self, x: torch.Tensor) -> torch.Tensor:
+        """ε ~ N(0, 1) of ``x``'s shape (IGR's sampled decoding), counted as a call like :meth:`gumbel`."""
+        key = sub_key(self.key, self.calls)
+        self.calls += 1
+        return keyed_normal(key, self.ids.to(x.device), x.shape, x.dtype)

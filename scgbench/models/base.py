@@ -16,6 +16,7 @@ and implement :meth:`training_loss`. The base class provides:
 from __future__ import annotations
 
 import os
+from typing import ClassVar
 
 import lightning.pytorch as pl
 import torch
@@ -24,12 +25,17 @@ from ..nn.state import schedule_values
 from ..seeding import stream_seed
 from ..step_logging import log_step_scalars
 from ..estimators import (PATHWISE, decoding, estimators_of, expand_for_samples, get_estimator, get_estimator_class,
-                          reset_estimators, score_function_loss)
+                          param_size_refusal, reset_estimators, score_function_loss)
 
 _MASK64 = (1 << 64) - 1
 
 
 class SCGModule(pl.LightningModule):
+    #: whether the task's networks give each node ``estimator.param_size(K)`` parameters; when False (every task
+    #: whose logits are tied to its category embeddings or entity scores) only estimators whose parameters are the
+    #: K logits (``takes_logits``) serve it, and others (IGR) are refused when the module is configured
+    honours_param_size: ClassVar[bool] = False
+
     def __init__(self, estimator: str = "gumbel", tau: float = 1.0, beta: float = 1.0,
                  estimator_kwargs: dict | None = None, lr: float = 1e-3) -> None:
         super().__init__()
@@ -46,7 +52,10 @@ class SCGModule(pl.LightningModule):
         self.register_buffer("_loss_count", torch.zeros(()), persistent=False)
 
     def make_estimator(self):
-        return get_estimator(self.estimator_name, tau=self.tau0, beta=self.beta0, **self.estimator_kwargs)
+        est = get_estimator(self.estimator_name, tau=self.tau0, beta=self.beta0, **self.estimator_kwargs)
+        if not est.takes_logits and not self.honours_param_size:
+            raise ValueError(param_size_refusal(type(self).__name__, est.name))
+        return est
 
     # -- training ---------------------------------------------------------------------------------------
     def training_loss(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -1,0 +1,63 @@
+"""ReinMax (Liu, Dong, Liu, Yu, Gao, NeurIPS 2023, "Bridging Discrete and Backpropagation: Straight-Through and
+Beyond", §4; SPEC §1.2): a second-order (Heun's method) refinement of straight-through.
+
+Forward: the hard sample ``D ~ Cat(π₀)``, ``π₀ = softmax θ``. Backward, with upstream gradient g and the softmax
+Jacobian ``J(p) = diag(p) − p pᵀ`` (symmetric):
+
+    ∇θ = 2·J(π₁) g − ½·J(π₀) g,      π₁ = ½(softmax(θ/τ) + D)
+
+(straight-through is ``J(π₀) g``: the first-order term). ``J(p) g = p ⊙ g − p (pᵀg)``, computed row by row; it sums
+to 0 over the categories because π₀ and π₁ are distributions. The authors recommend τ ≥ 1 (any τ > 0 is accepted
+here). Their ``reinmax`` package (PyPI) is the reference a test compares values and gradients with on the same D.
+
+β: ReinMax draws no Gumbel noise of a tunable scale — D is always a sample of softmax θ — so TempMatch does not
+anneal its β (``uses_gumbel_scale = False``); β only sets the scale of "sample" decoding at evaluation (Gumbel-max
+of θ + β·G, as for every estimator). τ is annealed by TauAnn like any other temperature.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .base import PATHWISE, Estimator, log_exponential
+
+
+def _jvp_softmax(p: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """``J(p) g = p ⊙ g − p·(pᵀg)`` over the last dimension."""
+    pg = p * g
+    return pg - p * pg.sum(dim=-1, keepdim=True)
+
+
+class _ReinMaxFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, d: torch.Tensor, tau: float) -> torch.Tensor:
+        ctx.save_for_backward(x, d)
+        ctx.tau = tau
+        return d.clone()
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        x, d = ctx.saved_tensors
+        pi0 = torch.softmax(x, dim=-1)
+        pi1 = 0.5 * (torch.softmax(x / ctx.tau, dim=-1) + d)
+        return 2.0 * _jvp_softmax(pi1, g) - 0.5 * _jvp_softmax(pi0, g), None, None
+
+
+def reinmax_sample(logits: torch.Tensor, d: torch.Tensor, tau: float) -> torch.Tensor:
+    """The one-hot ``d`` (a sample of softmax(logits)) with ReinMax's gradient w.r.t. ``logits`` at temperature τ."""
+    return _ReinMaxFn.apply(logits, d, float(tau))
+
+
+class ReinMax(Estimator):
+    """Forward ``D ~ Cat(softmax θ)`` (Gumbel-max with unit scale); backward ``2·J(π₁)ᵀg − ½·J(softmax θ)ᵀg``,
+    ``π₁ = ½(softmax(θ/τ) + D)`` (Liu et al. 2023, §4; module docstring)."""
+
+    name = "reinmax"
+    family = PATHWISE
+    uses_gumbel_scale = False
+
+    def sample(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            idx = log_exponential(x.shape, x.device).neg_().add_(x).argmax(dim=-1, keepdim=True)  # D ~ softmax θ
+            d = torch.zeros_like(x).scatter_(-1, idx, 1.0)
+        return _ReinMaxFn.apply(x, d, self._tau_f)
