@@ -228,8 +228,18 @@ def cmd_leaderboard(args, overrides) -> int:
 def cmd_profile(args, overrides) -> int:
     from .profiling import profile
 
+    shapes = None
+    if args.estimator_shapes:
+        try:
+            shapes = [tuple(int(d) for d in s.split("x")) for s in args.estimator_shapes.split(",")]
+        except ValueError:
+            raise ValueError(f"--estimator-shapes: expected e.g. 64x10x64,512x14541, got {args.estimator_shapes!r}") from None
+        if any(not s or min(s) < 1 for s in shapes):
+            raise ValueError(f"--estimator-shapes: every size must be >= 1, got {args.estimator_shapes!r}")
     profile(args.benchmark, profile_name=args.profile, variant=args.variant, estimator=args.estimator,
-            steps=args.steps, overrides=overrides, output=args.output)
+            steps=args.steps, overrides=overrides, output=args.output, estimator_shapes=shapes,
+            estimator_iters=args.estimator_iters, estimator_rounds=args.estimator_rounds,
+            estimators_only=args.estimators_only)
     return 0
 
 
@@ -341,6 +351,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--estimator")
     pr.add_argument("--steps", type=int, default=1000, help="timed steps per loop (more = steadier on a noisy machine)")
     pr.add_argument("--output", help="also write the numbers as JSON here")
+    pr.add_argument("--estimators-only", action="store_true",
+                    help="only time the estimators' forward+backward against softmax and F.gumbel_softmax")
+    pr.add_argument("--estimator-shapes", metavar="SHAPES",
+                    help="node shapes for the estimator timing, e.g. 64x10x64,512x14541 (default: the benchmark's "
+                         "node shape, 64x10x64, 100x20x10 and 512x14541)")
+    pr.add_argument("--estimator-iters", type=int, help="repetitions per round (default: ~2e6 elements' worth)")
+    pr.add_argument("--estimator-rounds", type=int, default=5, help="interleaved rounds (default 5)")
     f = sub.add_parser("figure", help="draw a benchmark's figure from the result records of real runs",
                        allow_abbrev=False)
     f.add_argument("benchmark")

@@ -24,7 +24,9 @@
    Lightning more per step than the one-parameter floor). ``suite_overhead_share`` = (run − plain) overhead / the
    run's step is the suite's own per-step work: module hooks, tricks, checkpoints, logging, progress (target ≤ 5 %);
 4. the data loader alone (batches/s) vs training steps/s (target ≥ 10×);
-5. each estimator's forward+backward vs a plain softmax of the benchmark's node shape.
+5. each estimator's forward+backward vs a plain softmax and vs ``torch.nn.functional.gumbel_softmax`` (soft and
+   hard), interleaved in rounds, at the benchmark's node shape and at :data:`REFERENCE_SHAPES` ([64, 10, 64],
+   [100, 20, 10], [512, 14541]); ``scgbench profile B --estimators-only`` runs this part alone.
 
 All timings skip warm-up steps and use ``time.perf_counter``; they are ratios within one process, so they
 are comparable across machines even where the absolute numbers are not.
@@ -189,39 +191,101 @@ def _bare_steps(model, opt, batches: list, score) -> float:
     return time.perf_counter() - t0
 
 
-def _estimator_timing(shape: Sequence[int], iters: int | None = None) -> dict[str, float]:
-    """Forward+backward µs of each estimator and of a plain softmax on one node of ``shape``; ``iters`` timed
-    repetitions (default: 300, fewer for big nodes so that KG's 512 × 14,541 stays under a minute)."""
+#: node shapes every profile times the estimators at (issue 15): a 64 × 10 × 64 batch of 64-way nodes, a VAE-sized
+#: 100 × 20 × 10 and KG's 512 × 14,541 (one hop over FB15k-237's entities)
+REFERENCE_SHAPES: tuple[tuple[int, ...], ...] = ((64, 10, 64), (100, 20, 10), (512, 14541))
+#: the baselines every estimator is timed against: a plain softmax and torch's Gumbel-softmax (soft and hard)
+_BASELINES = ("softmax", "gumbel_softmax", "gumbel_softmax_hard")
+
+
+def shape_key(shape: Sequence[int]) -> str:
+    return "x".join(str(int(d)) for d in shape)
+
+
+def _estimator_timing(shape: Sequence[int], iters: int | None = None, rounds: int = 5) -> dict[str, float]:
+    """Forward+backward µs on one node of ``shape`` of each registered estimator and of the three baselines (a plain
+    softmax, ``torch.nn.functional.gumbel_softmax`` with ``hard`` False and True, all at τ = 1), **interleaved**:
+    ``rounds`` rounds, each timing ``iters`` repetitions of every candidate in turn, so that a machine whose
+    speed drifts over seconds slows all of them alike (timing one after the other favours whichever ran while the
+    machine was fast). ``iters`` defaults to about 2·10⁶ elements' worth per round (1 at KG's 512 × 14,541).
+
+    ``{name}_vs_softmax`` is the cost ratio (estimator µs / softmax µs, > 1: slower); ``{name}_speed_vs_gumbel_softmax``
+    and ``{name}_speed_vs_gumbel_softmax_hard`` are speed ratios (F.gumbel_softmax µs / estimator µs, ≥ 1: at least
+    as fast). An estimator with its own parameterisation (IGR: 2(K−1) numbers) gets parameters of that size."""
+    import torch.nn.functional as F
+
+    k = int(shape[-1])
     if iters is None:
-        iters = max(10, min(300, int(3e8 // math.prod(shape))))
-    warm = max(2, iters // 15)
+        iters = max(1, min(50, int(2e6 // math.prod(shape))))
     torch.manual_seed(0)
     theta = torch.randn(*shape, requires_grad=True)
-    w = torch.randn(shape[-1])
-
-    def timed(fn) -> float:
-        for _ in range(warm):
-            fn()
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            fn()
-        return (time.perf_counter() - t0) / iters
+    w = torch.randn(k)
 
     def softmax_step():
         (torch.softmax(theta, -1) * w).sum().backward()
 
-    out = {"softmax_us": 1e6 * timed(softmax_step)}
+    def gumbel_softmax_step(hard: bool):
+        return lambda: (F.gumbel_softmax(theta, tau=1.0, hard=hard) * w).sum().backward()
+
+    steps = {"softmax": softmax_step, "gumbel_softmax": gumbel_softmax_step(False),
+             "gumbel_softmax_hard": gumbel_softmax_step(True)}
     for name in sorted(ESTIMATORS):
         # REINFORCE with the EMA baseline: the same shape as the pathwise ones (LOO only changes the baseline)
         est = get_estimator(name, **({"baseline": "ema", "num_samples": 1} if name == "reinforce" else {})).train()
+        size = est.param_size(k)
+        params = theta if size == k else torch.randn(*shape[:-1], size, requires_grad=True)
 
-        def step(est=est):
-            z = est(theta)
+        def step(est=est, params=params):
+            z = est(params)
             cost = (z * w).sum(-1).reshape(shape[0], -1).sum(1)
             (cost.sum() + est.surrogate_loss(cost)).backward()
 
-        out[f"{name}_us"] = 1e6 * timed(step)
-        out[f"{name}_vs_softmax"] = out[f"{name}_us"] / out["softmax_us"]
+        steps[name] = step
+    total = dict.fromkeys(steps, 0.0)
+    for fn in steps.values():  # warm-up: allocator, lazy inits
+        for _ in range(2):
+            fn()
+    for _ in range(rounds):
+        for name, fn in steps.items():
+            t0 = time.perf_counter()
+            for _ in range(iters):
+                fn()
+            total[name] += time.perf_counter() - t0
+    us = {name: 1e6 * t / (rounds * iters) for name, t in total.items()}
+    out = {f"{b}_us": us[b] for b in _BASELINES}
+    out.update(iters=iters, rounds=rounds)
+    for name in sorted(ESTIMATORS):
+        out[f"{name}_us"] = us[name]
+        out[f"{name}_vs_softmax"] = us[name] / us["softmax"]
+        out[f"{name}_speed_vs_gumbel_softmax"] = us["gumbel_softmax"] / us[name]
+        out[f"{name}_speed_vs_gumbel_softmax_hard"] = us["gumbel_softmax_hard"] / us[name]
+    return out
+
+
+def estimator_table(timing: dict[str, dict[str, float]]) -> str:
+    """The per-shape estimator timings as a text table: µs, cost vs softmax, speed vs F.gumbel_softmax (soft, hard)."""
+    lines = [f"{'shape':>12s}  {'estimator':12s} {'µs':>11s} {'vs softmax':>10s} {'speed vs F.gs':>13s} "
+             f"{'vs F.gs hard':>12s}"]
+    for key, t in timing.items():
+        lines.append(f"{key:>12s}  {'softmax':12s} {t['softmax_us']:11.1f}")
+        lines.append(f"{key:>12s}  {'F.gs soft':12s} {t['gumbel_softmax_us']:11.1f}")
+        lines.append(f"{key:>12s}  {'F.gs hard':12s} {t['gumbel_softmax_hard_us']:11.1f}")
+        for name in sorted(ESTIMATORS):
+            if f"{name}_us" in t:
+                lines.append(f"{key:>12s}  {name:12s} {t[name + '_us']:11.1f} {t[name + '_vs_softmax']:10.2f} "
+                             f"{t[name + '_speed_vs_gumbel_softmax']:13.2f} "
+                             f"{t[name + '_speed_vs_gumbel_softmax_hard']:12.2f}")
+    return "\n".join(lines)
+
+
+def estimator_timings(shapes: Sequence[Sequence[int]], iters: int | None = None,
+                      rounds: int = 5) -> dict[str, dict[str, float]]:
+    """:func:`_estimator_timing` at each of ``shapes`` (duplicates once), keyed ``"64x10x64"``."""
+    out: dict[str, dict[str, float]] = {}
+    for shape in shapes:
+        key = shape_key(shape)
+        if key not in out:
+            out[key] = _estimator_timing(tuple(int(d) for d in shape), iters, rounds)
     return out
 
 
@@ -241,10 +305,20 @@ def _paired_core(module: pl.LightningModule, data: pl.LightningDataModule | None
 
 def profile(benchmark: str, profile_name: str = "quick", variant: str | None = None, estimator: str | None = None,
             steps: int = 1000, overrides: Sequence[str] = (), output: str | None = None, warmup: int = 20,
-            chunk: int = 50, estimator_iters: int | None = None) -> dict:
+            chunk: int = 50, estimator_iters: int | None = None,
+            estimator_shapes: Sequence[Sequence[int]] | None = None, estimator_rounds: int = 5,
+            estimators_only: bool = False) -> dict:
+    """Everything in the module docstring; ``estimator_shapes`` (default: the benchmark's node shape and
+    :data:`REFERENCE_SHAPES`) are where (5) times the estimators; ``estimators_only`` skips (1)–(4)."""
     bm = get_benchmark(benchmark)
     threads = choose_threads()
     quiet_lightning()
+    shapes = [tuple(bm.node_shape), *REFERENCE_SHAPES] if estimator_shapes is None else list(estimator_shapes)
+    if estimators_only:
+        timing = estimator_timings(shapes, estimator_iters, estimator_rounds)
+        result = {"benchmark": bm.name, "torch_threads": threads["torch_threads"], "node_shape": list(bm.node_shape),
+                  "estimator_timing": timing}
+        return _report(result, output)
     # The same builder as `scgbench run`; diagnostics off (they write figures and are no part of a step's cost).
     args = benchmark_args(bm, profile_name, variant, 0, estimator) + [
         f"--tricks.{k}=null" for k in CALLBACKS if k not in TRICKS] + list(overrides)
@@ -288,7 +362,8 @@ def profile(benchmark: str, profile_name: str = "quick", variant: str | None = N
         plain_module.load_state_dict(paired.initial_state)
         plain = _paired_core(_PlainModule(plain_module), data, batches, warmup, chunk, tmp)
 
-    est = _estimator_timing(bm.node_shape, estimator_iters)
+    timing = estimator_timings(shapes, estimator_iters, estimator_rounds)
+    est = timing.get(shape_key(bm.node_shape)) or _estimator_timing(bm.node_shape, estimator_iters, estimator_rounds)
     batch_size = getattr(dm, "batch_size", None)
     lightning_rate = run["lightning_steps_per_s"]
     bare_ms = 1e3 / run["bare_steps_per_s"]
@@ -314,10 +389,21 @@ def profile(benchmark: str, profile_name: str = "quick", variant: str | None = N
         "loader_batches_per_s": loader_rate, "loader_vs_step": loader_rate / lightning_rate,
         "loading_time_share_of_step": lightning_rate / loader_rate,
         "node_shape": list(bm.node_shape), **{f"estimator_{k}": v for k, v in est.items()},
+        "estimator_timing": timing,
     }
-    width = max(map(len, result))
-    for k, v in result.items():
+    return _report(result, output)
+
+
+def _report(result: dict, output: str | None) -> dict:
+    """Print the scalars one per line and the estimator timings as a table; write the JSON to ``output``."""
+    scalars = {k: v for k, v in result.items() if k != "estimator_timing"}
+    width = max(map(len, scalars))
+    for k, v in scalars.items():
         print(f"{k:{width}s}  {v:.4g}" if isinstance(v, float) else f"{k:{width}s}  {v}")
+    if result.get("estimator_timing"):
+        print("estimator forward+backward (interleaved; 'vs softmax': cost ratio, 'speed vs F.gs': "
+              "F.gumbel_softmax time / estimator time):")
+        print(estimator_table(result["estimator_timing"]))
     if output:
         from .io import atomic_write_json
 

@@ -81,7 +81,8 @@ def test_profile_runs_on_every_benchmark(isolated, space, name):
     returns a dict)."""
     from scgbench.profiling import profile
 
-    out = profile(name, steps=4, warmup=2, chunk=2, overrides=tiny(name, space), estimator_iters=2)
+    out = profile(name, steps=4, warmup=2, chunk=2, overrides=tiny(name, space), estimator_iters=2,
+                  estimator_shapes=[(4, 6)], estimator_rounds=1)
     assert out["steps_timed"] == 4 and out["lightning_steps_per_s"] > 0 and out["bare_steps_per_s"] > 0
     assert out["benchmark"] == name and out["torch_threads"] == 1
     assert out["suite_overhead_share"] == pytest.approx(

@@ -104,6 +104,29 @@ def test_the_new_logit_estimators_train_an_existing_benchmark(isolated, estimato
         assert est["mc_samples"] == 3 and saved["estimator_kwargs"] == {"mc_samples": 3}
 
 
+def test_profile_times_every_estimator_against_softmax_and_torchs_gumbel_softmax(isolated, capsys):
+    """``scgbench profile B --estimators-only``: per shape, every registered estimator's µs with its cost against a
+    plain softmax and its speed against F.gumbel_softmax (soft and hard), from one interleaved measurement (speed
+    itself is not asserted)."""
+    from scgbench.estimators import list_estimators
+
+    out = isolated / "profile.json"
+    assert main(["profile", "mnist-addition", "--estimators-only", "--estimator-shapes", "3x8,2x2x5",
+                 "--estimator-iters", "1", "--estimator-rounds", "2", "--output", str(out)]) == 0
+    timing = json.loads(out.read_text())["estimator_timing"]
+    assert sorted(timing) == ["2x2x5", "3x8"]
+    for t in timing.values():
+        assert t["rounds"] == 2 and t["iters"] == 1
+        for name in list_estimators():
+            assert t[f"{name}_vs_softmax"] == pytest.approx(t[f"{name}_us"] / t["softmax_us"])
+            assert t[f"{name}_speed_vs_gumbel_softmax"] == pytest.approx(t["gumbel_softmax_us"] / t[f"{name}_us"])
+            assert t[f"{name}_speed_vs_gumbel_softmax_hard"] == pytest.approx(
+                t["gumbel_softmax_hard_us"] / t[f"{name}_us"])
+    printed = capsys.readouterr().out
+    assert "speed vs F.gs" in printed and all(n in printed for n in list_estimators())
+    assert main(["profile", "mnist-addition", "--estimators-only", "--estimator-shapes", "3xb"]) == 2
+
+
 def test_a_config_file_with_an_unknown_key_is_named(isolated, capsys):
     bad = isolated / "mine.yaml"
     bad.write_text("model:\n  tauu: 3\n")

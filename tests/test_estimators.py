@@ -180,14 +180,15 @@ def test_beta_zero_is_the_deterministic_softmax_relaxation():
 
 # -- the fused Gumbel path: no host sync, whole-graph tracing, τ/β scalars that follow the buffers -----------------
 @pytest.mark.parametrize("name", ["gumbel", "st-gumbel"])
-def test_gumbel_estimators_trace_whole_under_torch_compile(name):
+@pytest.mark.parametrize("k", [5, 20])  # both softmax paths (short rows: elementwise; long rows: torch.softmax)
+def test_gumbel_estimators_trace_whole_under_torch_compile(name, k):
     """``fullgraph=True`` raises on any graph break (a ``float(self.beta)`` in the forward was one): training with
     β > 0 and β = 0, with and without a mask, and both decodings, forward and backward, equal to eager."""
     torch._dynamo.reset()
     est = get_estimator(name, tau=0.7, beta=1.0).train()
     compiled = torch.compile(est, fullgraph=True, backend="aot_eager")
-    theta = torch.randn(6, 3, 5)
-    mask = torch.rand(6, 3, 5) > 0.3
+    theta = torch.randn(6, 3, k)
+    mask = torch.rand(6, 3, k) > 0.3
     mask[0, 0] = False                                     # one entirely masked row
     for beta in (1.0, 0.0):
         est.set_beta(beta)
@@ -197,7 +198,7 @@ def test_gumbel_estimators_trace_whole_under_torch_compile(name):
                 t = theta.clone().requires_grad_(True)
                 torch.manual_seed(7)
                 z = fn(t, m)
-                (z * torch.arange(5.0)).sum().backward()
+                (z * torch.arange(float(k))).sum().backward()
                 outs.append((z.detach(), t.grad))
             torch.testing.assert_close(outs[0][0], outs[1][0])
             torch.testing.assert_close(outs[0][1], outs[1][1])
@@ -224,26 +225,28 @@ def test_tau_and_beta_scalars_follow_set_and_load_state_dict():
     torch.testing.assert_close(other[0].train()(theta), torch.softmax(theta / 3.0, -1))  # β = 0 now: deterministic
 
 
-def test_st_gumbel_forward_is_exactly_one_hot_and_masked_rows_are_zero():
+@pytest.mark.parametrize("k", [7, 30])
+def test_st_gumbel_forward_is_exactly_one_hot_and_masked_rows_are_zero(k):
     torch.manual_seed(0)
-    theta = torch.randn(50, 7, requires_grad=True)
-    mask = torch.ones(50, 7, dtype=torch.bool)
+    theta = torch.randn(50, k, requires_grad=True)
+    mask = torch.ones(50, k, dtype=torch.bool)
     mask[3] = False
     z = get_estimator("st-gumbel", tau=0.3).train()(theta, mask)
-    assert torch.equal(z[3], torch.zeros(7))
+    assert torch.equal(z[3], torch.zeros(k))
     rows = torch.arange(50) != 3
     assert torch.equal(z[rows].sum(-1), torch.ones(49)) and torch.all((z == 0) | (z == 1))
-    (z * torch.randn(7)).sum().backward()
+    (z * torch.randn(k)).sum().backward()
     assert torch.all(theta.grad[3] == 0) and torch.isfinite(theta.grad).all()
 
 
 @pytest.mark.parametrize("tau,beta", [(0.5, 1.0), (2.0, 0.3), (1.0, 0.0)])
-def test_gumbel_backward_equals_autograd_through_the_softmax(tau, beta):
+@pytest.mark.parametrize("k", [12, 40])
+def test_gumbel_backward_equals_autograd_through_the_softmax(tau, beta, k):
     """The fused backward is the softmax Jacobian-vector product of z = softmax((θ + βG)/τ): recover G from the
     sample (log z = y − logsumexp y) and differentiate the plain expression."""
     torch.manual_seed(1)
-    theta = torch.randn(4, 3, 12, requires_grad=True)
-    w = torch.randn(12)
+    theta = torch.randn(4, 3, k, requires_grad=True)
+    w = torch.randn(k)
     z = get_estimator("gumbel", tau=tau, beta=beta).train()(theta)
     g, = torch.autograd.grad((z * w).sum(), theta)
     y = torch.log(z.detach().double())                     # = (θ + βG)/τ − c per row

@@ -49,7 +49,7 @@ def log_exponential(shape: torch.Size | tuple[int, ...], device: torch.device) -
     from 0 so every value is finite. On the CPU this is 2–4× faster than ``Tensor.exponential_`` (which
     ``torch.nn.functional.gumbel_softmax`` uses), the largest part of a Gumbel-softmax step there.
     """
-    if torch.device(device).type == "cpu":
+    if getattr(device, "type", device) == "cpu":
         u = torch.rand(shape, device=device, dtype=torch.float64)
         e = u.clamp_min_(torch.finfo(torch.float64).tiny).log_().neg_().float()
     else:

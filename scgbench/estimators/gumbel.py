@@ -16,13 +16,16 @@ import torch
 from .base import PATHWISE, Estimator, log_exponential, one_hot_max
 
 _NEG_INF = float("-inf")
+#: rows shorter than this use :func:`_softmax_`; torch's CPU softmax kernel is slow for short rows whose length is
+#: not a multiple of its vector width (K = 2, 5, 10: 2–5× slower than amax/exp/sum/div over 2,000 rows on one
+#: thread) and faster than them from K = 16 on, and for few rows, where per-op overhead dominates
+_SHORT_ROW = 16
 
 
 def _softmax_(y: torch.Tensor) -> torch.Tensor:
     """softmax(y) over the last dimension, overwriting ``y``; entirely −inf rows give zeros (not NaN).
 
-    Elementwise ops rather than ``torch.softmax``: torch's CPU softmax kernel is slow for short rows (≈ 8× slower
-    than amax/exp/sum/div for K = 10 on one thread), on par for K = 64 and K = 14,541."""
+    Elementwise ops rather than ``torch.softmax``, for short rows (``_SHORT_ROW``)."""
     m = y.amax(dim=-1, keepdim=True).clamp_min_(torch.finfo(y.dtype).min)  # −inf rows: shift by a finite value
     y.sub_(m).exp_()
     return y.div_(y.sum(dim=-1, keepdim=True).clamp_min_(torch.finfo(y.dtype).tiny))  # −inf rows: 0 / tiny = 0
@@ -41,7 +44,10 @@ class _GumbelSoftmaxFn(torch.autograd.Function):
             y = log_exponential(x.shape, x.device).mul_(-beta / tau).add_(x, alpha=1.0 / tau)  # (x + βG)/τ
         if hard:
             h = one_hot_max(y)
-        z = _softmax_(y)
+        if y.shape[-1] < _SHORT_ROW:
+            z = _softmax_(y)
+        else:
+            z = torch.softmax(y, dim=-1).nan_to_num_(nan=0.0)  # rows entirely −inf: NaN → 0 (zero gradient too)
         ctx.save_for_backward(z)
         ctx.inv_tau = 1.0 / tau
         return h if hard else z
