@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ...io import CorruptFileError, atomic_write_bytes, data_root
-from ...specs.nasbench101 import MAX_VERTICES, NODE_TYPE_INDEX, NODE_TYPES
+from ...specs.nasbench101 import NODE_TYPES, InvalidCellError, padded_cells
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,15 @@ class SchemaError(ValueError):
 
 class CorruptCacheError(CorruptFileError, SchemaError):
     """A NAS-Bench-101 parquet that is truncated, corrupt or stale; the message names the repair command."""
+
+
+class InvalidCellsError(CorruptCacheError):
+    """A NAS-Bench-101 parquet holding a cell outside the search space: ``"{path}: row {i} (hash {h}): invalid
+    NAS-Bench-101 cell [rule: {rule}]: …; {fix}"``, with ``rule``, ``index`` (the row) and ``hash``."""
+
+    def __init__(self, path: str | os.PathLike, error: InvalidCellError, fix: str) -> None:
+        super().__init__(path, str(error), fix)
+        self.rule, self.index, self.hash = error.rule, error.index, error.hash
 
 
 def default_dir(root: str | os.PathLike | None = None) -> Path:
@@ -247,23 +256,7 @@ def _decode(pf: pq.ParquetFile, path: Path, kind: str, epochs: int, require_chec
                                     "(corrupt)", fix_command(path, kind))
     nv = t["num_vertices"].to_numpy().astype(np.int64)
     n = len(nv)
-    adj_flat = _flat(t["adjacency"]).to_numpy().astype(np.int8)
-    codes = _op_codes(_flat(t["operations"])).astype(np.int64)
-    if (codes < 0).any():
-        raise CorruptCacheError(path, f"unknown operation names; expected {list(NODE_TYPE_INDEX)}",
-                                fix_command(path, kind))
-    if len(adj_flat) != int((nv * nv).sum()) or len(codes) != int(nv.sum()):
-        raise CorruptCacheError(path, "adjacency/operations lengths do not match num_vertices",
-                                fix_command(path, kind))
-    adjacency = np.zeros((n, MAX_VERTICES, MAX_VERTICES), dtype=np.int8)
-    types = np.full((n, MAX_VERTICES), -1, dtype=np.int64)
-    rows = np.repeat(np.arange(n), nv * nv)
-    local = np.arange(len(adj_flat)) - np.repeat(np.cumsum(nv * nv) - nv * nv, nv * nv)
-    vv = np.repeat(nv, nv * nv)
-    adjacency[rows, local // vv, local % vv] = adj_flat
-    trow = np.repeat(np.arange(n), nv)
-    tloc = np.arange(len(codes)) - np.repeat(np.cumsum(nv) - nv, nv)
-    types[trow, tloc] = codes
+    adjacency, types = checked_cells(t, path, kind)
     metrics: dict[str, np.ndarray] = {}
     if kind == "metrics":
         metrics["trainable_parameters"] = t["trainable_parameters"].to_numpy().astype(np.float64)
@@ -286,6 +279,23 @@ def _decode(pf: pq.ParquetFile, path: Path, kind: str, epochs: int, require_chec
                 metrics[m] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
     return CellTable(t["hash"].to_numpy(zero_copy_only=False).astype(str), nv, adjacency, types, kind,
                      metrics, str(path))
+
+
+def checked_cells(t: pa.Table, path: Path, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """The cells of a table with the base columns as padded arrays (adjacency [N, 7, 7], types [N, 7]), every
+    rule of the space checked (:func:`~scgbench.specs.nasbench101.padded_cells`); the first offending cell
+    raises :class:`InvalidCellsError` naming the file, its row and hash, and the rule."""
+    adj_col = t["adjacency"].combine_chunks()
+    ops_col = t["operations"].combine_chunks()
+    ops_flat = pc.list_flatten(ops_col)
+    try:
+        return padded_cells(
+            t["num_vertices"].to_numpy().astype(np.int64), pc.list_flatten(adj_col).to_numpy().astype(np.int16),
+            _op_codes(ops_flat), adjacency_lengths=pc.list_value_length(adj_col).fill_null(0).to_numpy(),
+            operations_lengths=pc.list_value_length(ops_col).fill_null(0).to_numpy(), hashes=t["hash"],
+            op_names=ops_flat)
+    except InvalidCellError as e:
+        raise InvalidCellsError(path, e, fix_command(path, kind)) from None
 
 
 def _enumerate_to(path: Path, progress: bool, log_fn=None) -> None:

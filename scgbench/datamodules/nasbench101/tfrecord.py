@@ -14,6 +14,11 @@ The payload of ``nasbench_only108.tfrecord`` / ``nasbench_full.tfrecord`` is the
 decoded here by a small wire-format reader. As in the official ``api.NASBench``, ``evaluation_data[1]``
 is the half-way and ``evaluation_data[2]`` the final evaluation, and the repeats of a (cell, budget) are
 numbered in file order.
+
+Every record's cell is checked against the rules of the space before anything is written
+(:func:`check_records`, vectorised per batch of records): the first record breaking one raises
+:class:`~scgbench.specs.nasbench101.InvalidCellError` naming the tfrecord, the record index, the module hash
+and the rule (not skipped by ``skip_corrupt``, which is about damaged framing).
 """
 
 from __future__ import annotations
@@ -30,11 +35,13 @@ from typing import Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ...io import Progress
+from ...specs.nasbench101 import padded_cells
 from .store import (BASE_COLUMNS, META_KIND, META_VERSION, METRICS, METRICS_FILE_COLUMNS, SCHEMA_VERSION, STAGES,
-                    CellDigest, integrity_metadata, write_table)
+                    CellDigest, _op_codes, integrity_metadata, write_table)
 
 _MASK_DELTA = 0xA282EAD8
 
@@ -296,6 +303,8 @@ def _decode_payload(index: int, payload: bytes) -> list:
         m = decode_model_metrics(base64.b64decode(raw, validate=True))
         if not isinstance(module_hash, str) or len(module_hash) != 32:
             raise ValueError(f"bad module hash {module_hash!r}")
+        if not isinstance(adjacency, str) or not isinstance(operations, str):
+            raise ValueError("adjacency and operations must be strings")
         evs = m["evaluation_data"]
         row = [module_hash, int(epochs), index, adjacency, operations, int(m["trainable_parameters"])]
         for pos in (1, 2):  # official API: [1] half-way, [2] final
@@ -306,13 +315,37 @@ def _decode_payload(index: int, payload: bytes) -> list:
         raise CorruptRecordError(index, -1, f"undecodable payload ({e})") from e
 
 
+def check_records(rows: list[list], source: str | os.PathLike) -> None:
+    """Check the cells of decoded records (:func:`_decode_payload` rows: hash, epochs, record index, adjacency
+    string, operations string, ...) against the rules of the space, all at once
+    (:func:`~scgbench.specs.nasbench101.padded_cells`); the first offending record raises
+    :class:`~scgbench.specs.nasbench101.InvalidCellError` with ``source``, its record index and hash."""
+    if not rows:
+        return
+    adj = pa.array([r[3] for r in rows], pa.string())
+    ops = pc.split_pattern(pa.array([r[4] for r in rows], pa.string()), ",")
+    ops_flat = pc.list_flatten(ops)
+    lengths = pc.binary_length(adj).to_numpy()
+    data = adj.buffers()[2]
+    adj_bytes = np.frombuffer(data, dtype=np.uint8)[: int(lengths.sum())] if data is not None else np.zeros(0, np.uint8)
+    # '0' -> 0, '1' -> 1, anything else -> 2 or more (the ``binary`` rule)
+    entries = np.where(adj_bytes >= ord("0"), adj_bytes.astype(np.int16) - ord("0"), 2 + adj_bytes.astype(np.int16))
+    nv = pc.list_value_length(ops).to_numpy().astype(np.int64)
+    padded_cells(nv, entries, _op_codes(ops_flat), adjacency_lengths=lengths,
+                 operations_lengths=nv, hashes=[r[0] for r in rows], op_names=ops_flat,
+                 index=np.array([r[2] for r in rows], dtype=np.int64), source=str(source), what="record")
+
+
 def convert_tfrecord(src: str | os.PathLike, dest: str | os.PathLike, skip_corrupt: bool = False,
-                     progress: bool = True, buckets: int = 16, flush_every: int = 50_000) -> dict:
+                     progress: bool = True, buckets: int = 16, flush_every: int = 50_000,
+                     check_every: int = 50_000) -> dict:
     """Convert an official NAS-Bench-101 tfrecord to a ``metrics`` parquet (one row per cell).
 
     Streams: records go to ``buckets`` temporary parquet files by the first hex digit(s) of their hash
     (flushed every ``flush_every`` records), then each bucket is pivoted to one row per cell — memory is
-    bounded by one bucket, not by the file. Returns a summary dict (records, cells, budgets, skipped,
+    bounded by one bucket, not by the file. Every ``check_every`` records are checked against the rules of
+    the space (:func:`check_records`) before they are bucketed. Returns a summary dict (records, cells,
+    budgets, skipped,
     seconds).
     """
     src, dest = Path(src), Path(dest)
@@ -342,6 +375,16 @@ def convert_tfrecord(src: str | os.PathLike, dest: str | os.PathLike, skip_corru
 
         # plain lines every few seconds (a \r bar turns into one huge line in a log file)
         prog = Progress(f"converting {src.name}", round(src.stat().st_size / 1e6, 1), "MB", enabled=progress)
+        def distribute(batch: list[list]) -> None:
+            check_records(batch, src)  # records in file order: the first offending one is the file's first
+            for row in batch:
+                bk = int(row[0][:4], 16) * buckets // 65536
+                pending[bk].append(row)
+                if len(pending[bk]) >= flush_every:
+                    flush(bk)
+            batch.clear()
+
+        batch: list[list] = []
         for index, payload in iter_tfrecord(src, skip_corrupt, stats, progress=lambda n: prog.update(n / 1e6)):
             try:
                 row = _decode_payload(index, payload)
@@ -350,10 +393,10 @@ def convert_tfrecord(src: str | os.PathLike, dest: str | os.PathLike, skip_corru
                     raise
                 stats["skipped"] += 1
                 continue
-            bk = int(row[0][:4], 16) * buckets // 65536
-            pending[bk].append(row)
-            if len(pending[bk]) >= flush_every:
-                flush(bk)
+            batch.append(row)
+            if len(batch) >= check_every:
+                distribute(batch)
+        distribute(batch)
         for bk in range(buckets):
             flush(bk)
             if writers[bk] is not None:
@@ -429,4 +472,4 @@ def _pivot(tmp: Path, dest: Path, buckets: int) -> tuple[int, set]:
 
 
 __all__ = ["crc32c", "masked_crc32c", "write_tfrecord", "iter_tfrecord", "CorruptRecordError",
-           "decode_model_metrics", "encode_model_metrics", "encode_record", "convert_tfrecord", "BASE_COLUMNS"]
+           "decode_model_metrics", "encode_model_metrics", "encode_record", "convert_tfrecord", "check_records", "BASE_COLUMNS"]
