@@ -34,8 +34,6 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch_geometric.nn import MessagePassing
-from torch_geometric.utils import scatter
 from torchmetrics import KendallRankCorrCoef, MeanMetric, MeanSquaredError
 
 from ..specs.nasbench101 import MAX_VERTICES, NODE_TYPES
@@ -49,42 +47,52 @@ INPUT_T, OUTPUT_T = 0, NUM_TYPES - 1
 RECON_Z, RECON_TYPE, RECON_EDGE, PRIOR_Z, PRIOR_TYPE, PRIOR_EDGE = range(6)
 
 
-class DirectedMessage(MessagePassing):
-    """``Σ_{u→v} Lin([h_v, h_u])`` at every node v (sum aggregation; the target comes first)."""
+class DirectedMessage(nn.Module):
+    """The message module ``Lin_{2dn→2dn}([h_v, h_u])`` of one direction (Eqs. 5.1–5.2; the receiver v first)."""
 
     def __init__(self, dn: int) -> None:
-        super().__init__(aggr="add")
+        super().__init__()
         self.lin = nn.Linear(2 * dn, 2 * dn)
-
-    def forward(self, h: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
-        return self.propagate(edge_index, h=h, size=(h.size(0), h.size(0)))
-
-    def message(self, h_i: torch.Tensor, h_j: torch.Tensor) -> torch.Tensor:
-        return self.lin(torch.cat([h_i, h_j], dim=-1))
 
 
 class BiRound(nn.Module):
-    """One propagation round: forward and reverse messages summed into a GRU cell update (Eq. 5.4, A.2.1)."""
+    """One propagation round on dense blocks: forward and reverse messages summed into a GRU cell update
+    (Eqs. 5.1–5.4, A.2.1).
+
+    ``Lin`` is affine, so ``Σ_{u→v} Lin([h_v, h_u]) = indeg(v)·(W_r h_v + b) + Σ_{u→v} W_s h_u`` with
+    ``W = [W_r | W_s]``: one matrix product of the node states and one product with the adjacency per direction
+    replace a ``2dn × 2dn`` product per edge (the edge-list form is :mod:`scgbench.bench.vsgae_reference`).
+    """
 
     def __init__(self, dn: int) -> None:
         super().__init__()
         self.fwd, self.bwd = DirectedMessage(dn), DirectedMessage(dn)
         self.gru = nn.GRUCell(2 * dn, dn)
 
-    def forward(self, h: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
-        m = self.fwd(h, edge_index) + self.bwd(h, edge_index.flip(0))
-        return self.gru(m, h)
+    def forward(self, h: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
+        """h [A, n, dn] node states, adj [A, n, n] with ``adj[a, u, v] = 1`` for an edge u → v."""
+        a, n, dn = h.shape
+        wf, wb = self.fwd.lin.weight, self.bwd.lin.weight
+        # receiver and sender parts of both directions in one product: [A, n, 4 · 2dn]
+        w = torch.cat([wf[:, :dn], wb[:, :dn], wf[:, dn:], wb[:, dn:]], dim=0)
+        rf, rb, sf, sb = (h @ w.t()).chunk(4, dim=-1)
+        indeg, outdeg = adj.sum(1).unsqueeze(-1), adj.sum(2).unsqueeze(-1)
+        m = (indeg * (rf + self.fwd.lin.bias) + adj.transpose(1, 2) @ sf
+             + outdeg * (rb + self.bwd.lin.bias) + adj @ sb)
+        return self.gru(m.reshape(a * n, 2 * dn), h.reshape(a * n, dn)).reshape(a, n, dn)
 
 
 class GatedSum(nn.Module):
-    """``Σ_v Lin_{dn→dg}(h_v) ⊙ σ(Lin_{dn→1}(h_v))`` per graph (A.2.1)."""
+    """``Σ_v Lin_{dn→dg}(h_v) ⊙ σ(Lin_{dn→1}(h_v))`` per graph over its nodes (A.2.1)."""
 
     def __init__(self, dn: int, dg: int) -> None:
         super().__init__()
         self.value, self.gate = nn.Linear(dn, dg), nn.Linear(dn, 1)
 
-    def forward(self, h: torch.Tensor, batch: torch.Tensor, num_graphs: int) -> torch.Tensor:
-        return scatter(self.value(h) * torch.sigmoid(self.gate(h)), batch, dim=0, dim_size=num_graphs, reduce="sum")
+    def forward(self, h: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """h [A, n, dn]; ``mask`` [A, n] marks the real nodes of padded graphs (None: all are real)."""
+        g = self.value(h) * torch.sigmoid(self.gate(h))
+        return (g if mask is None else g * mask.unsqueeze(-1)).sum(1)
 
 
 class GraphNet(nn.Module):
@@ -96,24 +104,18 @@ class GraphNet(nn.Module):
         self.agg = GatedSum(dn, dg)
         self.agg_var = GatedSum(dn, dg) if variational else None
 
-    def forward(self, h, edge_index, batch, num_graphs):
+    def forward(self, h: torch.Tensor, adj: torch.Tensor, mask: torch.Tensor | None = None):
+        """h [A, n, dn], adj [A, n, n]; padded nodes (``mask`` False) have no edges, so they reach no real node,
+        and the aggregations leave them out."""
         for r in self.rounds:
-            h = r(h, edge_index)
-        hg = self.agg(h, batch, num_graphs)
-        var = self.agg_var(h, batch, num_graphs) if self.agg_var is not None else None
+            h = r(h, adj)
+        hg = self.agg(h, mask)
+        var = self.agg_var(h, mask) if self.agg_var is not None else None
         return h, hg, var
 
 
 def mlp(d_in: int, d_hidden: int, d_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d_in, d_hidden), nn.ReLU(), nn.Linear(d_hidden, d_out))
-
-
-def _dense_edges(adj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Edges of A graphs with n nodes each ([A, n, n] 0/1) as a flat edge_index + batch vector."""
-    a, n, _ = adj.shape
-    g, src, dst = torch.nonzero(adj, as_tuple=True)
-    edge_index = torch.stack([g * n + src, g * n + dst])
-    return edge_index, torch.arange(a, device=adj.device).repeat_interleave(n)
 
 
 class VSGAE(pl.LightningModule):
@@ -129,10 +131,15 @@ class VSGAE(pl.LightningModule):
     def __init__(self, dn: int = 250, dg: int = 56, rounds: int = 2, lr: float = 1e-4, kl_weight: float = 1.0,
                  plateau_patience: int = 10, plateau_factor: float = 0.1, decode: str = "sample",
                  recon_z_samples: int = 10, recon_decodes: int = 10, prior_samples: int = 1000,
-                 prior_decodes: int = 10, predictor_weight: float = 1.0, eval_seed: int = 0) -> None:
+                 prior_decodes: int = 10, predictor_weight: float = 1.0, eval_seed: int = 0,
+                 posterior_noise: float = 1.0, edge_loss: str = "sum") -> None:
         super().__init__()
         if decode not in ("sample", "greedy"):
             raise ValueError(f"decode must be 'sample' or 'greedy', got {decode!r}")
+        if edge_loss not in ("sum", "mean"):
+            raise ValueError(f"edge_loss must be 'sum' or 'mean', got {edge_loss!r}")
+        if not posterior_noise >= 0:
+            raise ValueError(f"posterior_noise must be >= 0, got {posterior_noise}")
         if not lr > 0 or kl_weight < 0:
             raise ValueError(f"need lr > 0 and kl_weight >= 0, got lr={lr}, kl_weight={kl_weight}")
         self.save_hyperparameters()
@@ -173,54 +180,88 @@ class VSGAE(pl.LightningModule):
         return types, adj, nv
 
     # -- encoder --------------------------------------------------------------------------------------
-    def encode(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.enc_embed(batch.node_type)
-        _, mu, logvar = self.encoder(h, batch.edge_index, batch.batch, batch.num_graphs)
+    def encode_dense(self, types: torch.Tensor, adj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(μ, log σ²) of q(z|G) from the dense view (types [B, 7] padded −1, adjacency [B, 7, 7])."""
+        mask = types >= 0
+        _, mu, logvar = self.encoder(self.enc_embed(types.clamp(min=0)), adj, mask)
         return mu, logvar
+
+    def encode(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        types, adj, _ = self.dense(batch)
+        return self.encode_dense(types, adj)
 
     # -- decoder pieces -------------------------------------------------------------------------------
     def _propagate(self, h: torch.Tensor, adj: torch.Tensor):
-        """GraphProp on A partial graphs that all have n nodes: h [A, n, dn], adj [A, n, n]."""
-        a, n, _ = h.shape
-        edge_index, batch = _dense_edges(adj)
-        hp, hg, _ = self.graph_prop(h.reshape(a * n, -1), edge_index, batch, a)
-        return hp.reshape(a, n, -1), hg
+        """GraphProp (Eq. 5.7) on A partial graphs that all have n nodes: h [A, n, dn], adj [A, n, n]."""
+        hp, hg, _ = self.graph_prop(h, adj)
+        return hp, hg
 
     def _start(self, z: torch.Tensor) -> torch.Tensor:
         emb = self.dec_embed.weight[INPUT_T].expand(z.size(0), -1)
         return self.start_node(torch.cat([z, emb], dim=-1))[:, None, :]
 
+    # f_edges([h_new, h_v, z, h_G]) (Eq. 5.11): its first layer is affine, so it splits into a part per new node
+    # and step (h_new, z, h_G) and a part per earlier node (h_v), summed before the ReLU; the per-step part is
+    # then computed once per step instead of once per candidate edge
+    def _edge_context(self, h_new: torch.Tensor, z: torch.Tensor, hg: torch.Tensor) -> torch.Tensor:
+        first, dn = self.add_edges[0], self.dn
+        return (F.linear(h_new, first.weight[:, :dn])
+                + F.linear(torch.cat([z, hg], dim=-1), first.weight[:, 2 * dn:], first.bias))
+
+    def _edge_node(self, hp: torch.Tensor) -> torch.Tensor:
+        return F.linear(hp, self.add_edges[0].weight[:, self.dn: 2 * self.dn])
+
+    def _edge_head(self, pre: torch.Tensor) -> torch.Tensor:
+        return self.add_edges[2](self.add_edges[1](pre)).squeeze(-1)
+
     def _edge_logits(self, h_new, hp, z, hg) -> torch.Tensor:
-        a, n, _ = hp.shape
-        ctx = torch.cat([z, hg], dim=-1)[:, None, :].expand(a, n, -1)
-        return self.add_edges(torch.cat([h_new[:, None, :].expand(a, n, -1), hp, ctx], dim=-1)).squeeze(-1)
+        """Scores s_v of an edge from each earlier node v (hp [A, n, dn]) to the new node (Eq. 5.11): [A, n]."""
+        return self._edge_head(self._edge_context(h_new, z, hg)[:, None, :] + self._edge_node(hp))
 
     # -- teacher-forced likelihood --------------------------------------------------------------------
     def reconstruction_loss(self, z: torch.Tensor, types: torch.Tensor, adj: torch.Tensor, nv: torch.Tensor):
         """Σ_t CE(node type t+1) + Σ_t Σ_{v≤t} BCE(edge v→t+1), with the true graph fed back (teacher
-        forcing). Returns (node loss [B], edge loss [B])."""
+        forcing, Eq. 5.14). Returns (node loss [B], edge loss [B]).
+
+        Batched over graphs and steps: every graph of the batch goes through all steps (a step past a graph's
+        output node computes on padding and is masked out of the loss), so the loop holds only what is
+        sequential — GraphProp and InitNode, whose states feed the next step (Eq. 5.10) — and AddNode and
+        AddEdges run once over all steps after it. Equal to the per-step form that drops finished graphs
+        (:func:`scgbench.bench.vsgae_reference.reconstruction_loss`)."""
         b = z.size(0)
-        node_loss = torch.zeros(b, device=z.device)
-        edge_loss = torch.zeros(b, device=z.device)
-        h = self._start(z)                                         # [B, 1, dn]
-        idx = torch.arange(b, device=z.device)                     # graphs still generating
-        for t in range(MAX_VERTICES - 1):
-            keep = nv[idx] > t + 1
-            idx, h = idx[keep], h[keep]
-            if idx.numel() == 0:
-                break
-            zt = z[idx]
-            hp, hg = self._propagate(h, adj[idx, : t + 1, : t + 1])
-            logits = self.add_node(torch.cat([zt, hg], dim=-1))
-            true_type = types[idx, t + 1]
-            node_loss = node_loss.index_add(0, idx, F.cross_entropy(logits, true_type, reduction="none"))
-            h_new = self.init_node(torch.cat([zt, hg, self.dec_embed(true_type)], dim=-1))
-            e_logits = self._edge_logits(h_new, hp, zt, hg)
-            e_true = adj[idx, : t + 1, t + 1]
-            edge_loss = edge_loss.index_add(
-                0, idx, F.binary_cross_entropy_with_logits(e_logits, e_true, reduction="none").sum(-1))
+        steps = MAX_VERTICES - 1
+        true_types = types.clamp(min=0)
+        emb = self.dec_embed(true_types)                            # [B, 7, dn]
+        h = self._start(z)                                          # [B, 1, dn]
+        hgs, hps, news = [], [], []
+        for t in range(steps):
+            hp, hg = self._propagate(h, adj[:, : t + 1, : t + 1])
+            h_new = self.init_node(torch.cat([z, hg, emb[:, t + 1]], dim=-1))
+            hgs.append(hg), hps.append(hp), news.append(h_new)
             h = torch.cat([hp, h_new[:, None, :]], dim=1)
+        hg_all, new_all = torch.stack(hgs, dim=1), torch.stack(news, dim=1)        # [B, S, dg], [B, S, dn]
+        z_all = z[:, None, :].expand(-1, steps, -1)
+        live = torch.arange(1, steps + 1, device=z.device) < nv[:, None]           # step t adds node t + 1
+        logits = self.add_node(torch.cat([z_all, hg_all], dim=-1))
+        node_ce = F.cross_entropy(logits.reshape(b * steps, -1), true_types[:, 1:].reshape(-1),
+                                  reduction="none").reshape(b, steps)
+        # candidate edges (v → t + 1) for v ≤ t, step-major: the nodes of step t are hps[t]
+        step, src = self._edge_pairs(steps, z.device)
+        pre = self._edge_context(new_all, z_all, hg_all)[:, step] + self._edge_node(torch.cat(hps, dim=1))
+        edge_bce = F.binary_cross_entropy_with_logits(self._edge_head(pre), adj[:, src, step + 1],
+                                                      reduction="none")
+        if self.hparams.edge_loss == "mean":  # the authors' code: a step's edge terms averaged over its nodes
+            edge_bce = edge_bce / (step + 1)
+        node_loss = torch.where(live, node_ce, 0.0).sum(-1)
+        edge_loss = torch.where(live[:, step], edge_bce, 0.0).sum(-1)
         return node_loss, edge_loss
+
+    @staticmethod
+    def _edge_pairs(steps: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(step t, source v) of every candidate edge v → t + 1, v ≤ t, in step-major order."""
+        step = torch.arange(steps, device=device).repeat_interleave(torch.arange(1, steps + 1, device=device))
+        src = torch.cat([torch.arange(t + 1, device=device) for t in range(steps)])
+        return step, src
 
     # -- generation -----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -277,8 +318,8 @@ class VSGAE(pl.LightningModule):
 
     def _loss(self, batch, sample: bool = True):
         types, adj, nv = self.dense(batch)
-        mu, logvar = self.encode(batch)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
+        mu, logvar = self.encode_dense(types, adj)
+        z = mu + self.hparams.posterior_noise * torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
         node_loss, edge_loss = self.reconstruction_loss(z, types, adj, nv)
         kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(-1)
         loss = (node_loss + edge_loss + self.hparams.kl_weight * kl).mean()
@@ -332,14 +373,14 @@ class VSGAE(pl.LightningModule):
         steps = MAX_VERTICES - 1
         cell = batch.cell_index.reshape(-1)
         eps = keyed_normal(self._eval_key(RECON_Z), cell, (b, zs, mu.size(1)), mu.dtype)
-        z = (mu[:, None] + eps * torch.exp(0.5 * logvar)[:, None]).repeat_interleave(ds, dim=1).reshape(b * zs * ds, -1)
+        z = (mu[:, None] + self.hparams.posterior_noise * eps * torch.exp(0.5 * logvar)[:, None]).repeat_interleave(ds, dim=1).reshape(b * zs * ds, -1)
         nt = keyed_uniform(self._eval_key(RECON_TYPE), cell, (b, zs, ds, steps), mu.dtype).reshape(-1, steps)
         ne = keyed_uniform(self._eval_key(RECON_EDGE), cell, (b, zs, ds, steps, steps), mu.dtype)
         return self.decode(z, nt, ne.reshape(-1, steps, steps))
 
     def test_step(self, batch, batch_idx):
         types, adj, nv = self.dense(batch)
-        mu, logvar = self.encode(batch)
+        mu, logvar = self.encode_dense(types, adj)
         b, zs, ds = mu.size(0), self.hparams.recon_z_samples, self.hparams.recon_decodes
         dt, da, dnv = self.decode_posterior(batch, mu, logvar)
         rep = lambda x: x.repeat_interleave(zs * ds, dim=0)  # noqa: E731
