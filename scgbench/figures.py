@@ -107,8 +107,15 @@ def plot_prediction_curve(curves: dict, title: str = "accuracy prediction from t
         ax1.set(xscale="log", xlabel="training cells", ylabel="RMSE", title="RMSE (held out)")
         ax2.set(xscale="log", xlabel="training cells", ylabel="Kendall τ", title="Kendall τ (held out)")
         ax2.axhline(0, color="0.7", lw=0.8, zorder=0)
+        from matplotlib.ticker import NullFormatter
+
+        sizes = sorted({n for c in curves.values() for n in c["sizes"]})
         for ax in (ax1, ax2):
             ax.grid(alpha=0.3)
+            # plain tick labels at the sizes (log-axis labels are mathtext, which is off here)
+            ax.set_xticks(sizes)
+            ax.set_xticklabels([f"{n:,}" for n in sizes])
+            ax.xaxis.set_minor_formatter(NullFormatter())
             if any(ax.get_legend_handles_labels()[1]):
                 ax.legend(fontsize=8)
         first = next(iter(curves.values()))

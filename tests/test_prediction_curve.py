@@ -147,4 +147,5 @@ def test_curve_scalars_and_figure(tmp_path):
     assert json.loads((tmp_path / "figures" / "pred_curve.json").read_text()) == c
     text = svg(plot_prediction_curve({"run $a$": c, "run b": c}), "pc")
     assert text.startswith("<svg") and "run $a$" in text and "Kendall" in text and "RMSE" in text
+    assert "1,000" in text and "mathdefault" not in text  # plain size labels on the log axis
     assert [p.name for p in tmp_path.rglob("*.part*")] == []
