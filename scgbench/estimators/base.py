@@ -41,21 +41,24 @@ def param_size_refusal(task: str, estimator: str) -> str:
             f"task's category embeddings or scores); choose an estimator that takes logits")
 
 
-def log_exponential(shape: torch.Size | tuple[int, ...], device: torch.device) -> torch.Tensor:
-    """``log E`` (float32) with E = −log U ~ Exp(1): the negated standard Gumbel noise, G = −log E.
+def exponential_noise(shape: torch.Size | tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """E = −log U ~ Exp(1), float32, finite and > 0.
 
-    U is drawn with ``torch.rand`` — in float64 on the CPU (53-bit uniforms: E is resolved down to 2⁻⁵³, so G's
-    upper tail is exact to G ≈ 36) and in float32 elsewhere, as ``exponential_`` does on CUDA — and clamped away
-    from 0 so every value is finite. On the CPU this is 2–4× faster than ``Tensor.exponential_`` (which
+    U is drawn with ``torch.rand`` — in float64 on the CPU (53-bit uniforms: E is resolved down to 2⁻⁵³, so the
+    Gumbel noise −log E is exact in its upper tail to ≈ 36) and in float32 elsewhere, as ``exponential_`` does on
+    CUDA — and clamped away from 0. On the CPU this is 2–4× faster than ``Tensor.exponential_`` (which
     ``torch.nn.functional.gumbel_softmax`` uses), the largest part of a Gumbel-softmax step there.
     """
     if getattr(device, "type", device) == "cpu":
         u = torch.rand(shape, device=device, dtype=torch.float64)
-        e = u.clamp_min_(torch.finfo(torch.float64).tiny).log_().neg_().float()
-    else:
-        u = torch.rand(shape, device=device, dtype=torch.float32)
-        e = u.clamp_min_(torch.finfo(torch.float32).tiny).log_().neg_()
-    return e.log_()
+        return u.clamp_min_(torch.finfo(torch.float64).tiny).log_().neg_().float()
+    u = torch.rand(shape, device=device, dtype=torch.float32)
+    return u.clamp_min_(torch.finfo(torch.float32).tiny).log_().neg_()
+
+
+def log_exponential(shape: torch.Size | tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """``log E`` (float32), E ~ Exp(1) (:func:`exponential_noise`): the negated standard Gumbel noise, G = −log E."""
+    return exponential_noise(shape, device).log_()
 
 
 def gumbel_noise(shape: torch.Size, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:

@@ -23,15 +23,20 @@ from __future__ import annotations
 
 import torch
 
-from .base import PATHWISE, Estimator, log_exponential, one_hot_max
+from .base import PATHWISE, Estimator, exponential_noise, log_exponential, one_hot_max
+from .gumbel import _softmax_
 
 
 def _centered_conditional(log_p: torch.Tensor, idx: torch.Tensor, samples: int) -> torch.Tensor:
-    """``φ + G′ − logsumexp φ`` for ``samples`` draws [samples, *log_p.shape] given the argmax ``idx`` [..., 1]."""
-    le = log_exponential((samples, *log_p.shape), log_p.device)              # log E
-    le_b = le.gather(-1, idx.expand(samples, *idx.shape))                     # log E_b
-    u = torch.logaddexp(le - log_p, le_b).neg_()                              # −log(E_i/p_i + E_b)
-    return u.scatter_(-1, idx.expand(samples, *idx.shape), le_b.neg())        # the maximum: −log E_b
+    """``φ + G′ − logsumexp φ`` for ``samples`` draws [samples, *log_p.shape] given the argmax ``idx`` [..., 1].
+
+    Written ``log p_i − log(E_i + p_i·E_b)`` (= −log(E_i/p_i + E_b)): no 1/p_i, so a tiny or zero p_i (a masked
+    category: log p_i = −inf) gives its exact, finite or −inf, value without overflow."""
+    e = exponential_noise((samples, *log_p.shape), log_p.device)             # E
+    at = idx.expand(samples, *idx.shape)
+    e_b = e.gather(-1, at)                                                    # E_b
+    u = e.addcmul_(log_p.exp().expand_as(e), e_b).log_().neg_().add_(log_p)  # log p_i − log(E_i + p_i E_b)
+    return u.scatter_(-1, at, e_b.log_().neg_())                              # the maximum: −log E_b
 
 
 def conditional_gumbel(logits: torch.Tensor, index: torch.Tensor, samples: int = 1) -> torch.Tensor:
@@ -48,12 +53,12 @@ class _GumbelRaoFn(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, beta: float, tau: float, samples: int) -> torch.Tensor:
         if beta == 0:
             d = one_hot_max(x)
-            s = torch.softmax(x / tau, dim=-1)[None]
+            s = _softmax_(x / tau)[None]
         else:
             phi = x / beta
             d = one_hot_max(log_exponential(x.shape, x.device).neg_().add_(phi))     # argmax(θ + βG) = argmax(φ + G)
             u = _centered_conditional(torch.log_softmax(phi, dim=-1), d.argmax(dim=-1, keepdim=True), samples)
-            s = torch.softmax(u.mul_(beta / tau), dim=-1)                               # softmax((θ + βG′)/τ)
+            s = _softmax_(u.mul_(beta / tau))                                          # softmax((θ + βG′)/τ), in place
         ctx.save_for_backward(s)
         ctx.tau = tau
         return d
@@ -61,9 +66,9 @@ class _GumbelRaoFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g: torch.Tensor):
         (s,) = ctx.saved_tensors
-        sg = s * g
-        jvp = sg - s * sg.sum(dim=-1, keepdim=True)                                    # J(s_m) g per draw
-        return jvp.mean(dim=0) / ctx.tau, None, None, None
+        jvp = s * g                                                                    # one buffer of M draws
+        jvp.addcmul_(s, jvp.sum(dim=-1, keepdim=True), value=-1.0)                    # J(s_m) g per draw
+        return jvp.mean(dim=0).div_(ctx.tau), None, None, None
 
 
 class GumbelRao(Estimator):

@@ -22,10 +22,10 @@ import torch
 from .base import PATHWISE, Estimator, log_exponential
 
 
-def _jvp_softmax(p: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """``J(p) g = p ⊙ g − p·(pᵀg)`` over the last dimension."""
+def _jvp_softmax_(p: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """``J(p) g = p ⊙ g − p·(pᵀg)`` over the last dimension (one new buffer)."""
     pg = p * g
-    return pg - p * pg.sum(dim=-1, keepdim=True)
+    return pg.addcmul_(p, pg.sum(dim=-1, keepdim=True), value=-1.0)
 
 
 class _ReinMaxFn(torch.autograd.Function):
@@ -38,9 +38,9 @@ class _ReinMaxFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g: torch.Tensor):
         x, d = ctx.saved_tensors
-        pi0 = torch.softmax(x, dim=-1)
-        pi1 = 0.5 * (torch.softmax(x / ctx.tau, dim=-1) + d)
-        return 2.0 * _jvp_softmax(pi1, g) - 0.5 * _jvp_softmax(pi0, g), None, None
+        pi1 = torch.softmax(x / ctx.tau, dim=-1).add_(d).mul_(0.5)                 # π₁ = ½(softmax(θ/τ) + D)
+        grad = _jvp_softmax_(pi1, g).mul_(2.0)
+        return grad.add_(_jvp_softmax_(torch.softmax(x, dim=-1), g), alpha=-0.5), None, None
 
 
 def reinmax_sample(logits: torch.Tensor, d: torch.Tensor, tau: float) -> torch.Tensor:
