@@ -386,6 +386,7 @@ def profile(benchmark: str, profile_name: str = "quick", variant: str | None = N
         "suite_overhead_ms_per_step": run["overhead_ms_per_step"] - plain["overhead_ms_per_step"],
         "suite_overhead_share": (run["overhead_ms_per_step"] - plain["overhead_ms_per_step"]) * lightning_rate / 1e3,
         "examples_per_s": lightning_rate * batch_size if batch_size else None,
+        **({f"{bm.example_unit}_per_s": lightning_rate * batch_size} if batch_size and bm.example_unit else {}),
         "loader_batches_per_s": loader_rate, "loader_vs_step": loader_rate / lightning_rate,
         "loading_time_share_of_step": lightning_rate / loader_rate,
         "node_shape": list(bm.node_shape), **{f"estimator_{k}": v for k, v in est.items()},

@@ -32,4 +32,5 @@ register(Benchmark(
     reference=[{"variant": "vsgae", "estimator": "–", "tricks": "–", "source": "Table 6.7",
                 "metrics": {"test/recon_acc": 0.9999, "test/prior_validity": 0.9509}}],
     node_shape=(32, 5),
+    example_unit="graphs",
 ))

@@ -49,6 +49,9 @@ class Benchmark:
     reference: list[dict[str, Any]] = field(default_factory=list)
     #: shape (batch, ..., K) of one discrete node, for the estimator micro-benchmark of ``scgbench profile``
     node_shape: tuple[int, ...] = (16, 19)
+    #: what one example of a batch is, for the throughput ``scgbench profile`` reports as ``<unit>_per_s``
+    #: beside ``examples_per_s`` (None: examples only)
+    example_unit: str | None = None
     #: figures drawn from records: name → function(records, output path) → path (``scgbench figure``)
     figures: dict[str, Callable] = field(default_factory=dict)
     #: leaderboard label of a record (``None``: its ``variant``), for a benchmark whose variant names changed
