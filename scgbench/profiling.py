@@ -51,7 +51,7 @@ from torch.utils.data import DataLoader
 from .benchmarks import get_benchmark
 from .callbacks import CALLBACKS, TRICKS, RunCheckpoint, SelectionCheckpoint
 from .config import BenchmarkCLI, benchmark_args, check_families
-from .estimators import ESTIMATORS, estimators_of as _estimators, get_estimator, reset_estimators
+from .estimators import SCORE_FUNCTION, ESTIMATORS, estimators_of as _estimators, get_estimator, reset_estimators
 from .models.base import SCGModule
 from .runner import NullProfiler, choose_threads, progress_callbacks, quiet_lightning
 
@@ -237,8 +237,11 @@ def _estimator_timing(shape: Sequence[int], iters: int | None = None, rounds: in
 
         def step(est=est, params=params):
             z = est(params)
-            cost = (z * w).sum(-1).reshape(shape[0], -1).sum(1)
-            (cost.sum() + est.surrogate_loss(cost)).backward()
+            if est.family == SCORE_FUNCTION:  # the surrogate needs one cost per example
+                cost = (z * w).sum(-1).reshape(shape[0], -1).sum(1)
+                (cost.sum() + est.surrogate_loss(cost)).backward()
+            else:                             # the same loss as the baselines'
+                (z * w).sum().backward()
 
         steps[name] = step
     total = dict.fromkeys(steps, 0.0)

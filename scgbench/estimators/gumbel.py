@@ -62,7 +62,7 @@ class _GumbelSoftmaxFn(torch.autograd.Function):
 
 
 class GumbelSoftmax(Estimator):
-    """``z = softmax((θ + β·G) / τ)`` (Jang et al. 2017, Eq. 1 there; thesis Eq. 4.3 with the Gumbel scale β of
+    """``z = softmax((θ + β·G) / τ)`` (Jang et al. 2017, Eq. 2 there; thesis Eq. 4.3 with the Gumbel scale β of
     §5.2.2).
 
     β = 1 is the standard relaxation, β = 0 the deterministic softmax relaxation; TempMatch anneals β → τ.

@@ -1,5 +1,6 @@
 """Gumbel-Rao: the Rao-Blackwellised straight-through Gumbel-softmax estimator (Paulus, Maddison, Krause, ICLR
-2021, "Rao-Blackwellizing the Straight-Through Gumbel-Softmax Gradient Estimator", §3; SPEC §1.2).
+2021, "Rao-Blackwellizing the Straight-Through Gumbel-Softmax Gradient Estimator": its Monte-Carlo estimator
+GR-MCK, here with M draws; SPEC §1.2 states the estimator and the conditional draw).
 
 Forward: ``D = one_hot(argmax(θ + β·G))``, as ST-Gumbel. Backward: the ST-Gumbel gradient ``J(s)ᵀg / τ`` with
 ``s = softmax((θ + β·G)/τ)`` is replaced by its conditional expectation given D, estimated with M conditional
@@ -73,7 +74,7 @@ class _GumbelRaoFn(torch.autograd.Function):
 
 class GumbelRao(Estimator):
     """Forward one-hot ``argmax(θ + β·G)``; backward the mean over ``mc_samples`` = M conditional Gumbel draws of
-    the Gumbel-softmax gradient (Paulus et al. 2021, §3; module docstring). M ≥ 1."""
+    the Gumbel-softmax gradient (Paulus et al. 2021, GR-MCK; module docstring). M ≥ 1."""
 
     name = "gumbel-rao"
     family = PATHWISE

@@ -1,5 +1,6 @@
 """ReinMax (Liu, Dong, Liu, Yu, Gao, NeurIPS 2023, "Bridging Discrete and Backpropagation: Straight-Through and
-Beyond", §4; SPEC §1.2): a second-order (Heun's method) refinement of straight-through.
+Beyond"; the formula as SPEC §1.2 and the authors' package state it — the paper's equation numbers were not at
+hand offline): a second-order (Heun's method) refinement of straight-through.
 
 Forward: the hard sample ``D ~ Cat(π₀)``, ``π₀ = softmax θ``. Backward, with upstream gradient g and the softmax
 Jacobian ``J(p) = diag(p) − p pᵀ`` (symmetric):
@@ -50,7 +51,7 @@ def reinmax_sample(logits: torch.Tensor, d: torch.Tensor, tau: float) -> torch.T
 
 class ReinMax(Estimator):
     """Forward ``D ~ Cat(softmax θ)`` (Gumbel-max with unit scale); backward ``2·J(π₁)ᵀg − ½·J(softmax θ)ᵀg``,
-    ``π₁ = ½(softmax(θ/τ) + D)`` (Liu et al. 2023, §4; module docstring)."""
+    ``π₁ = ½(softmax(θ/τ) + D)`` (Liu et al. 2023; module docstring)."""
 
     name = "reinmax"
     family = PATHWISE
