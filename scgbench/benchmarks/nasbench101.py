@@ -8,7 +8,8 @@ from .registry import Benchmark, register
 
 METRICS = ("test/recon_acc", "test/recon_ci_low", "test/recon_ci_high", "test/prior_validity",
            "test/prior_valid_in_space", "test/prior_uniqueness", "test/prior_novelty", "test/pred_rmse",
-           "test/pred_kendall_tau")
+           "test/pred_kendall_tau", *(f"test/pred_curve_{m}_{n}" for n in (100, 1000, 10000)
+                                      for m in ("rmse", "kendall_tau")))
 
 register(Benchmark(
     name="nasbench101-vsgae",
@@ -27,7 +28,7 @@ register(Benchmark(
     selection_metric="val/loss",
     selection_mode="min",
     leaderboard_metrics=METRICS,
-    lower_is_better=("test/pred_rmse",),
+    lower_is_better=("test/pred_rmse", *(f"test/pred_curve_rmse_{n}" for n in (100, 1000, 10000))),
     families=(),
     reference=[{"variant": "vsgae", "estimator": "–", "tricks": "–", "source": "Table 6.7",
                 "metrics": {"test/recon_acc": 0.9999, "test/prior_validity": 0.9509}}],

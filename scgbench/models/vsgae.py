@@ -17,7 +17,13 @@ Eqs. 5.1–5.14; Appendix A.2; Table 6.7).
   validation accuracy, trained jointly (MSE on cells that have one) when the data carry accuracies. Without
   accuracies (the enumerated space) its parameters are frozen for the fit, so DDP does not wait for their
   gradients; with them every graph passes through it (cells without a target weigh 0), so a batch without
-  targets on one rank still uses the head.
+  targets on one rank still uses the head. At test, with accuracies, also the accuracy-prediction curve: a
+  regressor on the posterior means of 100 / 1,000 / 10,000 training cells, scored on the held-out cells (RMSE,
+  Kendall τ; :mod:`scgbench.metrics.prediction`).
+* Options of the authors' code (github.com/jovitalukasik/vs_gae, where the thesis is silent): ``posterior_noise``
+  scales the reparameterisation noise (z = μ + s·σ·ε; 0.01 there, 1 the textbook ELBO), ``edge_loss='mean'``
+  averages a step's edge terms over its candidate nodes, and their KL weight β = 0.005 on a KL summed over the
+  batch is ``kl_weight = 0.005 × batch size`` on the per-graph mean used here.
 
 Decoding is batched over graphs *and* exact: each graph's random choices come from its own uniform noise
 (``noise_type`` [B, 6], ``noise_edge`` [B, 6, 6]), so a batch decodes to the same graphs as decoding each
@@ -30,7 +36,10 @@ do not depend on batching, rank or world size.
 from __future__ import annotations
 
 
+from pathlib import Path
+
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -38,7 +47,9 @@ from torchmetrics import KendallRankCorrCoef, MeanMetric, MeanSquaredError
 
 from ..specs.nasbench101 import MAX_VERTICES, NODE_TYPES
 from ..estimators.noise import eval_noise_key, keyed_normal, keyed_uniform, sub_key
+from ..figures import prediction_curve_figure
 from ..metrics.graphs import GenerationMetrics, ReconstructionAccuracy
+from ..metrics.prediction import DEFAULT_SIZES, curve_scalars, prediction_curve
 from .evaluation import TEST, log_reduced
 
 NUM_TYPES = len(NODE_TYPES)
@@ -430,6 +441,29 @@ class VSGAE(pl.LightningModule):
                                "test/pred_kendall_tau": self.pred_tau.compute()})
         self.pred_rmse.reset()
         self.pred_tau.reset()
+        self._prediction_curve()
+
+    def _prediction_curve(self) -> None:
+        """With accuracies in the data: RMSE and Kendall τ of a regressor on the posterior means against the
+        training-set size (:func:`~scgbench.metrics.prediction.prediction_curve`), logged as
+        ``test/pred_curve_*`` and drawn into the run directory's ``figures/pred_curve.png``. Every rank computes
+        the same curve (the cells and subsets come from the data seed), so the logged values are exact."""
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if dm is None or not getattr(dm, "has_targets", False):
+            return
+        train_rows, test_rows = dm.prediction_index(max_train=max(DEFAULT_SIZES))
+        if len(train_rows) < 2 or len(test_rows) < 2:
+            return
+        curve = prediction_curve(self.embed(dm.cells_loader(train_rows)), dm.targets(train_rows),
+                                 self.embed(dm.cells_loader(test_rows)), dm.targets(test_rows), seed=dm.data_seed)
+        log_reduced(self, curve_scalars(curve))
+        if self.trainer.is_global_zero:
+            prediction_curve_figure(curve, Path(self.trainer.default_root_dir) / "figures" / "pred_curve.png")
+
+    @torch.no_grad()
+    def embed(self, loader) -> np.ndarray:
+        """Posterior means [N, dg] of the cells of ``loader``, in its order."""
+        return torch.cat([self.encode(b.to(self.device))[0].float().cpu() for b in loader]).numpy()
 
     def configure_optimizers(self):
         opt = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
