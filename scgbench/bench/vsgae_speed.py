@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--prior", type=int, default=1000, help="prior samples decoded per repeat")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--subset", type=int, default=20000, help="cells of the enumerated space to draw batches from")
+    p.add_argument("--dn", type=int, default=250, help="node width (250 in the paper, 64 in the quick profile)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--root", default=None, help="data root (default $SCGBENCH_DATA or ./data)")
     a = p.parse_args(argv)
@@ -98,8 +99,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(0)
     dm = NASBench101DataModule(root=a.root, subset=a.subset)
     dm.setup()
-    model = VSGAE()  # the paper's dimensions (dn = 250, dg = 56, two rounds)
-    out = {"threads": a.threads, "training": [training(model, dm, b, a.chunks, a.chunk) for b in a.batch_sizes],
+    model = VSGAE(dn=a.dn)  # dg = 56 and two rounds as in the paper
+    out = {"threads": a.threads, "dn": a.dn, "training": [training(model, dm, b, a.chunks, a.chunk) for b in a.batch_sizes],
            "generation": generation(model, a.prior, a.repeats)}
     out["mean_nodes"] = float(np.mean(dm.table.num_vertices[dm.train_index]))
     print(json.dumps(out, indent=1))
