@@ -80,12 +80,17 @@ class BiRound(nn.Module):
         self.fwd, self.bwd = DirectedMessage(dn), DirectedMessage(dn)
         self.gru = nn.GRUCell(2 * dn, dn)
 
-    def forward(self, h: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
-        """h [A, n, dn] node states, adj [A, n, n] with ``adj[a, u, v] = 1`` for an edge u → v."""
-        a, n, dn = h.shape
+    def stacked_weight(self) -> torch.Tensor:
+        """Receiver and sender parts of both directions' weights, stacked for one product: [4 · 2dn, dn]."""
         wf, wb = self.fwd.lin.weight, self.bwd.lin.weight
-        # receiver and sender parts of both directions in one product: [A, n, 4 · 2dn]
-        w = torch.cat([wf[:, :dn], wb[:, :dn], wf[:, dn:], wb[:, dn:]], dim=0)
+        dn = wf.size(1) // 2
+        return torch.cat([wf[:, :dn], wb[:, :dn], wf[:, dn:], wb[:, dn:]], dim=0)
+
+    def forward(self, h: torch.Tensor, adj: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
+        """h [A, n, dn] node states, adj [A, n, n] with ``adj[a, u, v] = 1`` for an edge u → v; ``w``: this
+        round's :meth:`stacked_weight`, when the caller propagates several times with the same weights."""
+        a, n, dn = h.shape
+        w = self.stacked_weight() if w is None else w
         rf, rb, sf, sb = (h @ w.t()).chunk(4, dim=-1)
         indeg, outdeg = adj.sum(1).unsqueeze(-1), adj.sum(2).unsqueeze(-1)
         m = (indeg * (rf + self.fwd.lin.bias) + adj.transpose(1, 2) @ sf
@@ -115,11 +120,16 @@ class GraphNet(nn.Module):
         self.agg = GatedSum(dn, dg)
         self.agg_var = GatedSum(dn, dg) if variational else None
 
-    def forward(self, h: torch.Tensor, adj: torch.Tensor, mask: torch.Tensor | None = None):
+    def stacked_weights(self) -> list[torch.Tensor]:
+        """Each round's :meth:`BiRound.stacked_weight`: built once for the decoder's steps, not once per step."""
+        return [r.stacked_weight() for r in self.rounds]
+
+    def forward(self, h: torch.Tensor, adj: torch.Tensor, mask: torch.Tensor | None = None,
+                weights: list[torch.Tensor] | None = None):
         """h [A, n, dn], adj [A, n, n]; padded nodes (``mask`` False) have no edges, so they reach no real node,
-        and the aggregations leave them out."""
-        for r in self.rounds:
-            h = r(h, adj)
+        and the aggregations leave them out. ``weights``: :meth:`stacked_weights`, if the caller has them."""
+        for i, r in enumerate(self.rounds):
+            h = r(h, adj, None if weights is None else weights[i])
         hg = self.agg(h, mask)
         var = self.agg_var(h, mask) if self.agg_var is not None else None
         return h, hg, var
@@ -202,9 +212,9 @@ class VSGAE(pl.LightningModule):
         return self.encode_dense(types, adj)
 
     # -- decoder pieces -------------------------------------------------------------------------------
-    def _propagate(self, h: torch.Tensor, adj: torch.Tensor):
+    def _propagate(self, h: torch.Tensor, adj: torch.Tensor, weights: list[torch.Tensor] | None = None):
         """GraphProp (Eq. 5.7) on A partial graphs that all have n nodes: h [A, n, dn], adj [A, n, n]."""
-        hp, hg, _ = self.graph_prop(h, adj)
+        hp, hg, _ = self.graph_prop(h, adj, weights=weights)
         return hp, hg
 
     def _start(self, z: torch.Tensor) -> torch.Tensor:
@@ -245,8 +255,9 @@ class VSGAE(pl.LightningModule):
         emb = self.dec_embed(true_types)                            # [B, 7, dn]
         h = self._start(z)                                          # [B, 1, dn]
         hgs, hps, news = [], [], []
+        weights = self.graph_prop.stacked_weights()
         for t in range(steps):
-            hp, hg = self._propagate(h, adj[:, : t + 1, : t + 1])
+            hp, hg = self._propagate(h, adj[:, : t + 1, : t + 1], weights)
             h_new = self.init_node(torch.cat([z, hg, emb[:, t + 1]], dim=-1))
             hgs.append(hg), hps.append(hp), news.append(h_new)
             h = torch.cat([hp, h_new[:, None, :]], dim=1)
@@ -295,11 +306,12 @@ class VSGAE(pl.LightningModule):
         nv = torch.ones(b, dtype=torch.long, device=dev)
         h = self._start(z)
         idx = torch.arange(b, device=dev)
+        weights = self.graph_prop.stacked_weights()
         for t in range(steps):
             if idx.numel() == 0:
                 break
             zt = z[idx]
-            hp, hg = self._propagate(h, adj[idx, : t + 1, : t + 1].float())
+            hp, hg = self._propagate(h, adj[idx, : t + 1, : t + 1].float(), weights)
             probs = torch.softmax(self.add_node(torch.cat([zt, hg], dim=-1)), dim=-1)
             if mode == "sample":
                 cdf = torch.cumsum(probs, dim=-1)
