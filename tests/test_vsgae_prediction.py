@@ -115,17 +115,7 @@ def test_prediction_curve_on_vsgae_embeddings_of_a_converted_tfrecord(tmp_path):
                                         for n in (20, 80, 300)}
 
 
-def _wired() -> bool:
-    import inspect
-
-    from scgbench.models.vsgae import VSGAE
-
-    return "prediction_curve" in inspect.getsource(inspect.getmodule(VSGAE))
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not _wired(), reason="scgbench/models/vsgae.py does not compute the prediction curve yet "
-                    "(issue 17 item 3: the lead wires it in scgbench/models/vsgae.py)")
 def test_vsgae_test_records_the_prediction_curve_and_draws_its_figure(tmp_path):
     import lightning.pytorch as pl
 
