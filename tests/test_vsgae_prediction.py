@@ -1,21 +1,36 @@
 """Performance prediction from the VS-GAE embedding on accuracies read from a self-written official tfrecord."""
 
-import base64
-import json
-
 import numpy as np
 import pytest
 
 from scgbench.datamodules.nasbench101.datamodule import NASBench101DataModule
 from scgbench.datamodules.nasbench101.enumeration import enumerate_space
 from scgbench.datamodules.nasbench101.store import METRICS_FILE
-from scgbench.datamodules.nasbench101.tfrecord import convert_tfrecord, encode_model_metrics, write_tfrecord
+from scgbench.datamodules.nasbench101.tfrecord import convert_tfrecord, encode_record, write_tfrecord
 from scgbench.specs.nasbench101 import NODE_TYPES, Cell
 
 
 def accuracy_of(cell: Cell) -> float:
     """A synthetic but structured 'validation accuracy': 3x3 convolutions help, pooling hurts."""
     return 0.80 + 0.04 * cell.ops.count("conv3x3-bn-relu") - 0.03 * cell.ops.count("maxpool3x3")
+
+
+def _write_metrics(tmp_path, space, rows, rng, noise: float) -> None:
+    """The cells ``rows`` of ``space`` written as a tfrecord in the official format (3 repeats each, validation
+    accuracy :func:`accuracy_of` plus N(0, ``noise``) per repeat, drawn from ``rng``) and converted to the metrics
+    parquet under ``tmp_path``."""
+    payloads = []
+    for i in rows:
+        v = int(space.num_vertices[i])
+        c = Cell(space.adjacency[i, :v, :v], [NODE_TYPES[t] for t in space.types[i, :v]])
+        for rep in range(3):
+            acc = accuracy_of(c) + rng.normal(0, noise)
+            m = {"trainable_parameters": 1000, "total_time": 1.0, "evaluation_data": [
+                {"current_epoch": e, "training_time": e, "train_accuracy": acc, "validation_accuracy": acc,
+                 "test_accuracy": acc} for e in (0, 54, 108)]}
+            payloads.append(encode_record(c.hash, 108, c.adjacency_string(), c.operations_string(), m))
+    src = write_tfrecord(tmp_path / "nasbench_only108.tfrecord", payloads)
+    convert_tfrecord(src, tmp_path / "nasbench101" / METRICS_FILE, progress=False)
 
 
 @pytest.mark.slow
@@ -26,19 +41,8 @@ def test_accuracy_regression_head(tmp_path):
 
     space = enumerate_space(5)
     rng = np.random.default_rng(0)
-    payloads = []
-    for i in rng.choice(np.flatnonzero(space.num_vertices == 5), 60, replace=False):
-        v = int(space.num_vertices[i])
-        c = Cell(space.adjacency[i, :v, :v], [NODE_TYPES[t] for t in space.types[i, :v]])
-        for rep in range(3):
-            acc = accuracy_of(c) + rng.normal(0, 0.002)
-            m = {"trainable_parameters": 1000, "total_time": 1.0, "evaluation_data": [
-                {"current_epoch": e, "training_time": e, "train_accuracy": acc, "validation_accuracy": acc,
-                 "test_accuracy": acc} for e in (0, 54, 108)]}
-            payloads.append(json.dumps([c.hash, 108, c.adjacency_string(), c.operations_string(),
-                                        base64.b64encode(encode_model_metrics(m)).decode()]).encode())
-    src = write_tfrecord(tmp_path / "nasbench_only108.tfrecord", payloads)
-    convert_tfrecord(src, tmp_path / "nasbench101" / METRICS_FILE, progress=False)
+    _write_metrics(tmp_path, space, rng.choice(np.flatnonzero(space.num_vertices == 5), 60, replace=False), rng,
+                   noise=0.002)
     dm = NASBench101DataModule(root=str(tmp_path), use_metrics="yes", batch_size=12, seed=0, test_fraction=0.25)
     dm.setup()
     assert dm.has_targets and len(dm.test_set) == 15
@@ -57,24 +61,10 @@ def test_accuracy_regression_head(tmp_path):
 
 # -- the accuracy-prediction curve (issue 17 item 3): RMSE and Kendall τ of a regressor on the embedding ------------
 def _curve_data(tmp_path, cells: int = 400):
-    """A converted metrics parquet under ``tmp_path`` from a tfrecord in the official format: ``cells`` cells of
-    the 5-vertex space, 3 repeats each, validation accuracy :func:`accuracy_of` plus repeat noise."""
-    from scgbench.datamodules.nasbench101.tfrecord import encode_record
-
+    """A converted metrics parquet under ``tmp_path``: ``cells`` cells of the 5-vertex space (:func:`_write_metrics`)."""
     space = enumerate_space(5)
     rng = np.random.default_rng(0)
-    payloads = []
-    for i in rng.choice(len(space.hashes), cells, replace=False):
-        v = int(space.num_vertices[i])
-        c = Cell(space.adjacency[i, :v, :v], [NODE_TYPES[t] for t in space.types[i, :v]])
-        for rep in range(3):
-            acc = accuracy_of(c) + rng.normal(0, 0.005)
-            m = {"trainable_parameters": 1000, "total_time": 1.0, "evaluation_data": [
-                {"current_epoch": e, "training_time": e, "train_accuracy": acc, "validation_accuracy": acc,
-                 "test_accuracy": acc} for e in (0, 54, 108)]}
-            payloads.append(encode_record(c.hash, 108, c.adjacency_string(), c.operations_string(), m))
-    src = write_tfrecord(tmp_path / "nasbench_only108.tfrecord", payloads)
-    convert_tfrecord(src, tmp_path / "nasbench101" / METRICS_FILE, progress=False)
+    _write_metrics(tmp_path, space, rng.choice(len(space.hashes), cells, replace=False), rng, noise=0.005)
 
 
 def test_prediction_curve_on_vsgae_embeddings_of_a_converted_tfrecord(tmp_path):
@@ -100,10 +90,8 @@ def test_prediction_curve_on_vsgae_embeddings_of_a_converted_tfrecord(tmp_path):
     model = VSGAE(dn=32, dg=8).eval()
 
     def embed(index):
-        with torch.no_grad():
-            batches = list(dm.cells_loader(index))
-            assert [int(r) for b in batches for r in b.cell_index] == list(index)  # in the order asked for
-            return torch.cat([model.encode(b)[0] for b in batches]).numpy()
+        assert [int(r) for b in dm.cells_loader(index) for r in b.cell_index] == list(index)  # in the order asked
+        return model.embed(dm.cells_loader(index))
 
     y_test = dm.targets(test)
     curve = prediction_curve(embed(train), dm.targets(train), embed(test), y_test, sizes=(20, 80, 10000))
