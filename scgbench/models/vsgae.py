@@ -339,10 +339,16 @@ class VSGAE(pl.LightningModule):
         if stage in (None, "test", "fit") and self.generation is None and dm is not None and dm.table is not None:
             self.generation = GenerationMetrics(dm.space_hashes(), dm.train_hashes())
 
-    def _loss(self, batch, sample: bool = True):
+    def _loss(self, batch, sample: bool = True, eps: torch.Tensor | None = None):
+        """The objective (Eqs. 5.13–5.14, + the accuracy head's MSE when it trains); ``eps``: the
+        reparameterisation noise (drawn when None)."""
         types, adj, nv = self.dense(batch)
         mu, logvar = self.encode_dense(types, adj)
-        z = mu + self.hparams.posterior_noise * torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
+        if sample:
+            eps = torch.randn_like(mu) if eps is None else eps
+            z = mu + self.hparams.posterior_noise * eps * torch.exp(0.5 * logvar)
+        else:
+            z = mu
         node_loss, edge_loss = self.reconstruction_loss(z, types, adj, nv)
         kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(-1)
         loss = (node_loss + edge_loss + self.hparams.kl_weight * kl).mean()
