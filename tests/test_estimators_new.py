@@ -99,7 +99,9 @@ def test_tempmatch_leaves_the_beta_of_estimators_without_gumbel_noise():
 
     holder = torch.nn.ModuleList([get_estimator("reinmax", tau=2.0), get_estimator("gumbel", tau=2.0)])
     tm = TempMatch(gamma=0.5, total_updates=10)
-    tm.estimators, tm._taus = list(holder), [2.0, 2.0]
+    tm.setup(None, holder, "fit")  # finds the module's estimators, as in a run
+    assert tm.estimators == list(holder) and tm.scaled == [holder[1]]
+    tm._taus = [2.0]  # the τ on_train_start reads from the scaled estimators
     tm.apply(holder, 3)
     assert float(holder[0].beta) == 1.0 and float(holder[1].beta) == pytest.approx(2.0 * (1 - math.exp(-1.5)))
 

@@ -92,12 +92,15 @@ class _Schedule(Described, pl.Callback):
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self.estimators: list[Estimator] = []
+        self.scaled: list[Estimator] = []
         self.components = []
         self._applied_t: int | None = None
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         # Found once: walking the module tree every step is a measurable share of a small model's step.
         self.estimators, self.components = _tempered(pl_module), components_of(pl_module)
+        # the estimators whose Gumbel scale β a schedule may set (ReinMax, IGR draw no Gumbel noise to scale)
+        self.scaled = [e for e in self.estimators if e.uses_gumbel_scale]
         self._applied_t = None
 
     def on_train_start(self, trainer, pl_module) -> None:
@@ -138,12 +141,11 @@ class TempMatch(_Schedule):
         if self.tau is not None:
             for e in self.estimators:
                 e.set_tau(self.tau)
-        self._taus = [float(e.tau) for e in self.estimators]
+        self._taus = [float(e.tau) for e in self.scaled]
 
     def apply(self, pl_module, t):
-        for e, tau in zip(self.estimators, self._taus):
-            if e.uses_gumbel_scale:  # ReinMax, IGR: no Gumbel noise whose scale could be annealed
-                e.set_beta(self.beta(tau, self.gamma, t))
+        for e, tau in zip(self.scaled, self._taus):
+            e.set_beta(self.beta(tau, self.gamma, t))
 
 
 class TauAnnealing(_Schedule):
@@ -182,9 +184,8 @@ class CosineScaleAnnealing(_Schedule):
     def apply(self, pl_module, t):
         p = min(1.0, t / self.clock.total_updates)
         beta = self.end + (self.start - self.end) * (1 + math.cos(math.pi * p)) / 2
-        for e in self.estimators:
-            if e.uses_gumbel_scale:
-                e.set_beta(beta)
+        for e in self.scaled:
+            e.set_beta(beta)
 
 
 class DropResAnnealing(_Schedule):
