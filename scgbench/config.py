@@ -36,7 +36,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from .benchmarks import Benchmark
 from .callbacks import CALLBACKS
-from .estimators import get_estimator_class, param_size_refusal
+from .estimators import cost_oracle_refusal, get_estimator_class, param_size_refusal
 from .experiment import experiment, flatten
 
 #: Trainer settings of every run (shown by ``--print_config``; the run directory's logger, checkpoints and
@@ -185,6 +185,8 @@ def check_families(cli: BenchmarkCLI) -> None:
                               f"(--model.{key}); it supports {', '.join(bm.families)}")
         if not cls.takes_logits and not getattr(bm.module, "honours_param_size", False):
             raise ConfigError(param_size_refusal(bm.name, name) + f" (--model.{key})")
+        if cls.needs_cost_oracle and not getattr(bm.module, "provides_cost_oracle", False):
+            raise ConfigError(cost_oracle_refusal(bm.name, name) + f" (--model.{key})")
 
 
 # -- one-line errors -----------------------------------------------------------------------------------------

@@ -18,7 +18,8 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from .base import EVAL_MODES, PATHWISE, SCORE_FUNCTION, Estimator, check_positive, gumbel_noise, param_size_refusal
+from .base import (EVAL_MODES, PATHWISE, SCORE_FUNCTION, Estimator, check_positive, cost_oracle_refusal, gumbel_noise,
+                   param_size_refusal)
 from .gumbel import GumbelSoftmax, StraightThroughGumbel
 from .gumbel_rao import GumbelRao, conditional_gumbel
 from .igr import IGR
@@ -134,6 +135,6 @@ __all__ = [
     "ESTIMATORS", "EVAL_MODES", "check_positive", "PATHWISE", "SCORE_FUNCTION", "Estimator", "GumbelSoftmax",
     "StraightThroughGumbel", "Reinforce", "ReinMax", "GumbelRao", "IGR", "conditional_gumbel", "reinmax_sample", "decoding", "estimators_of", "expand_for_samples", "get_estimator",
     "get_estimator_class", "gumbel_noise", "keyed_gumbel", "keyed_noise", "keyed_normal", "keyed_uniform",
-    "list_estimators", "param_size_refusal", "eval_noise_key", "KeyedStream", "sub_key", "num_samples", "register_estimator",
+    "list_estimators", "cost_oracle_refusal", "param_size_refusal", "eval_noise_key", "KeyedStream", "sub_key", "num_samples", "register_estimator",
     "reset_estimators", "score_function_loss",
 ]

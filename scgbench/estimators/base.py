@@ -12,7 +12,12 @@ first dimension is the (sample-expanded) batch. Extension points for later famil
 * ``uses_temperature`` — whether TempMatch/TauAnn schedules apply to it; ``uses_gumbel_scale`` — whether its
   training sample depends on β (ReinMax and IGR draw no Gumbel noise of scale β);
 * ``takes_logits`` — False for an estimator whose parameters are not the K logits (IGR); benchmarks declare
-  whether their networks honour ``param_size`` (:class:`scgbench.benchmarks.registry.Benchmark`).
+  whether their networks honour ``param_size`` (:class:`scgbench.benchmarks.registry.Benchmark`);
+* ``needs_cost_oracle`` — True for an estimator that needs the task's cost of *alternative* configurations of a
+  node group (Direct's coordinate-wise loss table, exact enumeration). It is used through :meth:`expected_cost`
+  instead of ``forward`` and serves only task modules that declare ``provides_cost_oracle``;
+* :meth:`check_node_group` — refuses, at config time, a group of N nodes × K categories it cannot serve
+  (spike-and-exponential: K = 2 only; exact enumeration: K^N above its cap).
 """
 
 from __future__ import annotations
@@ -39,6 +44,14 @@ def param_size_refusal(task: str, estimator: str) -> str:
     return (f"{task} cannot use estimator {estimator!r}: it needs param_size(K) != K parameters per node (IGR: "
             f"2(K-1) Gaussian parameters), and this task's network gives every node its K logits (tied to the "
             f"task's category embeddings or scores); choose an estimator that takes logits")
+
+
+def cost_oracle_refusal(task: str, estimator: str) -> str:
+    """Why a task that cannot evaluate its loss at alternative latent configurations cannot serve an estimator that
+    needs them (Direct, exact enumeration)."""
+    return (f"{task} cannot use estimator {estimator!r}: it needs the task's loss at alternative configurations of "
+            f"the discrete nodes (Direct's loss table, exact enumeration), which only tasks that can evaluate them "
+            f"provide (discrete-vae); choose a pathwise or score-function estimator")
 
 
 def exponential_noise(shape: torch.Size | tuple[int, ...], device: torch.device) -> torch.Tensor:
@@ -104,6 +117,8 @@ class Estimator(nn.Module):
     #: whether the parameters are the K logits of the categories (``param_size(K) == K``); an estimator with its own
     #: parameterisation (IGR: 2(K−1) numbers) serves only benchmarks whose networks honour :meth:`param_size`
     takes_logits: ClassVar[bool] = True
+    #: whether the estimator needs the task's cost of alternative configurations (:meth:`expected_cost`)
+    needs_cost_oracle: ClassVar[bool] = False
 
     def __init__(self, tau: float = 1.0, beta: float = 1.0, eval_mode: str = "map") -> None:
         super().__init__()
@@ -151,6 +166,20 @@ class Estimator(nn.Module):
     def param_size(self, num_categories: int) -> int:
         """Number of network outputs needed for ``num_categories`` categories."""
         return num_categories
+
+    def check_node_group(self, num_nodes: int, num_categories: int) -> None:
+        """Raise ``ValueError`` (naming the limit and the fix) if the estimator cannot serve ``num_nodes``
+        independent nodes of ``num_categories`` categories; task modules call it when they are configured."""
+
+    def expected_cost(self, params: torch.Tensor, cost_fn) -> torch.Tensor:
+        """For an estimator with ``needs_cost_oracle``: a per-example estimate of E_q[f(z)], q = Π_n Cat(softmax
+        params[:, n]), whose gradient w.r.t. ``params`` is the estimator's gradient and w.r.t. the task's own
+        parameters that of f at the configuration(s) used.
+
+        ``params`` [B, N, K] are the logits of N independent nodes; ``cost_fn(z)`` maps one-hot configurations
+        z [B, M, N, K] (M per example) to their costs [B, M] (differentiable in the task's parameters). Returns [B].
+        """
+        raise NotImplementedError(f"estimator {self.name!r} samples through forward(); it needs no cost oracle")
 
     def forward(self, params: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Sample in training; in evaluation decode with MAP (argmax θ) or a Gumbel-max sample at scale β."""

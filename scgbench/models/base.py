@@ -25,7 +25,7 @@ from ..nn.state import schedule_values
 from ..seeding import stream_seed
 from ..step_logging import log_step_scalars
 from ..estimators import (PATHWISE, decoding, estimators_of, expand_for_samples, get_estimator, get_estimator_class,
-                          param_size_refusal, reset_estimators, score_function_loss)
+                          cost_oracle_refusal, param_size_refusal, reset_estimators, score_function_loss)
 
 _MASK64 = (1 << 64) - 1
 
@@ -35,6 +35,9 @@ class SCGModule(pl.LightningModule):
     #: whose logits are tied to its category embeddings or entity scores) only estimators whose parameters are the
     #: K logits (``takes_logits``) serve it, and others (IGR) are refused when the module is configured
     honours_param_size: ClassVar[bool] = False
+    #: whether the task can evaluate its loss at alternative configurations of its discrete nodes and uses
+    #: ``Estimator.expected_cost`` for estimators that need it (Direct, exact); others refuse those estimators
+    provides_cost_oracle: ClassVar[bool] = False
 
     def __init__(self, estimator: str = "gumbel", tau: float = 1.0, beta: float = 1.0,
                  estimator_kwargs: dict | None = None, lr: float = 1e-3) -> None:
@@ -55,6 +58,8 @@ class SCGModule(pl.LightningModule):
         est = get_estimator(self.estimator_name, tau=self.tau0, beta=self.beta0, **self.estimator_kwargs)
         if not est.takes_logits and not self.honours_param_size:
             raise ValueError(param_size_refusal(type(self).__name__, est.name))
+        if est.needs_cost_oracle and not self.provides_cost_oracle:
+            raise ValueError(cost_oracle_refusal(type(self).__name__, est.name))
         return est
 
     # -- training ---------------------------------------------------------------------------------------
