@@ -2,11 +2,12 @@
 
 >>> est = get_estimator("gumbel", tau=8.0, beta=1.0)
 >>> list_estimators()  # doctest: +SKIP
-['gumbel', 'gumbel-rao', 'igr', 'reinforce', 'reinmax', 'st-gumbel']
+['direct', 'exact', 'gumbel', 'gumbel-rao', 'igr', 'reinforce', 'reinmax', 'spike-exp', 'st-gumbel']
 
-Later families (Direct, spike-and-exponential) register themselves with :func:`register_estimator`;
-task modules only ever call :func:`get_estimator`, :func:`score_function_loss` and
-:func:`expand_for_samples`, so adding an estimator changes no benchmark.
+Estimators that need the task's cost of alternative configurations (``direct``, ``exact``) are used through
+``Estimator.expected_cost`` and serve only task modules that declare ``provides_cost_oracle``. Further families
+register themselves with :func:`register_estimator`; task modules only ever call :func:`get_estimator`,
+:func:`score_function_loss` and :func:`expand_for_samples`, so adding an estimator changes no benchmark.
 """
 
 from __future__ import annotations
@@ -20,12 +21,15 @@ from torch import nn
 
 from .base import (EVAL_MODES, PATHWISE, SCORE_FUNCTION, Estimator, check_positive, cost_oracle_refusal, gumbel_noise,
                    param_size_refusal)
+from .direct import Direct
+from .exact import Exact
 from .gumbel import GumbelSoftmax, StraightThroughGumbel
 from .gumbel_rao import GumbelRao, conditional_gumbel
 from .igr import IGR
 from .noise import KeyedStream, eval_noise_key, keyed_gumbel, keyed_normal, keyed_uniform, sub_key
 from .reinforce import Reinforce
 from .reinmax import ReinMax, reinmax_sample
+from .spike_exp import SpikeExp, spike_exp_sample
 
 ESTIMATORS: dict[str, type[Estimator]] = {}
 
@@ -37,7 +41,7 @@ def register_estimator(cls: type[Estimator]) -> type[Estimator]:
     return cls
 
 
-for _cls in (GumbelSoftmax, StraightThroughGumbel, Reinforce, ReinMax, GumbelRao, IGR):
+for _cls in (GumbelSoftmax, StraightThroughGumbel, Reinforce, ReinMax, GumbelRao, IGR, Direct, Exact, SpikeExp):
     register_estimator(_cls)
 
 
@@ -133,7 +137,9 @@ def keyed_noise(module: nn.Module, ids: torch.Tensor, key: int) -> Iterator[None
 
 __all__ = [
     "ESTIMATORS", "EVAL_MODES", "check_positive", "PATHWISE", "SCORE_FUNCTION", "Estimator", "GumbelSoftmax",
-    "StraightThroughGumbel", "Reinforce", "ReinMax", "GumbelRao", "IGR", "conditional_gumbel", "reinmax_sample", "decoding", "estimators_of", "expand_for_samples", "get_estimator",
+    "StraightThroughGumbel", "Reinforce", "ReinMax", "GumbelRao", "IGR", "Direct", "Exact", "SpikeExp",
+    "spike_exp_sample", "conditional_gumbel", "reinmax_sample", "decoding", "estimators_of", "expand_for_samples",
+    "get_estimator",
     "get_estimator_class", "gumbel_noise", "keyed_gumbel", "keyed_noise", "keyed_normal", "keyed_uniform",
     "list_estimators", "cost_oracle_refusal", "param_size_refusal", "eval_noise_key", "KeyedStream", "sub_key", "num_samples", "register_estimator",
     "reset_estimators", "score_function_loss",

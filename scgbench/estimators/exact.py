@@ -1,0 +1,104 @@
+"""Exact marginalisation over a small node group: the zero-variance ground truth (SPEC §1.2, §2.6 exact-gradient
+diagnostics).
+
+For N independent nodes with logits θ_n ∈ R^K and q(c) = Π_n softmax(θ_n)[c_n],
+
+    E_q[f(z)] = Σ_{c ∈ {0..K−1}^N} q(c) · f(one_hot(c)),
+
+summed over all K^N configurations; its gradient w.r.t. θ and w.r.t. the task's parameters inside f is autograd
+through that sum (no estimate, no variance). Configurations are enumerated in ``itertools.product`` order (the last
+node varies fastest), log q(c) is a gather of log_softmax, and f is evaluated by the task's ``cost_fn`` in chunks of
+at most ``chunk_size`` decoder inputs (examples × configurations) per call. Only small groups are feasible:
+``max_configurations`` (default 65,536 = 4^8, an 8×4 latent) caps K^N at configuration time.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .base import PATHWISE, Estimator
+
+
+def configurations(num_nodes: int, num_categories: int, device: torch.device | None = None) -> torch.Tensor:
+    """All K^N category assignments [K^N, N] (long), in ``itertools.product(range(K), repeat=N)`` order: row c
+    holds the base-K digits of c, most significant first."""
+    c = torch.arange(num_categories ** num_nodes, device=device)
+    powers = num_categories ** torch.arange(num_nodes - 1, -1, -1, device=device)
+    return (c[:, None] // powers) % num_categories
+
+
+class Exact(Estimator):
+    """Σ_c q(c)·f(c) over all K^N configurations (module docstring). Used through :meth:`expected_cost`."""
+
+    name = "exact"
+    family = PATHWISE
+    uses_temperature = False
+    uses_gumbel_scale = False
+    needs_cost_oracle = True
+
+    def __init__(self, max_configurations: int = 65_536, chunk_size: int = 65_536, tau: float = 1.0,
+                 beta: float = 1.0, eval_mode: str = "map") -> None:
+        super().__init__(tau=tau, beta=beta, eval_mode=eval_mode)
+        if int(max_configurations) != max_configurations or int(max_configurations) < 1:
+            raise ValueError(f"exact needs an integer max_configurations >= 1, got {max_configurations} "
+                             "(set --estimator-arg max_configurations=65536)")
+        if int(chunk_size) != chunk_size or int(chunk_size) < 1:
+            raise ValueError(f"exact needs an integer chunk_size >= 1 (decoder inputs, examples x configurations, "
+                             f"per cost_fn call), got {chunk_size} (set --estimator-arg chunk_size=65536)")
+        self.max_configurations, self.chunk_size = int(max_configurations), int(chunk_size)
+        self._group: tuple[int, int] | None = None
+        self._codes: torch.Tensor | None = None  # configurations of the recorded group, on the last device used
+
+    def check_node_group(self, num_nodes: int, num_categories: int) -> None:
+        """Refuse K^N > ``max_configurations``; record (N, K) for :attr:`evaluations_per_step`."""
+        n, k = int(num_nodes), int(num_categories)
+        if n < 1 or k < 2:
+            raise ValueError(f"exact needs at least 1 node of at least 2 categories, got {n}x{k}")
+        count = k ** n
+        if count > self.max_configurations:
+            raise ValueError(f"exact enumerates K^N = {k}^{n} = {count:,} configurations, above its cap "
+                             f"max_configurations = {self.max_configurations:,}; raise the cap "
+                             f"(--estimator-arg max_configurations={count}) if that many decoder evaluations per "
+                             f"example fit, or use a smaller latent")
+        if self._group != (n, k):
+            self._group, self._codes = (n, k), None
+
+    @property
+    def evaluations_per_step(self) -> int:
+        """K^N decoder evaluations per example and step; (N, K) are known once :meth:`check_node_group` has run
+        (task modules call it at configuration; :meth:`expected_cost` does too), and asking earlier is an error."""
+        if self._group is None:
+            raise RuntimeError("exact's evaluations per step (K^N) depend on the node group: call "
+                               "check_node_group(num_nodes, num_categories) when configuring the task module")
+        n, k = self._group
+        return k ** n
+
+    def expected_cost(self, params: torch.Tensor, cost_fn) -> torch.Tensor:
+        """Σ_c q(c)·cost_fn(c) per example [B] (module docstring); ``params`` [B, N, K] logits, ``cost_fn(z)`` maps
+        z [B, M, N, K] to [B, M]. Differentiable in ``params`` and in whatever ``cost_fn`` depends on."""
+        if params.dim() != 3:
+            raise ValueError(f"exact expects params [B, N, K], got shape {tuple(params.shape)}")
+        b, n, k = params.shape
+        self.check_node_group(n, k)
+        if self._codes is None or self._codes.device != params.device:
+            self._codes = configurations(n, k, params.device)
+        codes = self._codes
+        log_q = torch.log_softmax(params.float(), dim=-1)  # [B, N, K]
+        nodes = torch.arange(n, device=params.device)
+        per_call = max(1, self.chunk_size // max(b, 1))  # configurations per cost_fn call
+        total = params.new_zeros(b, dtype=torch.float32)
+        for start in range(0, codes.shape[0], per_call):
+            chunk = codes[start:start + per_call]  # [M, N]
+            log_qc = log_q[:, nodes, chunk].sum(-1)  # [B, M]: log q(c) = Σ_n log softmax(θ_n)[c_n]
+            z = torch.nn.functional.one_hot(chunk, k).to(params.dtype)  # [M, N, K]
+            cost = cost_fn(z.expand(b, *z.shape))  # [B, M]
+            total = total + (log_qc.exp() * cost.float()).sum(-1)
+        return total
+
+    def sample(self, x: torch.Tensor) -> torch.Tensor:
+        # exact draws no sample: training goes through expected_cost; evaluation decoding is the base class's
+        raise RuntimeError("exact has no training sample: it sums over all K^N configurations; call "
+                           "expected_cost(params, cost_fn) (task modules that declare provides_cost_oracle do)")
+
+    def extra_repr(self) -> str:
+        return f"max_configurations={self.max_configurations}, chunk_size={self.chunk_size}, eval_mode={self.eval_mode}"
