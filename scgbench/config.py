@@ -187,6 +187,12 @@ def check_families(cli: BenchmarkCLI) -> None:
             raise ConfigError(param_size_refusal(bm.name, name) + f" (--model.{key})")
         if cls.needs_cost_oracle and not getattr(bm.module, "provides_cost_oracle", False):
             raise ConfigError(cost_oracle_refusal(bm.name, name) + f" (--model.{key})")
+        if not getattr(bm.module, "checks_node_groups", False):  # nodes of the benchmark's fixed K categories
+            try:
+                cls().check_node_group(1, bm.node_shape[-1])
+            except ValueError as e:
+                raise ConfigError(f"{bm.name} cannot use estimator {name!r} (--model.{key}): its nodes have "
+                                  f"{bm.node_shape[-1]} categories; {e}") from None
 
 
 # -- one-line errors -----------------------------------------------------------------------------------------

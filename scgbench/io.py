@@ -60,8 +60,16 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
 
 
+#: the git blob id, ``sha1(b"blob <size>\\0" + content)``: the checksum a Git host publishes for every file it
+#: serves (``git ls-tree``), for files whose authors published no other (the IWAE repository's Omniglot file)
+GIT_BLOB = "git-blob-sha1"
+
+
 def file_digest(path: str | os.PathLike, algorithm: str = "md5") -> str:
-    h = hashlib.new(algorithm)
+    if algorithm == GIT_BLOB:
+        h = hashlib.sha1(b"blob %d\0" % os.path.getsize(path))
+    else:
+        h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)

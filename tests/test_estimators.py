@@ -9,7 +9,7 @@ from scipy import stats
 from scgbench.estimators import (PATHWISE, SCORE_FUNCTION, Reinforce, expand_for_samples, get_estimator,
                                  list_estimators, score_function_loss)
 
-ALL = list_estimators(logits_only=True)  # IGR takes 2(K−1) parameters: its own tests below
+ALL = list_estimators(logits_only=True, sampling=True, num_categories=3)  # IGR, Direct, exact, spike-exp: own tests
 
 
 def test_registry_names_and_families():

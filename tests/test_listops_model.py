@@ -109,7 +109,7 @@ def test_parse_metrics_on_gold_choice(items):
 
 
 @pytest.mark.parametrize("estimator,kwargs", [(e, {"baseline": "loo", "num_samples": 2} if e == "reinforce" else {})
-                                              for e in list_estimators(logits_only=True)] + [("reinforce", {"baseline": "ema",
+                                              for e in list_estimators(logits_only=True, sampling=True, num_categories=10)] + [("reinforce", {"baseline": "ema",
                                                                                            "num_samples": 1})])
 def test_every_estimator_trains_parser_and_nodes(items, estimator, kwargs):
     torch.manual_seed(0)

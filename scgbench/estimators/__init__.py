@@ -45,9 +45,23 @@ for _cls in (GumbelSoftmax, StraightThroughGumbel, Reinforce, ReinMax, GumbelRao
     register_estimator(_cls)
 
 
-def list_estimators(logits_only: bool = False) -> list[str]:
-    """Registered names; ``logits_only``: only those whose parameters are the K logits (``takes_logits``)."""
-    return sorted(n for n, cls in ESTIMATORS.items() if cls.takes_logits or not logits_only)
+def serves(cls: type[Estimator], num_categories: int, num_nodes: int = 1) -> bool:
+    """Whether an estimator (with its default options) serves ``num_nodes`` nodes of ``num_categories``
+    categories (:meth:`Estimator.check_node_group`; spike-exp: binary nodes only)."""
+    try:
+        cls().check_node_group(num_nodes, num_categories)
+    except ValueError:
+        return False
+    return True
+
+
+def list_estimators(logits_only: bool = False, sampling: bool = False, num_categories: int | None = None) -> list[str]:
+    """Registered names; ``logits_only``: only those whose parameters are the K logits (``takes_logits``);
+    ``sampling``: only those that sample through ``forward`` (not the cost-oracle estimators, Direct and exact);
+    ``num_categories``: only those that serve nodes of that many categories (:func:`serves`)."""
+    return sorted(n for n, cls in ESTIMATORS.items()
+                  if (cls.takes_logits or not logits_only) and not (sampling and cls.needs_cost_oracle)
+                  and (num_categories is None or serves(cls, num_categories)))
 
 
 def get_estimator_class(name: str) -> type[Estimator]:
@@ -141,6 +155,6 @@ __all__ = [
     "spike_exp_sample", "conditional_gumbel", "reinmax_sample", "decoding", "estimators_of", "expand_for_samples",
     "get_estimator",
     "get_estimator_class", "gumbel_noise", "keyed_gumbel", "keyed_noise", "keyed_normal", "keyed_uniform",
-    "list_estimators", "cost_oracle_refusal", "param_size_refusal", "eval_noise_key", "KeyedStream", "sub_key", "num_samples", "register_estimator",
+    "list_estimators", "serves", "cost_oracle_refusal", "param_size_refusal", "eval_noise_key", "KeyedStream", "sub_key", "num_samples", "register_estimator",
     "reset_estimators", "score_function_loss",
 ]

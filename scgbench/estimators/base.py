@@ -22,6 +22,7 @@ first dimension is the (sample-expanded) batch. Extension points for later famil
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import torch
@@ -180,6 +181,30 @@ class Estimator(nn.Module):
         z [B, M, N, K] (M per example) to their costs [B, M] (differentiable in the task's parameters). Returns [B].
         """
         raise NotImplementedError(f"estimator {self.name!r} samples through forward(); it needs no cost oracle")
+
+    def prior_kl(self, params: torch.Tensor) -> torch.Tensor:
+        """KL of the posterior these parameters define to the uniform prior, per node (shape ``params.shape[:-1]``).
+
+        The categorical KL ``Σ_k q_k log q_k + log K`` with q = softmax(θ) (a factorial Bernoulli(½) prior when
+        K = 2); an estimator with its own posterior family overrides it (IGR: the closed-form Gaussian KL)."""
+        logq = torch.log_softmax(params.float(), dim=-1)
+        return (logq.exp() * logq).sum(-1) + math.log(params.shape[-1])
+
+    def posterior_sample(self, params: torch.Tensor, key: int, ids: torch.Tensor,
+                         samples: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``samples`` draws per example of the posterior the parameters define, for importance weighting:
+        ``(z [B, S, N, K], log p(z) − log q(z) [B, S])`` with p the uniform prior.
+
+        Here the discrete posterior q = Π_n Cat(softmax θ_n) by Gumbel-max (hard one-hot z, also for estimators
+        trained with a relaxation; SPEC §2.6), with noise keyed by (``key``, example id, sample, node, category)
+        (:func:`scgbench.estimators.noise.keyed_gumbel`), so the bound does not depend on batching or rank."""
+        from .noise import keyed_gumbel
+
+        b, n, k = params.shape
+        logq = torch.log_softmax(params.float(), dim=-1)[:, None].expand(b, samples, n, k)
+        idx = (logq + keyed_gumbel(key, ids, (b, samples, n, k))).argmax(-1, keepdim=True)
+        z = torch.zeros_like(logq).scatter_(-1, idx, 1.0)
+        return z, -n * math.log(k) - logq.gather(-1, idx).squeeze(-1).sum(-1)
 
     def forward(self, params: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Sample in training; in evaluation decode with MAP (argmax θ) or a Gumbel-max sample at scale β."""

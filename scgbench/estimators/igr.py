@@ -104,6 +104,27 @@ class IGR(Estimator):
         var_ratio = (2 * (log_sigma - log_sigma0)).exp()
         return (log_sigma0 - log_sigma + 0.5 * (var_ratio + ((mu - mu0) / log_sigma0.exp()).pow(2)) - 0.5).sum(-1)
 
+    def prior_kl(self, params: torch.Tensor) -> torch.Tensor:
+        """IGR's KL term is the closed-form Gaussian KL (Eq. 19, :meth:`kl`), not the categorical one."""
+        return self.kl(params)
+
+    def posterior_sample(self, params: torch.Tensor, key: int, ids: torch.Tensor,
+                         samples: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Relaxed samples z̃ = g(μ + σε, τ) with ``log p(z̃) − log q(z̃)`` (keyed ε): the map ε → z̃ is invertible
+        and the same for prior and posterior, so its Jacobian cancels and the ratio is that of the Gaussians,
+        ``log N(y; μ₀, σ₀²) − log N(y; μ, σ²)`` (Eq. 19's argument). IGR's bound is therefore that of its relaxed
+        model, as in seed 003, not of a discrete posterior."""
+        from .noise import keyed_normal
+
+        mu, log_sigma = self.split(params)
+        b, n, d = mu.shape
+        eps = keyed_normal(key, ids, (b, samples, n, d))
+        y = mu[:, None] + log_sigma.exp()[:, None] * eps
+        z = torch.softmax(self.logits(y), dim=-1)
+        log_q = (-log_sigma[:, None] - 0.5 * eps.pow(2)).sum((-1, -2))
+        log_p = (-self.prior_log_sigma - 0.5 * ((y - self.prior_mu) / self.prior_log_sigma.exp()).pow(2)).sum((-1, -2))
+        return z, log_p - log_q
+
     @torch.no_grad()
     def prior_mean(self, num_categories: int, samples: int = 20_000, seed: int = 0) -> torch.Tensor:
         """Monte-Carlo mean of the relaxed prior sample ``E[g(μ₀ + σ₀ε, τ)]`` (K entries), fixed noise."""

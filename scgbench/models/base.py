@@ -38,6 +38,9 @@ class SCGModule(pl.LightningModule):
     #: whether the task can evaluate its loss at alternative configurations of its discrete nodes and uses
     #: ``Estimator.expected_cost`` for estimators that need it (Direct, exact); others refuse those estimators
     provides_cost_oracle: ClassVar[bool] = False
+    #: whether the module calls ``Estimator.check_node_group`` itself for nodes whose size is an option (the
+    #: discrete VAE's latent); otherwise the benchmark's fixed node size (``Benchmark.node_shape``) is checked
+    checks_node_groups: ClassVar[bool] = False
 
     def __init__(self, estimator: str = "gumbel", tau: float = 1.0, beta: float = 1.0,
                  estimator_kwargs: dict | None = None, lr: float = 1e-3) -> None:

