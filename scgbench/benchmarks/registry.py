@@ -32,7 +32,7 @@ class Benchmark:
     #: what data it needs, and whether that is available without network (callable: checked lazily)
     data: str
     offline: Callable[[], bool]
-    selection_metric: str = "val/acc"
+    selection_metric: str | None = "val/acc"  # None: the final weights are tested
     selection_mode: str = "max"
     #: metrics shown on the leaderboard (test metrics, as logged); the first is the benchmark's main metric, the
     #: one the dashboard's index ranks estimators by
@@ -59,6 +59,14 @@ class Benchmark:
     row_variant: Callable[[dict], str] | None = None
     #: ``(source, target)`` config keys that data and model must share (LightningCLI ``link_arguments``)
     links: tuple[tuple[str, str], ...] = ()
+    #: how leaderboard cells summarise the seeds of a row: "mean" (mean ± std) or "median" (median [25 %, 75 %],
+    #: thesis Table 6.8)
+    summary: str = "mean"
+    #: metrics shown in % besides those whose name says so (accuracies, precisions, …)
+    percent_metrics: tuple[str, ...] = ()
+    #: extra leaderboard rows chosen from the records (records → [{"label", "record", "estimator", "profile",
+    #: "note"}]), e.g. the smallest-Gap_ST model of each cohort (disentanglement)
+    selection_rows: Callable[[list[dict]], list[dict]] | None = None
 
     @property
     def config_dir(self) -> Path:
@@ -95,6 +103,7 @@ PROVIDERS = [
     "scgbench.benchmarks.listops",
     "scgbench.benchmarks.kg",
     "scgbench.benchmarks.nasbench101",
+    "scgbench.benchmarks.disentanglement",
     "scgbench.benchmarks.discrete_vae",
 ]
 

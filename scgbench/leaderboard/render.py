@@ -25,6 +25,14 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return m, s
 
 
+def _median_iqr(values: list[float]) -> tuple[float, float, float]:
+    """Median and the 25 % / 75 % quantiles (linear interpolation, numpy's default), as thesis Table 6.8 reports."""
+    import numpy as np
+
+    q25, med, q75 = np.percentile(np.asarray(values, dtype=float), [25, 50, 75])
+    return float(med), float(q25), float(q75)
+
+
 def is_percent(metric: str) -> bool:
     """Metrics shown in % (accuracies, precisions, MRR, hits, validity, quantiles)."""
     return any(t in metric for t in ("acc", "prec", "mrr", "hits", "validity", "quantile"))
@@ -104,7 +112,8 @@ def render(results: str | os.PathLike | None = None, warn=None) -> str:
         bm = benchmarks.get(name)
         table = rows(by_benchmark[name], bm)
         metrics = list(bm.leaderboard_metrics) if bm else sorted({m for r in by_benchmark[name] for m in r["metrics"]})
-        pct = {m: is_percent(m) for m in metrics}
+        pct = {m: is_percent(m) or m in getattr(bm, "percent_metrics", ()) for m in metrics}
+        median = getattr(bm, "summary", "mean") == "median"
         lines += [f"## {name}", ""]
         if bm:
             lines += [bm.description, ""]
@@ -119,17 +128,31 @@ def render(results: str | os.PathLike | None = None, warn=None) -> str:
                 if not vals:
                     cells.append("–")
                     continue
+                if median:
+                    med, q25, q75 = _median_iqr(vals)
+                    cells.append(f"{_fmt(med, pct[m])} [{_fmt(q25, pct[m])}, {_fmt(q75, pct[m])}]")
+                    continue
                 mu, sd = _mean_std(vals)
                 cells.append(f"{_fmt(mu, pct[m])} ± {_fmt(sd, pct[m])}")
             n = f"{len(seeds)} (seeds {','.join(map(str, seeds))}"
             n += f"; {row['repeats']} repeat{'s' if row['repeats'] > 1 else ''} dropped)" if row["repeats"] else ")"
             lines.append("| " + " | ".join([row["label"] + _modified_label(row["modified"]), row["estimator"],
                                             row["tricks"], row["profile"], row["data"], n, *cells]) + " |")
+        for sel in (bm.selection_rows(by_benchmark[name]) if bm and getattr(bm, "selection_rows", None) else []):
+            rec = sel["record"]
+            cells = ["–" if m not in rec["metrics"] else _fmt(float(rec["metrics"][m]), pct[m]) for m in metrics]
+            lines.append("| " + " | ".join([f"**{sel['label']}**: {sel['note']}", sel["estimator"], "–",
+                                            sel["profile"], rec.get("data_source", "?"), f"1 (seed {rec['seed']})",
+                                            *cells]) + " |")
         for ref in (bm.reference if bm else []):
             cells = []
             for m in metrics:
                 v = ref["metrics"].get(m)
-                cells.append("–" if v is None else (f"{v}" if isinstance(v, str) else _fmt(v, pct[m])))
+                q = (ref.get("quantiles") or {}).get(m)
+                cell = "–" if v is None else (f"{v}" if isinstance(v, str) else _fmt(v, pct[m]))
+                if q is not None:
+                    cell += f" [{_fmt(q[0], pct[m])}, {_fmt(q[1], pct[m])}]"
+                cells.append(cell)
             lines.append("| " + " | ".join([f"*{ref['variant']}* (paper)", ref.get("estimator", "–"),
                                             ref.get("tricks", "–"), "paper", ref["source"], "–", *cells]) + " |")
         lines.append("")

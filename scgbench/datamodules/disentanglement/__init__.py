@@ -52,6 +52,10 @@ DATASET_BUILDERS: dict[str, Callable[..., GroundTruthData]] = {
 }
 
 
+#: the datasets rendered procedurally (offline; every other name loads its official file)
+PROCEDURAL = ("dsprites", "color_dsprites", "noisy_dsprites", "circles")
+
+
 def get_dataset(name: str, **kwargs) -> GroundTruthData:
     """Build a ground-truth dataset by name (see the module docstring for the names)."""
     if name not in DATASET_BUILDERS:

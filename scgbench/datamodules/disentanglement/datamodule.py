@@ -29,7 +29,10 @@ from ...seeding import seed_sequence
 from ..base import SeededDataModule, StreamSampler
 from ...specs.disentanglement import GroundTruthData, concat_nuisance
 
-_SPLITS = {"train": 0, "val": 1, "test": 2}
+_SPLITS = {"train": 0, "val": 1, "test": 2, "train-second": 3}  # train-second: B′ of FactorVAE-style models
+
+#: file-backed datasets opened in this process, by (name, options): `compare` configures every cell up front
+_OPENED: dict[tuple[str, str], GroundTruthData] = {}
 
 
 class GroundTruthStream(Dataset):
@@ -113,6 +116,19 @@ class DisentanglementDataModule(SeededDataModule):
         self.steps_per_epoch, self.num_val, self.num_test = steps_per_epoch, num_val, num_test
         self.return_factors = return_factors
         self.data: GroundTruthData | None = None
+        if isinstance(dataset, str):
+            from . import DATASET_BUILDERS, PROCEDURAL
+            if dataset not in DATASET_BUILDERS:
+                raise ValueError(f"unknown disentanglement dataset {dataset!r} (set --data.dataset to one of: "
+                                 f"{', '.join(DATASET_BUILDERS)})")
+            if dataset not in PROCEDURAL:
+                # a file-backed dataset: open it now, so a missing file is an error before any training
+                # (DatasetNotFoundError names where it looked and the `scgbench data` command that fetches it)
+                key = (dataset, repr(sorted(self.dataset_kwargs.items())))
+                if key not in _OPENED:
+                    _OPENED[key] = DATASET_BUILDERS[dataset](**self.dataset_kwargs)
+                self.data = _OPENED[key]
+                self.data_source = self.data.data_source
 
     def ground_truth(self) -> GroundTruthData:
         if self.data is None:
