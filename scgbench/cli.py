@@ -262,6 +262,25 @@ def cmd_figure(args, overrides) -> int:
     return 0
 
 
+def _floats(text: str, flag: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{flag}: expected comma-separated numbers, e.g. 0.5,1,2, got {text!r}") from None
+
+
+def cmd_gradcheck(args, overrides) -> int:
+    from .gradcheck import DEFAULT_EPSILONS, DEFAULT_TAUS, run_gradcheck
+
+    run_gradcheck(args.benchmark, latent=args.latent, checkpoint=args.checkpoint,
+                  estimators=[e for e in (args.estimators or "").split(",") if e] or None,
+                  taus=_floats(args.taus, "--taus") if args.taus else DEFAULT_TAUS,
+                  epsilons=_floats(args.epsilons, "--epsilons") if args.epsilons else DEFAULT_EPSILONS,
+                  draws=args.draws, batch=args.batch, seed=args.seed, max_configurations=args.max_configurations,
+                  results_dir=args.results_dir, figure_path=args.figure, threads=args.threads)
+    return 0
+
+
 def cmd_data(args, overrides) -> int:
     from .datamodules.catalog import load_providers
     from .io import data_root
@@ -365,6 +384,21 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--results-dir", action="append", metavar="DIR",
                    help="a results directory to read (repeatable; default $SCGBENCH_RESULTS_DIR, a path list)")
     f.add_argument("--output", help="PNG path (default runs/<benchmark>/figures/<name>.png)")
+    g = sub.add_parser("gradcheck", help="estimators' gradients against the exact gradient by enumeration "
+                                         "(relative bias, std, cosine, cost)", allow_abbrev=False)
+    g.add_argument("benchmark", help="discrete-vae")
+    g.add_argument("--latent", help="N x K of a fresh model, e.g. 4x3 or 8x4 (K^N within --max-configurations)")
+    g.add_argument("--checkpoint", help="a trained model's Lightning checkpoint (e.g. runs/.../checkpoints/last.ckpt)")
+    g.add_argument("--estimators", help="comma-separated (default: every estimator that takes logits and serves K)")
+    g.add_argument("--taus", help="temperatures of the tempered estimators (default 0.5,1,2)")
+    g.add_argument("--epsilons", help="Direct's epsilons (default 1,0.1)")
+    g.add_argument("--draws", type=int, default=1000, help="gradient draws per setting (default 1000)")
+    g.add_argument("--batch", type=int, default=16, help="test images in the fixed batch (default 16)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--max-configurations", type=int, default=65_536, help="cap on K^N (default 65,536 = 8x4)")
+    g.add_argument("--results-dir", help="where the records go (default $SCGBENCH_RESULTS_DIR or ./results)")
+    g.add_argument("--figure", help="bias-vs-std PNG (default runs/<benchmark>/gradcheck/bias_std-<latent>-<model>.png)")
+    g.add_argument("--threads", type=int, help="intra-op threads (default: $OMP_NUM_THREADS, else 1)")
     d = sub.add_parser("data", help="download / convert / generate a dataset")
     d.add_argument("name")
     d.add_argument("--root", help="data root (default $SCGBENCH_DATA or ./data)")
@@ -375,7 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"list": lambda a, o: cmd_list(a), "run": cmd_run, "compare": cmd_compare,
-            "leaderboard": cmd_leaderboard, "profile": cmd_profile, "figure": cmd_figure, "data": cmd_data}
+            "leaderboard": cmd_leaderboard, "profile": cmd_profile, "figure": cmd_figure, "data": cmd_data,
+            "gradcheck": cmd_gradcheck}
 
 
 def main(argv: list[str] | None = None) -> int:

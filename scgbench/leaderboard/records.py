@@ -156,9 +156,11 @@ def _check(rec: Any) -> None:
 
 
 def read_records(directory: str | os.PathLike | Iterable | None = None,
-                 warn=lambda msg: print(msg, file=sys.stderr), missing_ok: bool = False) -> Iterator[tuple[Path, dict]]:
-    """Every readable record under ``directory`` (one results directory or a list: :func:`results_dirs`), each
-    record once (by :func:`record_id`, first store first). Unreadable or malformed records and records of an
+                 warn=lambda msg: print(msg, file=sys.stderr), missing_ok: bool = False,
+                 kind: str = "run") -> Iterator[tuple[Path, dict]]:
+    """Every readable record of ``kind`` under ``directory`` (one results directory or a list: :func:`results_dirs`),
+    each record once (by :func:`record_id`, first store first). ``kind``: ``"run"`` (training runs; records without
+    a ``kind`` are runs) or ``"gradcheck"`` (``scgbench gradcheck``). Unreadable or malformed records and records of an
     unknown schema version are named through ``warn`` and skipped. A directory that does not exist or cannot
     be read raises :class:`ResultsDirError` before any record is read (``missing_ok``: one that does not exist
     yet holds no records)."""
@@ -179,6 +181,8 @@ def read_records(directory: str | os.PathLike | Iterable | None = None,
                 continue
             except (OSError, ValueError) as e:
                 warn(f"skipping unreadable result record {path}: {e}")
+                continue
+            if rec.get("kind", "run") != kind:
                 continue
             digest = _content_hash(rec)
             rid = record_id(rec, digest)

@@ -156,6 +156,9 @@ def render(results: str | os.PathLike | None = None, warn=None) -> str:
             lines.append("| " + " | ".join([f"*{ref['variant']}* (paper)", ref.get("estimator", "–"),
                                             ref.get("tricks", "–"), "paper", ref["source"], "–", *cells]) + " |")
         lines.append("")
+    from .gradcheck import tables as gradcheck_tables
+
+    lines += gradcheck_tables([rec for _, rec in read_records(results, kind="gradcheck", **kwargs)])
     return "\n".join(lines)
 
 
