@@ -9,6 +9,7 @@ options is LightningCLI's (:mod:`scgbench.config`).
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from pathlib import Path
 
@@ -116,6 +117,19 @@ def _cell_argv(args, overrides, threads: int, results: str | None) -> list[str]:
     return [*out, "--threads", str(threads), *overrides]
 
 
+def _sweeps(items: list[str] | None) -> list[list[str]]:
+    """``--sweep KEY=V1,V2`` (repeatable) → the overrides of every point of their product (``[[]]``: no sweep)."""
+    axes = []
+    for item in items or []:
+        key, sep, values = item.partition("=")
+        key = key.strip().removeprefix("--")
+        vals = [v.strip() for v in values.split(",") if v.strip()]
+        if not sep or not key or not vals or "." not in key:
+            raise ValueError(f"--sweep expects SECTION.KEY=V1,V2,… (e.g. model.gamma=10,20,40), got {item!r}")
+        axes.append([f"--{key}={v}" for v in vals])
+    return [list(p) for p in itertools.product(*axes)]
+
+
 def cmd_compare(args, overrides) -> int:
     import os
 
@@ -157,15 +171,16 @@ def cmd_compare(args, overrides) -> int:
     estimators = args.estimators.split(",") if args.estimators else [None]
     variants = args.variants.split(",") if args.variants else [None]
     seeds = _seeds(args.seeds)
+    sweeps = _sweeps(args.sweep)
     shared = _cell_argv(args, overrides, threads, results)
     # Every cell is configured (and so checked) here before the first one trains; each job builds its run again
     # from the same arguments in its own process.
     cells = []
     for v in variants:
         for e in estimators:
-            for s in seeds:
+            for point, s in itertools.product(sweeps, seeds):
                 argv = [args.benchmark, *(["--variant", v] if v else []), *(["--estimator", e] if e else []),
-                        "--seed", str(s), *shared]
+                        "--seed", str(s), *shared, *point]
                 run = build_run(argv).prepare()
                 cells.append((grid.Cell(run.bm.name, run.variant, run.estimator, s, tuple(argv)), run.fingerprint))
     done = {(experiment_of(r, bm)[0], r["seed"])
@@ -311,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("--seeds", default="0-2", help="e.g. 0-2 or 0,3,5")
             q.add_argument("--output", default="leaderboard.md")
             q.add_argument("--rerun", action="store_true", help="run cells that already have a complete record")
+            q.add_argument("--sweep", action="append", metavar="KEY=V1,V2,…",
+                           help="also sweep a config option over values, e.g. model.gamma=10,20,40 (repeatable: "
+                                "the grid is their product); each value is the override --KEY=V of its cells")
             q.add_argument("--results-dir", action="append", metavar="DIR",
                            help="a results directory (repeatable): new records go into the first, cells with a "
                                 "complete record in any are skipped (default $SCGBENCH_RESULTS_DIR, a path list, "

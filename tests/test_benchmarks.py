@@ -28,6 +28,9 @@ def tiny(name: str, root) -> list[str]:
         return [*common, f"--data.path={root}/space_v1.parquet", "--data.subset=200", "--data.max_test=6",
                 "--model.dn=16", "--model.dg=6", "--model.prior_samples=20", "--model.recon_z_samples=2",
                 "--model.recon_decodes=2", "--model.prior_decodes=2", "--trainer.limit_train_batches=3"]
+    if name == "disentanglement":
+        return [*common, "--data.steps_per_epoch=2", "--data.num_val=16", "--data.num_test=16",
+                "--model.metrics_preset=none"]
     raise KeyError(f"no smoke configuration for benchmark {name!r}: add one to tests/test_benchmarks.py")
 
 

@@ -189,3 +189,14 @@ def test_leaderboard_median_quartiles_and_smallest_gap_selection():
     rows = gap_selection(recs)
     assert [(r["record"]["seed"], r["record"]["metrics"]["test/mig"]) for r in rows] == [(4, 0.05), (1, 0.3)]
     assert "3 discrete runs (dsprites)" in rows[1]["label"]
+
+
+def test_compare_sweep_expands_to_the_product_of_overrides():
+    from scgbench.cli import _sweeps
+
+    assert _sweeps(None) == [[]]
+    assert _sweeps(["model.gamma=10,20", "--model.beta_kl=1"]) == [["--model.gamma=10", "--model.beta_kl=1"],
+                                                                   ["--model.gamma=20", "--model.beta_kl=1"]]
+    for bad in ("gamma=10", "model.gamma", "model.gamma="):
+        with pytest.raises(ValueError, match="--sweep expects"):
+            _sweeps([bad])
