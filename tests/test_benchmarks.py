@@ -31,6 +31,9 @@ def tiny(name: str, root) -> list[str]:
     if name == "disentanglement":
         return [*common, "--data.steps_per_epoch=2", "--data.num_val=16", "--data.num_test=16",
                 "--model.metrics_preset=none"]
+    if name == "discrete-vae":
+        return [*common, "--data.max_train_examples=200", "--model.hidden=[32,16]", "--model.iw_samples=4",
+                "--trainer.check_val_every_n_epoch=1"]
     raise KeyError(f"no smoke configuration for benchmark {name!r}: add one to tests/test_benchmarks.py")
 
 
