@@ -25,6 +25,14 @@ Models (``model=``):
   set by the ``cosine_scale`` trick (0.5 → 2.0 over the run); at evaluation MAP decoding (scale 0); representation
   r(x)_i = v_{argmax θ_i}. Score-function estimators get the per-example reconstruction (and TC) cost.
 * ``factor-dvae``: D-VAE + the FactorVAE TC term on z̄ (thesis Eq. 5.24), same discriminator and algorithm.
+* semi-supervised (Locatello et al. 2020 protocol; thesis §5.4.3): the datamodule's label budget ``--data.num_labels``
+  (100 / 1,000 distinct factor configurations drawn once from ``data_seed``, split 90/10 into training and validation
+  labels); every step adds ω·R_s of a labelled minibatch of B (drawn with replacement) to the loss, latent i < F
+  supervised by factor i. ``vae-semi``: R_s = BCE of μ_i as logits (``supervision=bce``) or L2 of sigmoid(μ_i)
+  (``l2``) against f_i/(K_i − 1); ``dvae-semi``: the cross-entropy of θ_i against the bin of f_i among the m
+  categories (Eq. 5.25); ``dvae-semi-masked``: besides, the logits of the categories a factor with K_i < m values
+  cannot take (all but J_i = {round(j (m − 1)/(K_i − 1))}) are −∞ everywhere (training, KL to the uniform prior over
+  the allowed categories, representation). Validation logs the unweighted R_s of the validation labels, ``val/rs``.
 
 Validation logs ``val/loss`` (negative ELBO), ``val/recon``, ``val/kl`` and, for the discrete models, the
 straight-through gap ``val/gap_st`` (thesis Eq. 5.26): ``|L_ST(x) − L(x)|`` averaged over the validation images,
@@ -57,10 +65,13 @@ from ..step_logging import log_step_scalars
 from ..nn.state import schedule_values
 from .base import SCGModule
 
-GAUSSIAN = ("vae", "beta-vae", "factor-vae")
-DISCRETE = ("dvae", "factor-dvae")
+GAUSSIAN = ("vae", "beta-vae", "factor-vae", "vae-semi")
+DISCRETE = ("dvae", "factor-dvae", "dvae-semi", "dvae-semi-masked")
 MODELS = GAUSSIAN + DISCRETE
 FACTOR_MODELS = ("factor-vae", "factor-dvae")
+#: semi-supervised models (Locatello et al. 2020 protocol; thesis §5.4.3, Eq. 5.25)
+SEMI = ("vae-semi", "dvae-semi", "dvae-semi-masked")
+SUPERVISION = ("bce", "l2")
 
 #: observation channels of the datasets (default 1)
 CHANNELS = {"color_dsprites": 3, "noisy_dsprites": 3, "color_dsprites_official": 3, "noisy_dsprites_official": 3,
@@ -154,10 +165,35 @@ def gaussian_kl(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mean.pow(2) + logvar.exp() - logvar - 1).sum(1)
 
 
-def categorical_kl_uniform(logits: torch.Tensor) -> torch.Tensor:
-    """Σ_i KL(softmax θ_i ‖ U(m)) per example, logits [B, n, m]."""
+def categorical_kl_uniform(logits: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Σ_i KL(softmax θ_i ‖ U) per example, logits [B, n, m]; U uniform over the m categories, or over the allowed
+    categories of ``mask`` [n, m] (masked logits are −∞ and contribute 0)."""
     logp = F.log_softmax(logits.float(), dim=-1)
-    return ((logp.exp() * logp).sum(-1) + math.log(logits.shape[-1])).sum(-1)
+    plogp = logp.exp() * logp.masked_fill(logp == float("-inf"), 0.0)  # 0·log 0 = 0 (no NaN in the backward)
+    if mask is None:
+        return (plogp.sum(-1) + math.log(logits.shape[-1])).sum(-1)
+    return (plogp.sum(-1) + mask.sum(-1).float().log()).sum(-1)
+
+
+def category_bins(factors: torch.Tensor, sizes, m: int) -> torch.Tensor:
+    """The category of each factor value: factor i with K_i values, value f ↦ round(f (m − 1)/(K_i − 1)) — the bin of
+    f/(K_i − 1) ∈ [0, 1] among m (Eq. 5.25) and the f-th allowed category J_i of the masked model (thesis §5.4.3:
+    J_i = {1 + ⌊j (m − 1)/(m′ − 1)⌉}, here 0-based)."""
+    k = torch.as_tensor([max(int(v) - 1, 1) for v in sizes], dtype=torch.float64, device=factors.device)
+    return torch.round(factors.double() * (m - 1) / k).long()
+
+
+def category_mask(sizes, n: int, m: int) -> torch.Tensor:
+    """[n, m] allowed categories: latent i < len(sizes) may take only J_i (one category per value of factor i);
+    the other latents every category."""
+    mask = torch.ones(n, m, dtype=torch.bool)
+    for i, k in enumerate(sizes):
+        if int(k) > m:
+            raise ValueError(f"cannot mask latent {i}: factor {i} has {k} values, more than the {m} categories "
+                             f"(set --model.num_categories >= {k}, or use dvae-semi without a mask)")
+        mask[i] = False
+        mask[i, category_bins(torch.arange(int(k))[:, None], [k], m)[:, 0]] = True
+    return mask
 
 
 def axis_alignment(codes: np.ndarray, factors: np.ndarray, max_angle_deg: float = 15.0) -> dict[str, float]:
@@ -202,7 +238,8 @@ class DisentanglementModule(SCGModule):
                  estimator_kwargs: dict | None = None, lr: float = 1e-4, beta_kl: float = 1.0, gamma: float = 0.0,
                  disc_lr: float = 1e-4, disc_betas: tuple[float, float] = (0.5, 0.9), disc_width: int = 1000,
                  disc_depth: int = 6, decoder: str = "deconv", metrics_preset: str = "study", metrics_seed: int = 0,
-                 figures: bool = True, axis_max_angle: float = 15.0) -> None:
+                 figures: bool = True, axis_max_angle: float = 15.0, omega: float = 1.0,
+                 supervision: str = "bce") -> None:
         super().__init__(estimator=estimator, tau=tau, beta=beta, estimator_kwargs=estimator_kwargs, lr=lr)
         if model not in MODELS:
             raise ValueError(f"unknown model {model!r} (set --model.model to one of: {', '.join(MODELS)})")
@@ -224,10 +261,17 @@ class DisentanglementModule(SCGModule):
                              "(set --model.metrics_preset)")
         if not disc_lr > 0:
             raise ValueError(f"disc_lr must be > 0, got {disc_lr} (set --model.disc_lr)")
+        if not omega >= 0:
+            raise ValueError(f"omega must be >= 0, got {omega} (set --model.omega to the supervision weight, e.g. 1)")
+        if supervision not in SUPERVISION:
+            raise ValueError(f"supervision must be one of {SUPERVISION}, got {supervision!r} (set --model.supervision)")
         self.save_hyperparameters()
         self.kind, self.dataset_name = model, dataset
         self.discrete = model in DISCRETE
         self.factor = model in FACTOR_MODELS
+        self.semi, self.masked = model in SEMI, model == "dvae-semi-masked"
+        self.omega, self.supervision = float(omega), supervision
+        self.factor_sizes: list[int] | None = None
         self.n, self.m = int(num_latents), int(num_categories)
         self.beta_kl = 1.0 if model == "vae" else float(beta_kl)
         self.gamma = float(gamma)
@@ -239,14 +283,51 @@ class DisentanglementModule(SCGModule):
             self.node = self.make_estimator()
             self.node.check_node_group(self.n, self.m)
             self.register_buffer("values", torch.linspace(-1.0, 1.0, self.m), persistent=False)
+        if self.masked:
+            self.register_buffer("mask", torch.ones(self.n, self.m, dtype=torch.bool), persistent=False)
+        if self.semi:
+            from ..datamodules.disentanglement import PROCEDURAL, get_dataset
+            if dataset in PROCEDURAL:  # factor sizes known now: check them before training
+                self.set_factor_sizes(get_dataset(dataset).factors_num_values)
         if self.factor:
             self.disc = discriminator(self.n, disc_width, disc_depth)
             self.automatic_optimization = False
         self._eval: dict[str, list] = {}
 
+    def set_factor_sizes(self, sizes) -> None:
+        """The ground-truth factor sizes the semi-supervised models supervise (the first len(sizes) latents)."""
+        sizes = [int(v) for v in sizes]
+        if len(sizes) > self.n:
+            raise ValueError(f"{self.kind} supervises one latent per factor: {len(sizes)} factors but num_latents "
+                             f"{self.n} (set --model.num_latents >= {len(sizes)})")
+        if self.masked:
+            self.mask.copy_(category_mask(sizes, self.n, self.m))
+        self.factor_sizes = sizes
+
     # -- latent code ------------------------------------------------------------------------------------------
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x).view(x.shape[0], self.n, self.m)
+        theta = self.encoder(x).view(x.shape[0], self.n, self.m)
+        if self.masked:  # masked attention: the categories a factor with fewer values cannot take get −∞
+            theta = theta.masked_fill(~self.mask, float("-inf"))
+        return theta
+
+    def kl(self, theta: torch.Tensor) -> torch.Tensor:
+        return categorical_kl_uniform(theta, self.mask if self.masked else None)
+
+    def supervision_loss(self, x: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+        """R_s per example: discrete models the cross-entropy of θ_i against the bin of factor i (Eq. 5.25);
+        Gaussian ones (Locatello et al. 2020) BCE of μ_i as logits, or L2 of sigmoid(μ_i), against f_i/(K_i − 1)."""
+        sizes = self.factor_sizes
+        k = len(sizes)
+        if self.discrete:
+            theta = self.logits(x)[:, :k]
+            target = category_bins(factors, sizes, self.m)
+            return F.cross_entropy(theta.reshape(-1, self.m), target.reshape(-1), reduction="none").view(-1, k).sum(1)
+        mean = self.encoder(x)[:, :k]
+        target = factors.float() / torch.tensor([max(v - 1, 1) for v in sizes], device=x.device, dtype=torch.float32)
+        if self.supervision == "bce":
+            return F.binary_cross_entropy_with_logits(mean, target, reduction="none").sum(1)
+        return (torch.sigmoid(mean) - target).pow(2).sum(1)
 
     def to_line(self, z: torch.Tensor) -> torch.Tensor:
         """z̄_i = Σ_j z_ij v_j (thesis Eq. 5.18)."""
@@ -256,7 +337,7 @@ class DisentanglementModule(SCGModule):
         """(sampled code fed to the decoder [B, n], KL per example [B], encoder output for diagnostics)."""
         if self.discrete:
             theta = self.logits(x)
-            return self.to_line(self.node(theta)), categorical_kl_uniform(theta), theta
+            return self.to_line(self.node(theta)), self.kl(theta), theta
         h = self.encoder(x)
         mean, logvar = h[:, :self.n], h[:, self.n:]
         if self.training:
@@ -292,6 +373,12 @@ class DisentanglementModule(SCGModule):
             downstream = downstream + self.gamma * tc
             logs["tc"] = tc.detach().mean()
         loss = cost.mean()
+        if self.semi and self.__dict__.get("_labels") is not None:
+            lx, ly = self._labels["train"]
+            idx = torch.randint(len(lx), (x.shape[0],), device=lx.device)  # a labelled minibatch of B, seeded
+            rs = self.supervision_loss(lx[idx], ly[idx]).mean()
+            loss = loss + self.omega * rs
+            logs["rs"] = rs.detach()
         if self.discrete:
             loss = loss + self.surrogate(downstream.detach())
         return loss, logs, z
@@ -302,6 +389,11 @@ class DisentanglementModule(SCGModule):
 
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if self.semi:
+            if dm is None or not hasattr(dm, "labelled") or not getattr(dm, "num_labels", 0):
+                raise ValueError(f"{self.kind} needs labels: set --data.num_labels (e.g. 100 or 1000)")
+            self.set_factor_sizes(dm.ground_truth().factors_num_values)
+            self._labels = {k: tuple(t.to(self.device) for t in dm.labelled(k)) for k in ("train", "val")}
         if self.factor and dm is not None and hasattr(dm, "ground_truth"):
             from ..datamodules.disentanglement import GroundTruthStream
             # B′ of Kim & Mnih's Algorithm 2: fresh images of a second training stream of the run seed, item i a
@@ -362,7 +454,7 @@ class DisentanglementModule(SCGModule):
         """Per-example recon, KL, loss and (discrete) the straight-through gap of Eq. 5.26."""
         if self.discrete:
             theta = self.logits(x)
-            kl = categorical_kl_uniform(theta)
+            kl = self.kl(theta)
             soft = torch.softmax(theta.float() / self.node._tau_f, dim=-1)  # the relaxation at Gumbel scale 0
             hard = F.one_hot(theta.argmax(-1), self.m).to(soft.dtype)
             recon_soft = bernoulli_nll(self.decoder(self.to_line(soft)), x)
@@ -389,7 +481,12 @@ class DisentanglementModule(SCGModule):
         self._accumulate(batch)
 
     def on_validation_epoch_end(self) -> None:
-        for k, v in self._reduce("val").items():
+        values = self._reduce("val")
+        if self.semi and self.__dict__.get("_labels") is not None:
+            lx, ly = self._labels["val"]
+            with torch.no_grad():
+                values["val/rs"] = self.supervision_loss(lx, ly).mean().item()  # the thesis' selection score
+        for k, v in values.items():
             self.log(k, v, prog_bar=k in ("val/loss", "val/gap_st"))
 
     def on_test_epoch_start(self) -> None:
@@ -469,7 +566,8 @@ class DisentanglementModule(SCGModule):
         try:
             gen = torch.Generator().manual_seed(0)
             if self.discrete:
-                z = self.values[torch.randint(self.m, (64, self.n), generator=gen)]
+                allowed = self.mask.float() if self.masked else torch.ones(self.n, self.m)
+                z = self.values[torch.multinomial(allowed.cpu(), 64, replacement=True, generator=gen).T]
             else:
                 z = torch.randn(64, self.n, generator=gen)
             decode = lambda z: torch.sigmoid(self.decoder(z.to(self.device))).permute(0, 2, 3, 1).cpu().numpy()

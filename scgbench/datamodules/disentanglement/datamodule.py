@@ -102,8 +102,16 @@ class DisentanglementDataModule(SeededDataModule):
     def __init__(self, dataset: str | GroundTruthData = "dsprites", batch_size: int = 64,
                  eval_batch_size: int | None = None, num_workers: int = 0, seed: int = 0,
                  steps_per_epoch: int = 1000, num_val: int = 1024, num_test: int = 1024,
-                 return_factors: bool = False, dataset_kwargs: dict | None = None, data_seed: int = 0) -> None:
+                 return_factors: bool = False, dataset_kwargs: dict | None = None, data_seed: int = 0,
+                 num_labels: int = 0, label_train_share: float = 0.9) -> None:
         super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers, seed=seed)
+        if num_labels < 0:
+            raise ValueError(f"num_labels must be >= 0, got {num_labels} (set --data.num_labels, e.g. 100 or 1000)")
+        if not 0 < label_train_share < 1:
+            raise ValueError(f"label_train_share must be in (0, 1), got {label_train_share} "
+                             "(set --data.label_train_share, e.g. 0.9)")
+        self.num_labels, self.label_train_share = int(num_labels), float(label_train_share)
+        self._labelled: dict[str, tuple] | None = None
         if steps_per_epoch < 1:
             raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
         if num_val < 1 or num_test < 1:
@@ -129,6 +137,39 @@ class DisentanglementDataModule(SeededDataModule):
                     _OPENED[key] = DATASET_BUILDERS[dataset](**self.dataset_kwargs)
                 self.data = _OPENED[key]
                 self.data_source = self.data.data_source
+            if self.num_labels:
+                self._check_label_budget(self.ground_truth())
+        elif self.num_labels:
+            self._check_label_budget(dataset)
+
+    def _check_label_budget(self, data: GroundTruthData) -> None:
+        size = int(np.prod(data.factors_num_values, dtype=np.int64))
+        if self.num_labels > size:
+            raise ValueError(f"num_labels {self.num_labels} is larger than the data: {data.name} has {size} distinct "
+                             f"factor configurations (set --data.num_labels <= {size})")
+        if self.num_labels < 2:
+            raise ValueError(f"num_labels must be 0 (unsupervised) or >= 2 (a training and a validation share), got "
+                             f"{self.num_labels} (set --data.num_labels)")
+
+    def labelled(self, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+        """The semi-supervised label budget (Locatello et al. 2020): ``num_labels`` distinct factor configurations
+        drawn once from ``data_seed`` (the same labels for every run seed), rendered with their observation noise and
+        split ``label_train_share`` / rest into ``"train"`` and ``"val"``; returns (x [n, C, 64, 64], factors [n, F])."""
+        if not self.num_labels:
+            raise RuntimeError("no labels: set --data.num_labels (e.g. 100 or 1000)")
+        if self._labelled is None:
+            data = self.ground_truth()
+            self._check_label_budget(data)
+            rng = np.random.RandomState(int(seed_sequence(self.data_seed, "labels").generate_state(1)[0]))
+            sizes = np.asarray(data.factors_num_values, dtype=np.int64)
+            flat = rng.choice(int(np.prod(sizes)), size=self.num_labels, replace=False)
+            factors = np.stack(np.unravel_index(flat, sizes), axis=1).astype(np.int64)
+            obs = data.sample_observations_from_factors(factors, rng)
+            x = torch.from_numpy(np.ascontiguousarray(obs.transpose(0, 3, 1, 2)))
+            y = torch.from_numpy(factors)
+            n_train = max(1, min(self.num_labels - 1, int(round(self.label_train_share * self.num_labels))))
+            self._labelled = {"train": (x[:n_train], y[:n_train]), "val": (x[n_train:], y[n_train:])}
+        return self._labelled[split]
 
     def ground_truth(self) -> GroundTruthData:
         if self.data is None:
