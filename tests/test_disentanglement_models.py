@@ -181,7 +181,7 @@ def test_leaderboard_median_quartiles_and_smallest_gap_selection():
 
     def rec(model, seed, gap, mig, dataset="dsprites"):
         return {"variant": model, "seed": seed, "profile": "quick", "estimator": "gumbel",
-                "hparams": {"model": {"model": model}, "data": {"dataset": dataset}},
+                "hparams": {"model": {"model": model, "dataset": dataset}},
                 "metrics": {"test/gap_st": gap, "test/mig": mig}}
 
     recs = [rec("dvae", 0, 3.0, 0.1), rec("factor-dvae", 1, 0.5, 0.3), rec("dvae", 2, 1.0, 0.2),

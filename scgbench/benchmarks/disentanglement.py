@@ -37,7 +37,9 @@ REFERENCE = [
 
 
 def _dataset(record: dict) -> str:
-    return str(record.get("hparams", {}).get("data", {}).get("dataset", "?"))
+    """The record's dataset (``model.dataset``, linked to ``data.dataset``)."""
+    hp = record.get("hparams", {})
+    return str(hp.get("model", {}).get("dataset") or hp.get("data", {}).get("dataset") or "?")
 
 
 def gap_selection(records: list[dict]) -> list[dict]:

@@ -44,7 +44,7 @@ from typing import Callable, Iterable, Sequence
 from .. import figures
 from ..io import atomic_write_bytes
 from .records import read_records, results_dirs
-from .render import _fmt, _mean_std, _modified_label, is_percent, rows
+from .render import _fmt, _mean_std, _median_iqr, _modified_label, is_percent, rows
 
 CRITERION = ("★ marks the best entry of a column only where it is separated: among the unmodified rows of one "
              "profile that have the metric, the row with the best mean is marked when its two-sided 95 % "
@@ -295,7 +295,7 @@ def page_names(names: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def _metric_cell(x: Entry, m: str, pct: bool, best: bool) -> str:
+def _metric_cell(x: Entry, m: str, pct: bool, best: bool, median: bool = False) -> str:
     if x.paper:
         v = x.reference.get(m)
         if v is None:
@@ -307,6 +307,9 @@ def _metric_cell(x: Entry, m: str, pct: bool, best: bool) -> str:
     if s is None:
         return _td("–", None, True)
     text = _fmt(s.mean, pct) if s.n == 1 else f"{_fmt(s.mean, pct)} ± {_fmt(s.std, pct)}"
+    if median and s.n > 1:  # Table 6.8's summary: median [25 %, 75 %]
+        med, q25, q75 = _median_iqr(list(s.values))
+        text = f"{_fmt(med, pct)} [{_fmt(q25, pct)}, {_fmt(q75, pct)}]"
     tip = f"seeds: {', '.join(_fmt(v, pct) for v in s.values)}"
     if s.interval:
         tip = f"95 % t-interval [{_fmt(s.lo, pct)}, {_fmt(s.hi, pct)}]; " + tip
@@ -348,8 +351,10 @@ COST_HEADERS = [("fit_s", "fit time", "wall_clock_s.fit: training wall-clock, me
                 ("cpu", "CPU", "device.cpu (device.cpu_count cores)")]
 
 
-def _table(table: list[Entry], metrics: Sequence[str], lower: set[str]) -> str:
+def _table(table: list[Entry], metrics: Sequence[str], lower: set[str], bm=None) -> str:
     marked = best_cells(table, metrics, lower)
+    median = getattr(bm, "summary", "mean") == "median"
+    percent = set(getattr(bm, "percent_metrics", ()))
     head = [_th("model", "model"), _th("estimator", "estimator"), _th("tricks", "tricks"),
             _th("profile", "profile"), _th("n", "n", "desc", "distinct seeds")]
     head += [_th(m, m.removeprefix("test/"), "asc" if m in lower else "desc",
@@ -367,7 +372,7 @@ def _table(table: list[Entry], metrics: Sequence[str], lower: set[str]) -> str:
                 tip += f"; {x.repeats} repeat{'s' if x.repeats > 1 else ''} of a seed dropped (the latest counts)"
             n = _td(str(len(x.seeds)), len(x.seeds), True, title=tip)
         cells = [_td(e(label)), _td(e(x.estimator)), _td(e(x.tricks)), _td(e(x.profile)), n]
-        cells += [_metric_cell(x, m, is_percent(m), (i, m) in marked) for m in metrics]
+        cells += [_metric_cell(x, m, is_percent(m) or m in percent, (i, m) in marked, median) for m in metrics]
         cells += _cost_cells(x) + [_td(f"<div>{e(x.data)}</div>", cls="data", title=x.data)]
         body.append(f'<tr class="{cls}">' + "".join(cells) + "</tr>")
     return (f'<div class="wide"><table class="sortable" id="rows"><thead><tr>{"".join(head)}</tr></thead>\n'
@@ -518,11 +523,24 @@ def benchmark_page(b: Board, nav: str) -> bytes:
     runs = [x for x in b.table if not x.paper]
     parts.append(f'<p class="note">{b.n_records} records, {len(runs)} rows. A row is one experiment (the resolved '
                  "config without the seed); a run that changed its profile is a row of its own, marked modified. "
-                 "Cells: mean ± sample std over distinct seeds (the latest record of a repeated seed counts; hover "
-                 "a cell for each seed and the interval); accuracies, precisions and MRR in %. Paper rows are the "
+                 + ("Cells: median [25 %, 75 %] over distinct seeds, as thesis Table 6.8 (the latest record of a "
+                    "repeated seed counts; hover " if b.bm and b.bm.summary == "median" else
+                    "Cells: mean ± sample std over distinct seeds (the latest record of a repeated seed counts; hover ")
+                 + "a cell for each seed and the interval); accuracies, precisions and MRR in %. Paper rows are the "
                  "source tables' numbers (other data scale and hardware where the profile is quick). Click a "
                  "header to sort.</p>")
-    parts.append(_table(b.table, b.metrics, b.lower))
+    parts.append(_table(b.table, b.metrics, b.lower, b.bm))
+    selected = b.bm.selection_rows([r for x in runs for r in x.records]) if b.bm and b.bm.selection_rows else []
+    if selected:  # e.g. disentanglement: the run with the smallest Gap_ST of each cohort
+        percent = set(b.bm.percent_metrics)
+        head = "".join(f"<th>{e(m.removeprefix('test/'))}</th>" for m in b.metrics)
+        body = "".join(
+            "<tr>" + _td(e(f"{sel['label']}: {sel['note']}")) + _td(e(sel["estimator"])) + _td(e(sel["profile"]))
+            + "".join(_td(e(_fmt(float(sel["record"]["metrics"][m]), is_percent(m) or m in percent)), None, True)
+                      if m in sel["record"]["metrics"] else _td("–", None, True) for m in b.metrics) + "</tr>"
+            for sel in selected)
+        parts.append('<h2>Model selection</h2><div class="wide"><table><thead><tr><th>row</th><th>estimator</th>'
+                     f"<th>profile</th>{head}</tr></thead><tbody>{body}</tbody></table></div>")
     parts.append(f'<p class="note" id="criterion">{e(CRITERION)}</p>')
     parts.append("<h2>Plots</h2>")
     name = b.page.removesuffix(".html")  # salts the plots' SVG ids: unique within the site
