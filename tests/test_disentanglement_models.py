@@ -200,3 +200,20 @@ def test_compare_sweep_expands_to_the_product_of_overrides():
     for bad in ("gamma=10", "model.gamma", "model.gamma="):
         with pytest.raises(ValueError, match="--sweep expects"):
             _sweeps([bad])
+
+
+def test_beta_tcvae_total_correlation_estimate():
+    from scgbench.models.disentanglement import total_correlation
+
+    torch.manual_seed(0)
+    z, mean, logvar = torch.randn(6, 3), torch.randn(6, 3), torch.randn(6, 3) * 0.3
+    assert total_correlation(z[:1], mean[:1], logvar[:1]).item() == pytest.approx(0.0, abs=1e-6)  # one sample
+    # by hand, as disentanglement_lib: E_i[log Σ_j Π_d q(z_id|x_j) − Σ_d log Σ_j q(z_id|x_j)]
+    q = torch.distributions.Normal(mean[None], (0.5 * logvar[None]).exp()).log_prob(z[:, None])  # [i, j, d]
+    manual = np.mean([math.log(sum(math.exp(q[i, j].sum()) for j in range(6)))
+                      - sum(math.log(sum(math.exp(q[i, j, d]) for j in range(6))) for d in range(3))
+                      for i in range(6)])
+    assert total_correlation(z, mean, logvar).item() == pytest.approx(manual, rel=1e-5)
+    m = DisentanglementModule(model="beta-tcvae", beta_kl=6.0)
+    loss, logs = m.training_loss((torch.rand(4, 1, 64, 64) > 0.8).float())
+    assert set(logs) == {"recon", "kl", "tc"} and torch.isfinite(loss)

@@ -13,6 +13,8 @@ Models (``model=``):
 
 * ``vae`` / ``beta-vae``: N(μ, σ²) posterior, closed-form KL to N(0, I) weighted by ``beta_kl`` (1 for ``vae``);
   representation μ.
+* ``beta-tcvae``: ELBO + (β − 1)·TC (Chen et al. 2018) with disentanglement_lib's minibatch TC estimate
+  (:func:`total_correlation`), β = ``beta_kl``.
 * ``factor-vae``: VAE + γ·E[log D(z)/(1 − D(z))], the discriminator D (6 × FC 1000 leaky-ReLU(0.2) → 2) on the
   sampled latents against latents permuted dimension-wise, trained with its own Adam (lr 1e-4, β = (0.5, 0.9)).
   Kim & Mnih (2018) Algorithm 2: each iteration draws two minibatches, B (the loader's batch) and B′ (as many fresh
@@ -65,7 +67,7 @@ from ..step_logging import log_step_scalars
 from ..nn.state import schedule_values
 from .base import SCGModule
 
-GAUSSIAN = ("vae", "beta-vae", "factor-vae", "vae-semi")
+GAUSSIAN = ("vae", "beta-vae", "beta-tcvae", "factor-vae", "vae-semi")
 DISCRETE = ("dvae", "factor-dvae", "dvae-semi", "dvae-semi-masked")
 MODELS = GAUSSIAN + DISCRETE
 FACTOR_MODELS = ("factor-vae", "factor-dvae")
@@ -163,6 +165,21 @@ def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 def gaussian_kl(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(μ, σ²) ‖ N(0, I)) per example."""
     return 0.5 * (mean.pow(2) + logvar.exp() - logvar - 1).sum(1)
+
+
+def gaussian_log_density(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(z; μ, exp(logvar)) elementwise (dlib ``gaussian_log_density``)."""
+    return -0.5 * (math.log(2 * math.pi) + logvar + (z - mean).pow(2) * torch.exp(-logvar))
+
+
+def total_correlation(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """The minibatch estimate of TC(q(z)) of β-TCVAE as disentanglement_lib computes it (``total_correlation``):
+    with log q(z_i | x_j) from the batch, E_i[log Σ_j q(z_i|x_j) − Σ_d log Σ_j q(z_id|x_j)] (the log-N·M constants of
+    Chen et al.'s minibatch-weighted sampling omitted, as there)."""
+    log_qz_prob = gaussian_log_density(z[:, None, :], mean[None, :, :], logvar[None, :, :])  # [i, j, d]
+    log_qz_product = torch.logsumexp(log_qz_prob, dim=1).sum(1)
+    log_qz = torch.logsumexp(log_qz_prob.sum(2), dim=1)
+    return (log_qz - log_qz_product).mean()
 
 
 def categorical_kl_uniform(logits: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -362,10 +379,15 @@ class DisentanglementModule(SCGModule):
     def _vae_cost(self, x: torch.Tensor):
         """(loss, logs, sampled z̄) of the (Factor)(D-)VAE objective on the batch ``x``."""
         x = self.expand(x)
-        z, kl, _ = self.encode(x)
+        z, kl, post = self.encode(x)
         recon = bernoulli_nll(self.decoder(z), x)
-        cost = recon + self.beta_kl * kl
+        tcvae = self.kind == "beta-tcvae"
+        cost = recon + (1.0 if tcvae else self.beta_kl) * kl
         logs = {"recon": recon.detach().mean(), "kl": kl.detach().mean()}
+        if tcvae:  # β-TCVAE (Chen et al. 2018): ELBO + (β − 1)·TC, as disentanglement_lib's BetaTCVAE
+            tc = total_correlation(z, *post)
+            cost = cost + (self.beta_kl - 1.0) * tc
+            logs["tc"] = tc.detach()
         downstream = recon
         if self.factor:
             tc = self.tc(z)
@@ -463,7 +485,7 @@ class DisentanglementModule(SCGModule):
             return {"recon": recon, "kl": kl, "loss": recon + kl, "gap_st": gap}
         z, kl, _ = self.encode(x)
         recon = bernoulli_nll(self.decoder(z), x)
-        return {"recon": recon, "kl": kl, "loss": recon + self.beta_kl * kl}
+        return {"recon": recon, "kl": kl, "loss": recon + kl}  # the negative ELBO, whatever the objective's weights
 
     def _accumulate(self, x):
         for k, v in self._eval_terms(x).items():
