@@ -1,0 +1,50 @@
+"""The disentanglement leaderboard (issue 16): median [25 %, 75 %] cells in % (as Table 6.8), the smallest-Gap_ST
+row per cohort of discrete runs, in leaderboard.md and on the dashboard page."""
+
+from scgbench.leaderboard.records import write_record
+
+
+def _rec(variant, model, seed, mig, gap=None, dataset="dsprites"):
+    metrics = {"test/mig": mig, "test/loss": 100.0 + seed}
+    if gap is not None:
+        metrics["test/gap_st"] = gap
+    return {"benchmark": "disentanglement", "variant": variant, "estimator": "gumbel" if "dvae" in model else "none",
+            "profile": "quick", "seed": seed, "metrics": metrics, "fingerprint": f"fp-{variant}", "modified": {},
+            "tricks": {}, "data_source": f"procedural {dataset}", "hparams": {"model": {"model": model,
+                                                                                       "dataset": dataset}},
+            "wall_clock_s": {"fit": 60.0, "total": 70.0, "epochs": [15.0] * 4}, "global_steps": 800}
+
+
+def _write(root):
+    migs = {"vae": [0.01, 0.02, 0.03, 0.04, 0.05], "dvae": [0.10, 0.20, 0.30, 0.40, 0.50],
+            "factor-dvae": [0.15, 0.25, 0.35]}
+    gaps = {"dvae": [5.0, 4.0, 3.0, 2.0, 6.0], "factor-dvae": [7.0, 1.5, 8.0]}
+    for variant, values in migs.items():
+        for seed, mig in enumerate(values):
+            write_record(_rec(variant, variant, seed, mig, gaps.get(variant, [None] * 5)[seed]), root)
+
+
+def test_markdown_rows_are_median_and_quartiles_and_the_selection_row_is_the_smallest_gap(tmp_path):
+    from scgbench.leaderboard.render import render
+
+    _write(tmp_path)
+    text = render(tmp_path)
+    section = text[text.index("## disentanglement"):]
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in section.splitlines() if line.startswith("| ")}
+    # MIG in %: median [25 %, 75 %] with numpy's linear quantiles
+    assert "| 30.00 [20.00, 40.00] |" in rows["dvae"] and "| 3.00 [2.00, 4.00] |" in rows["vae"]
+    assert "| 25.00 [20.00, 30.00] |" in rows["factor-dvae"]
+    sel = [line for name, line in rows.items() if name.startswith("**selection")]
+    assert len(sel) == 1 and "8 discrete runs (dsprites)" in sel[0] and "factor-dvae seed 1" in sel[0]
+    assert "| 25.00 |" in sel[0] and "| 1.5 |" in sel[0]  # the chosen run's own MIG and Gap_ST
+    assert "*dvae* (paper) | gumbel | cosine_scale | paper | Table 6.8 (dSprites) | – | 17.40 [13.20, 20.00]" in section
+
+
+def test_dashboard_page_shows_medians_and_the_model_selection_table(tmp_path):
+    from scgbench.leaderboard.site import build_site
+
+    _write(tmp_path / "results")
+    build_site(tmp_path / "site", tmp_path / "results")
+    page = (tmp_path / "site" / "disentanglement.html").read_text()
+    assert "30.00 [20.00, 40.00]" in page and "median [25 %, 75 %]" in page
+    assert "Model selection" in page and "factor-dvae seed 1" in page
