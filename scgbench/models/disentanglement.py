@@ -44,17 +44,16 @@ reconstruction terms. It is 0 exactly when the relaxed code is discrete.
 
 Test logs the same on the test images and then the disentanglement metrics on the mean (MAP) representation
 (:func:`scgbench.metrics.disentanglement.evaluate_all`, ``metrics_preset``: ``study`` = the unsupervised-study
-settings, ``small`` = fewer sampled points, see ``SMALL``, ``mig`` = MIG alone), as ``test/<metric>`` (``SUMMARY``), their seconds as
-``test/metrics_seconds``; for two-factor data (Circles) the axis-alignment criterion :func:`axis_alignment`. Figures
-``figures/samples.png`` (decoded prior samples), ``figures/reconstructions.png`` and ``figures/traversals.png`` go to
-the run directory.
+settings, ``small`` = fewer sampled points, see ``SMALL``, ``mig`` = MIG alone) as ``test/<metric>`` (``SUMMARY``;
+scored on rank 0 and broadcast under DDP), their seconds into ``metrics_seconds.json`` of the run directory, and for
+two-factor data (Circles) the axis-alignment criterion :func:`axis_alignment`. Figures ``figures/samples.png``
+(decoded prior samples), ``figures/reconstructions.png`` and ``figures/traversals.png`` go to the run directory.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -411,6 +410,10 @@ class DisentanglementModule(SCGModule):
 
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if self.factor and stage == "fit" and self._trainer is not None and self.trainer.world_size > 1:
+            raise ValueError(f"{self.kind} trains on one process: its two backward passes per iteration (VAE, then "
+                             "discriminator) leave parameters without gradients that DDP would wait for; run it "
+                             "with --trainer.devices 1")
         if self.semi:
             if dm is None or not hasattr(dm, "labelled") or not getattr(dm, "num_labels", 0):
                 raise ValueError(f"{self.kind} needs labels: set --data.num_labels (e.g. 100 or 1000)")
@@ -488,11 +491,18 @@ class DisentanglementModule(SCGModule):
         return {"recon": recon, "kl": kl, "loss": recon + kl}  # the negative ELBO, whatever the objective's weights
 
     def _accumulate(self, x):
+        """Per-example terms summed in float64 with their count (summed over DDP ranks in :meth:`_reduce`)."""
         for k, v in self._eval_terms(x).items():
-            self._eval.setdefault(k, []).append(v.detach().cpu())
+            acc = self._eval.setdefault(k, torch.zeros(2, dtype=torch.float64, device=v.device))
+            acc[0] += v.detach().double().sum()
+            acc[1] += v.numel()
 
     def _reduce(self, prefix: str) -> dict[str, float]:
-        out = {f"{prefix}/{k}": torch.cat(v).mean().item() for k, v in self._eval.items()}
+        out = {}
+        for k, acc in sorted(self._eval.items()):
+            if self._trainer is not None and self.trainer.world_size > 1:
+                acc = self.trainer.strategy.reduce(acc, reduce_op="sum")
+            out[f"{prefix}/{k}"] = (acc[0] / acc[1].clamp_min(1)).item()
         self._eval = {}
         return out
 
@@ -508,8 +518,8 @@ class DisentanglementModule(SCGModule):
             lx, ly = self._labels["val"]
             with torch.no_grad():
                 values["val/rs"] = self.supervision_loss(lx, ly).mean().item()  # the thesis' selection score
-        for k, v in values.items():
-            self.log(k, v, prog_bar=k in ("val/loss", "val/gap_st"))
+        for k, v in values.items():  # already reduced over the ranks
+            self.log(k, v, prog_bar=k in ("val/loss", "val/gap_st"), sync_dist=True, reduce_fx="max")
 
     def on_test_epoch_start(self) -> None:
         self._eval = {}
@@ -522,11 +532,18 @@ class DisentanglementModule(SCGModule):
         dm = getattr(self.trainer, "datamodule", None)
         data = dm.ground_truth() if dm is not None and hasattr(dm, "ground_truth") else None
         if data is not None:
-            metrics.update(self.score(data))
+            # the metrics sample their own points: rank 0 scores, every rank logs its numbers
+            scores = self.score(data) if self.trainer.is_global_zero else None
+            if self.trainer.world_size > 1:
+                scores = self.trainer.strategy.broadcast(scores, src=0)
+            metrics.update(scores)
+            if self.trainer.is_global_zero and self.__dict__.get("metric_seconds"):
+                from ..io import atomic_write_json
+                atomic_write_json(Path(self.trainer.default_root_dir) / "metrics_seconds.json", self.metric_seconds)
             if self.hparams.figures and self.trainer.is_global_zero:
                 self.draw_figures(data, Path(self.trainer.default_root_dir) / "figures")
-        for k, v in metrics.items():
-            self.log(k, float(v))
+        for k, v in metrics.items():  # identical on every rank
+            self.log(k, float(v), sync_dist=True, reduce_fx="max")
 
     def _rep_fn(self):
         from ..metrics.disentanglement import torch_representation
@@ -559,11 +576,10 @@ class DisentanglementModule(SCGModule):
         if preset != "none":
             from ..metrics.disentanglement import evaluate_all
 
-            t0 = time.perf_counter()
             names = ("mig",) if preset == "mig" else SIX
             res = evaluate_all(data, rep, seed=self.hparams.metrics_seed, metrics=names, preset="study",
                                overrides=SMALL if preset == "small" else None)
-            out["test/metrics_seconds"] = time.perf_counter() - t0
+            self.metric_seconds = dict(res["seconds"])  # written to the run directory (a time is no test metric)
             for name, (metric, key) in SUMMARY.items():
                 if metric in names:
                     out[f"test/{name}"] = float(res[metric][key])
