@@ -37,6 +37,8 @@ from .estimators.exact import configurations
 MAX_CONFIGURATIONS = 65_536
 #: decoder inputs (images × configurations) per call of the reference enumeration
 CHUNK = 65_536
+#: below this root-mean-square entry the exact gradient is float noise (a saturated, deterministic posterior)
+TINY_GRADIENT = 1e-9
 DEFAULT_TAUS = (0.5, 1.0, 2.0)
 DEFAULT_EPSILONS = (1.0, 0.1)
 
@@ -94,6 +96,14 @@ def exact_gradient(problem: Problem, chunk: int = CHUNK) -> tuple[torch.Tensor, 
         part.backward()
         total += part.detach().double()
     return total, theta.grad.detach()
+
+
+def check_exact_gradient(exact: torch.Tensor) -> None:
+    """Refuse a vanishing exact gradient: relative bias and std are undefined when ‖g‖ is float noise."""
+    if not float(exact.norm()) > TINY_GRADIENT * math.sqrt(exact.numel()):
+        raise ValueError(f"the exact gradient vanishes (norm {float(exact.norm()):.2g}): this model's posterior is "
+                         "deterministic to float precision (every softmax saturated), so relative bias and std are "
+                         "undefined; check an earlier checkpoint of the run or a fresh model (--latent)")
 
 
 def draw_gradient(est: Estimator, problem: Problem, slice_inputs: int = CHUNK) -> torch.Tensor:
@@ -188,7 +198,7 @@ def load_model(benchmark, latent: str | None, checkpoint: str | None, seed: int)
     model = benchmark.module(**{k: v for k, v in hp.items() if not k.startswith("_")})
     state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()}
     model.load_state_dict({k: v for k, v in state.items() if not k.startswith("estimator.")}, strict=False)
-    return model, "trained", dict(ckpt.get("datamodule_hyper_parameters", {}))
+    return model, f"trained {ckpt.get('global_step', '?')} steps", dict(ckpt.get("datamodule_hyper_parameters", {}))
 
 
 def fixed_batch(benchmark, data_options: dict, size: int) -> torch.Tensor:
@@ -251,6 +261,7 @@ def run_gradcheck(benchmark_name: str, latent: str | None = None, checkpoint: st
     problem = problem_of(model, x)
     t0 = time.perf_counter()
     objective, exact = exact_gradient(problem)
+    check_exact_gradient(exact)
     echo(f"{bm.name} gradcheck, latent {latent} ({k ** n:,} configurations), {state} model, batch {batch}: "
          f"F = {float(objective):.3f} nats, exact gradient in {time.perf_counter() - t0:.1f} s")
     common = {"benchmark": bm.name, "kind": KIND, "variant": latent, "profile": KIND, "seed": int(seed),

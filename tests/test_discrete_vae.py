@@ -259,6 +259,18 @@ def test_exact_gradient_is_autograd_through_the_enumerated_sum(problem):
     torch.testing.assert_close(gc.draw_gradient(est, problem), g, rtol=1e-3, atol=2e-5)
 
 
+def test_a_saturated_posterior_is_refused_not_reported(images):
+    """A trained 4x3 model can encode every image deterministically (KL = N log K): then ‖g‖ is float noise and every
+    relative number would be noise divided by noise."""
+    model = _tiny("3x3")
+    with torch.no_grad():
+        model.encoder[-1].weight.mul_(1e4)
+    _, g = gc.exact_gradient(gc.problem_of(model, images[:4]))
+    with pytest.raises(ValueError, match="vanishes"):
+        gc.check_exact_gradient(g)
+    gc.check_exact_gradient(gc.exact_gradient(gc.problem_of(_tiny("3x3"), images[:4]))[1])  # a fresh one is fine
+
+
 def test_reinforce_is_unbiased_and_gumbel_trades_bias_for_variance(problem):
     _, g = gc.exact_gradient(problem)
     torch.manual_seed(0)
@@ -286,5 +298,5 @@ def test_gradcheck_command_writes_records_the_leaderboard_table_and_the_figure(i
     assert exact["metrics"]["rel_bias"] < 1e-5 and exact["draws"] == 1 and exact["metrics"]["evals_per_draw"] == 9
     assert not list(read_records(isolated / "results"))  # not training runs: no leaderboard row, no pooling
     text = render(isolated / "results")
-    assert "## discrete-vae: gradient check" in text and "| 2x3 | fresh | gumbel | τ 1 |" in text
+    assert "## discrete-vae: gradient check" in text and "| gumbel | τ 1 |" in text and "| 2x3 | fresh |" in text
     assert fig.stat().st_size > 0

@@ -43,13 +43,14 @@ def tables(records: list[dict]) -> list[str]:
                   "`scgbench gradcheck`: per estimator setting, D gradient draws w.r.t. the encoder logits of a fixed "
                   "batch against the exact gradient by enumeration (relative bias and std, mean cosine; the bias floor "
                   "is the Monte-Carlo error of the bias: a bias below it is not resolved), and the cost of a draw "
-                  "(decoder evaluations per image, ms for the batch).", "",
-                  "| latent | model | estimator | setting | rel. bias | rel. std | cosine | bias floor | evals/draw | "
-                  "ms/draw | draws | batch |", "|" + "---|" * 12]
+                  "(decoder evaluations per image, ms for the batch). ‖g‖: the exact gradient's norm (the fixed batch's objective is the mean over images).", "",
+                  "| latent | model | ‖g‖ | estimator | setting | rel. bias | rel. std | cosine | bias floor | "
+                  "evals/draw | ms/draw | draws | batch |", "|" + "---|" * 13]
         for r in by_benchmark[name]:
             m = r["metrics"]
             lines.append("| " + " | ".join([
-                r["variant"], r.get("state", "–"), r["estimator"], setting_label(r.get("setting", {})),
+                r["variant"], r.get("state", "–"), f"{r.get('exact_grad_norm', float('nan')):.3g}", r["estimator"],
+                setting_label(r.get("setting", {})),
                 f"{m['rel_bias']:.3f}", f"{m['rel_std']:.3f}", f"{m['cosine']:.3f}", f"{m['bias_floor']:.3f}",
                 f"{m['evals_per_draw']:g}", f"{m['ms_per_draw']:.1f}", str(r.get("draws", "–")),
                 str(r.get("batch", "–"))]) + " |")
