@@ -74,28 +74,31 @@ def figure(records: list[dict], output: str | Path) -> Path:
     names = sorted({r["estimator"] for r in recs})
     markers = dict(zip(names, "osD^v<>pPX*h"))
     for ax, (latent, state) in zip(axes[0], panels):
-        sub = [r for r in recs if r["variant"] == latent and r.get("state", "") == state]
+        everything = [r for r in recs if r["variant"] == latent and r.get("state", "") == state]
+        # zero-variance settings (exact enumeration) have no place on a log-log plot: named in the title instead
+        sub = [r for r in everything if r["metrics"]["rel_std"] > 0]
+        exact = sorted({r["estimator"] for r in everything} - {r["estimator"] for r in sub})
         for name in names:
             pts = [r for r in sub if r["estimator"] == name]
             if not pts:
                 continue
-            xs = [max(r["metrics"]["rel_std"], 1e-4) for r in pts]
-            ys = [max(r["metrics"]["rel_bias"], 1e-4) for r in pts]
+            xs = [r["metrics"]["rel_std"] for r in pts]
+            ys = [max(r["metrics"]["rel_bias"], 1e-6) for r in pts]
             ax.scatter(xs, ys, marker=markers[name], label=name)
             for x, y, r in zip(xs, ys, pts):
                 label = setting_label(r.get("setting", {}))
                 if label != "–":
                     ax.annotate(label, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        floor = sorted((max(r["metrics"]["rel_std"], 1e-4), max(r["metrics"]["bias_floor"], 1e-6)) for r in sub)
-        if floor:
+        if sub:
             draws = max(int(r.get("draws", 1)) for r in sub)
-            lo, hi = floor[0][0], floor[-1][0]
+            lo, hi = min(r["metrics"]["rel_std"] for r in sub), max(r["metrics"]["rel_std"] for r in sub)
             ax.plot([lo, hi], [lo / draws ** 0.5, hi / draws ** 0.5], "k--", lw=0.8, label=f"bias floor (D={draws})")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("relative std  ‖ĝ − ḡ‖ / ‖g‖")
         ax.set_ylabel("relative bias  ‖ḡ − g‖ / ‖g‖")
-        ax.set_title(f"latent {latent}, {state} model")
+        ax.set_title(f"latent {latent}, {state} model" + (f"\n({', '.join(exact)}: zero bias and std, not drawn)"
+                                                          if exact else ""), fontsize=9)
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
