@@ -80,19 +80,29 @@ def check_size(num_nodes: int, num_categories: int, cap: int = MAX_CONFIGURATION
 
 def exact_gradient(problem: Problem, chunk: int = CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
     """``(F(θ), ∂F/∂θ)`` by enumeration: F = (1/B) Σ_b Σ_c q_b(c) f_b(c), summed chunk by chunk with one backward
-    pass per chunk (the gradient of a sum is the sum of the chunks' gradients)."""
+    pass per chunk (the gradient of a sum is the sum of the chunks' gradients).
+
+    Each image's cost is taken relative to a constant b_b (its mean cost over the first chunk): Σ_c q_b(c) = 1, so
+    ``F = (1/B) Σ_b [b_b + Σ_c q_b(c)(f_b(c) − b_b)]`` has the same gradient, and float32 no longer sums
+    ~540-nat terms over tens of thousands of configurations to get a gradient of norm ~0.05 (the plain sum lost
+    0.6 % of it on an 8 × 4 latent)."""
     params = problem.params.detach()
     b, n, k = params.shape
     theta = params.clone().requires_grad_(True)
     codes = configurations(n, k, params.device)
     per_call = max(1, chunk // b)
     total = torch.zeros((), dtype=torch.float64)
+    base = None
     for start in range(0, len(codes), per_call):
         c = codes[start:start + per_call]                                              # [C, N]
         logq = torch.log_softmax(theta, dim=-1)                                        # [B, N, K]
         log_qc = logq[:, torch.arange(n, device=c.device)[None, :], c].sum(-1)        # [B, C]
         z = torch.nn.functional.one_hot(c, k).to(params.dtype)[None].expand(b, -1, -1, -1)
-        part = (log_qc.exp() * problem.cost_fn(z)).sum() / b
+        cost = problem.cost_fn(z)
+        if base is None:
+            base = cost.detach().mean(1, keepdim=True)
+            total += base.double().sum() / b
+        part = (log_qc.exp() * (cost - base)).sum() / b
         part.backward()
         total += part.detach().double()
     return total, theta.grad.detach()

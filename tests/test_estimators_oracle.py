@@ -67,7 +67,7 @@ def test_exact_equals_autograd_through_a_brute_force_sum(chunk_size):
         q = torch.stack([p[:, i, c[i]] for i in range(n)]).prod(0)
         want = want + q * _cost_fn(x, w)(z.expand(b, 1, n, k))[:, 0]
     w_theta, w_w = torch.autograd.grad(want.sum(), (theta, w))
-    torch.testing.assert_close(got.double(), want, rtol=1e-6, atol=1e-8)  # accumulated in float32 inside
+    torch.testing.assert_close(got.double(), want, rtol=1e-6, atol=1e-8)  # float64 logits: summed in float64
     torch.testing.assert_close(g_theta, w_theta, rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(g_w, w_w, rtol=1e-5, atol=1e-7)
     per_call = max(1, chunk_size // b)

@@ -83,16 +83,22 @@ class Exact(Estimator):
         if self._codes is None or self._codes.device != params.device:
             self._codes = configurations(n, k, params.device)
         codes = self._codes
-        log_q = torch.log_softmax(params.float(), dim=-1)  # [B, N, K]
+        dtype = torch.promote_types(params.dtype, torch.float32)  # float32, or float64 for float64 logits
+        log_q = torch.log_softmax(params.to(dtype), dim=-1)  # [B, N, K]
         nodes = torch.arange(n, device=params.device)
         per_call = max(1, self.chunk_size // max(b, 1))  # configurations per cost_fn call
-        total = params.new_zeros(b, dtype=torch.float32)
+        total, base = params.new_zeros(b, dtype=dtype), None
         for start in range(0, codes.shape[0], per_call):
             chunk = codes[start:start + per_call]  # [M, N]
             log_qc = log_q[:, nodes, chunk].sum(-1)  # [B, M]: log q(c) = Σ_n log softmax(θ_n)[c_n]
             z = torch.nn.functional.one_hot(chunk, k).to(params.dtype)  # [M, N, K]
-            cost = cost_fn(z.expand(b, *z.shape))  # [B, M]
-            total = total + (log_qc.exp() * cost.float()).sum(-1)
+            cost = cost_fn(z.expand(b, *z.shape)).to(dtype)  # [B, M]
+            if base is None:
+                # Σ_c q(c) = 1, so b + Σ_c q(c)(f(c) − b) is the same sum with the same gradients for a constant b;
+                # with b near the costs float32 no longer loses the small gradient in sums of ~500-nat terms
+                base = cost.detach().mean(-1)
+                total = total + base
+            total = total + (log_qc.exp() * (cost - base[:, None])).sum(-1)
         return total
 
     def sample(self, x: torch.Tensor) -> torch.Tensor:
