@@ -47,6 +47,12 @@ PIXELS = 784
 IW_CHUNK = 20
 
 
+def _mean() -> MeanMetric:
+    """A mean summed in float64: the mean of ~500-nat values must not depend on how the images were dealt to DDP
+    ranks (a float32 sum's rounding does)."""
+    return MeanMetric().set_dtype(torch.float64)
+
+
 def parse_latent(latent: str) -> tuple[int, int]:
     """``"20x10"`` → (N = 20 nodes, K = 10 categories)."""
     m = re.fullmatch(r"\s*(\d+)\s*[x×]\s*(\d+)\s*", str(latent))
@@ -94,9 +100,8 @@ class DiscreteVAE(SCGModule):
             self.estimator.fit_prior(k)
         self.encoder = mlp([PIXELS, *hidden, n * self.param_size])
         self.decoder = mlp([n * k, *hidden[::-1], PIXELS])
-        self.val_neg_elbo, self.val_nll_iw = MeanMetric(), MeanMetric()
-        self.test_neg_elbo, self.test_nll_iw = MeanMetric(), MeanMetric()
-        self.test_recon, self.test_kl = MeanMetric(), MeanMetric()
+        self.val_neg_elbo, self.val_nll_iw = _mean(), _mean()
+        self.test_neg_elbo, self.test_nll_iw, self.test_recon, self.test_kl = _mean(), _mean(), _mean(), _mean()
         # persistent, so a resumed run's mean epoch time covers every epoch of the run
         self.register_buffer("_epoch_seconds", torch.zeros(()))
         self.register_buffer("_epochs_timed", torch.zeros(()))
@@ -165,8 +170,8 @@ class DiscreteVAE(SCGModule):
 
     def validation_step(self, batch, batch_idx):
         out = self.bounds(batch["x"], batch["index"], self.val_samples, eval_noise_key(VAL))
-        self.val_neg_elbo.update(out["neg_elbo"])
-        self.val_nll_iw.update(out["nll_iw"])
+        self.val_neg_elbo.update(out["neg_elbo"].double())
+        self.val_nll_iw.update(out["nll_iw"].double())
         n = len(batch["x"])
         self.log("val/neg_elbo", self.val_neg_elbo, on_epoch=True, prog_bar=True, batch_size=n)
         self.log("val/nll_iw", self.val_nll_iw, on_epoch=True, batch_size=n)
@@ -175,7 +180,7 @@ class DiscreteVAE(SCGModule):
         out = self.bounds(batch["x"], batch["index"], self.iw_samples, eval_noise_key(TEST))
         for name, metric in (("neg_elbo", self.test_neg_elbo), ("nll_iw", self.test_nll_iw),
                              ("recon", self.test_recon), ("kl", self.test_kl)):
-            metric.update(out[name])
+            metric.update(out[name].double())
 
     def on_test_epoch_end(self) -> None:
         metrics = {"test/neg_elbo": self.test_neg_elbo.compute(), "test/nll_iw": self.test_nll_iw.compute(),

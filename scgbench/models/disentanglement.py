@@ -63,6 +63,7 @@ from torch import nn
 
 from ..estimators import estimators_of, reset_estimators
 from ..step_logging import log_step_scalars
+from ..specs.disentanglement import PROCEDURAL_FACTOR_SIZES
 from ..nn.state import schedule_values
 from .base import SCGModule
 
@@ -302,9 +303,8 @@ class DisentanglementModule(SCGModule):
         if self.masked:
             self.register_buffer("mask", torch.ones(self.n, self.m, dtype=torch.bool), persistent=False)
         if self.semi:
-            from ..datamodules.disentanglement import PROCEDURAL, get_dataset
-            if dataset in PROCEDURAL:  # factor sizes known now: check them before training
-                self.set_factor_sizes(get_dataset(dataset).factors_num_values)
+            if dataset in PROCEDURAL_FACTOR_SIZES:  # factor sizes known now: check them before training
+                self.set_factor_sizes(list(PROCEDURAL_FACTOR_SIZES[dataset]))
         if self.factor:
             self.disc = discriminator(self.n, disc_width, disc_depth)
             self.automatic_optimization = False
@@ -419,11 +419,10 @@ class DisentanglementModule(SCGModule):
                 raise ValueError(f"{self.kind} needs labels: set --data.num_labels (e.g. 100 or 1000)")
             self.set_factor_sizes(dm.ground_truth().factors_num_values)
             self._labels = {k: tuple(t.to(self.device) for t in dm.labelled(k)) for k in ("train", "val")}
-        if self.factor and dm is not None and hasattr(dm, "ground_truth"):
-            from ..datamodules.disentanglement import GroundTruthStream
+        if self.factor and dm is not None and hasattr(dm, "second_training_stream"):
             # B′ of Kim & Mnih's Algorithm 2: fresh images of a second training stream of the run seed, item i a
             # pure function of (seed, i), so a resumed run draws the same B′
-            self._second = GroundTruthStream(dm.ground_truth(), 1, seed=dm.seed, split="train-second")
+            self._second = dm.second_training_stream()
 
     def second_minibatch(self, batch: torch.Tensor) -> torch.Tensor:
         """The iteration's second minibatch B′ (as many images as B); without a ground-truth datamodule (a bare

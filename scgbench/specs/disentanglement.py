@@ -27,6 +27,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
+#: factor sizes of the procedurally rendered datasets (dSprites, its colour and noise variants, Circles), known
+#: without building them, so that models can check their options at construction; the datasets' own
+#: ``factors_num_values`` agree (tests/test_disentanglement_layers.py)
+PROCEDURAL_FACTOR_SIZES: dict[str, tuple[int, ...]] = {
+    "dsprites": (3, 6, 40, 32, 32), "color_dsprites": (3, 6, 40, 32, 32), "noisy_dsprites": (3, 6, 40, 32, 32),
+    "circles": (40, 40),
+}
+
 
 def as_random_state(rng: Any) -> np.random.RandomState:
     """Accept a ``np.random.RandomState`` or an integer seed. disentanglement_lib uses the legacy

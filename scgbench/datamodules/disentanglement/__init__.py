@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..catalog import register_dataset
-from ...specs.disentanglement import GroundTruthData
+from ...specs.disentanglement import PROCEDURAL_FACTOR_SIZES, GroundTruthData
 from .datamodule import DisentanglementDataModule, GroundTruthStream
 from .files import (Cars3D, DatasetNotFoundError, DSpritesFile, MPI3D, Shapes3D, SmallNORB,
                     mpi3d_factor_sizes, read_norb_matrix)
@@ -53,7 +53,7 @@ DATASET_BUILDERS: dict[str, Callable[..., GroundTruthData]] = {
 
 
 #: the datasets rendered procedurally (offline; every other name loads its official file)
-PROCEDURAL = ("dsprites", "color_dsprites", "noisy_dsprites", "circles")
+PROCEDURAL = tuple(PROCEDURAL_FACTOR_SIZES)
 
 
 def get_dataset(name: str, **kwargs) -> GroundTruthData:

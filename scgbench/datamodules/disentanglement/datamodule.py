@@ -171,6 +171,11 @@ class DisentanglementDataModule(SeededDataModule):
             self._labelled = {"train": (x[:n_train], y[:n_train]), "val": (x[n_train:], y[n_train:])}
         return self._labelled[split]
 
+    def second_training_stream(self) -> GroundTruthStream:
+        """A second stream of training images of the run seed (split ``train-second``), item i a pure function of
+        (seed, i): FactorVAE's second minibatch B′ (Kim & Mnih, Algorithm 2)."""
+        return GroundTruthStream(self.ground_truth(), 1, seed=self.seed, split="train-second")
+
     def ground_truth(self) -> GroundTruthData:
         if self.data is None:
             if isinstance(self.dataset_spec, GroundTruthData):
