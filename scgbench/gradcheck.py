@@ -267,7 +267,7 @@ def run_gradcheck(benchmark_name: str, latent: str | None = None, checkpoint: st
     out_dir = _results_dir(results_dir)
     probe_writable(out_dir, "results directory", "--results-dir or $SCGBENCH_RESULTS_DIR")
     figure_path = Path(figure_path or Path(os.environ.get("SCGBENCH_RUNS_DIR", "runs")) / bm.name / "gradcheck"
-                       / f"bias_std-{latent}-{state}.png")
+                       / f"bias_std-{latent}-{state.replace(' ', '-')}.png")
     probe_writable(figure_path.parent, "figure directory", "--figure")
 
     x = fixed_batch(bm, data_options, batch)
