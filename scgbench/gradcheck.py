@@ -79,7 +79,8 @@ def check_size(num_nodes: int, num_categories: int, cap: int = MAX_CONFIGURATION
 
 
 def exact_gradient(problem: Problem, chunk: int = CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(F(θ), ∂F/∂θ)`` by enumeration: F = (1/B) Σ_b Σ_c q_b(c) f_b(c), summed chunk by chunk with one backward
+    """``(F(θ), ∂F/∂θ)`` by enumeration — written apart from the ``exact`` estimator on purpose: it is the reference
+    that estimator is checked against (its row must come out at zero bias). F F = (1/B) Σ_b Σ_c q_b(c) f_b(c), summed chunk by chunk with one backward
     pass per chunk (the gradient of a sum is the sum of the chunks' gradients).
 
     Each image's cost is taken relative to a constant b_b (its mean cost over the first chunk): Σ_c q_b(c) = 1, so
@@ -233,7 +234,7 @@ def run_gradcheck(benchmark_name: str, latent: str | None = None, checkpoint: st
     import os
 
     from .benchmarks import get_benchmark
-    from .leaderboard.gradcheck import KIND, figure
+    from .leaderboard.gradcheck import KIND, figure, setting_label
     from .leaderboard.records import results_dir as _results_dir, write_record
     from .models.discrete_vae import parse_latent
     from .provenance import git_commit, hardware, load_average, package_versions
@@ -294,7 +295,7 @@ def run_gradcheck(benchmark_name: str, latent: str | None = None, checkpoint: st
                "run_name": f"gradcheck-{latent}-{state}-{name}" + "".join(f"-{k}{v:g}" for k, v in opts.items()
                                                                          if k in ("tau", "epsilon"))}
         paths.append(write_record(rec, out_dir))
-        echo(f"  {name:11s} {setting_label_short(opts):8s} bias {stats['rel_bias']:.3f}  std {stats['rel_std']:.3f}  "
+        echo(f"  {name:11s} {setting_label(opts):8s} bias {stats['rel_bias']:.3f}  std {stats['rel_std']:.3f}  "
              f"cos {stats['cosine']:.3f}  floor {stats['bias_floor']:.3f}  {stats['evals_per_draw']:g} evals  "
              f"{stats['ms_per_draw']:.1f} ms")
     from .leaderboard.records import read_records
@@ -304,6 +305,3 @@ def run_gradcheck(benchmark_name: str, latent: str | None = None, checkpoint: st
     echo(f"records: {out_dir / bm.name}\nfigure: {figure(mine, figure_path)}")
     return paths
 
-
-def setting_label_short(opts: dict) -> str:
-    return " ".join(f"{'τ' if k == 'tau' else 'ε'}={v:g}" for k, v in opts.items() if k in ("tau", "epsilon"))

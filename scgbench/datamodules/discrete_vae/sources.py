@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ...io import GIT_BLOB, ChecksumError, CorruptFileError, data_root, download, file_digest
-from ..mnist import (download_file_set, file_set_status, load_mnist_source, load_mnist_split)
+from ..mnist import download_file_set, download_mnist, file_set_status, load_mnist_source, load_mnist_split
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +153,6 @@ def fetch(dataset: str, root: str | Path | None = None, timeout: float = 30.0, f
     elif dataset == "omniglot":
         download_omniglot(root, timeout=timeout, force=force)
     elif dataset == "mnist":
-        from ..mnist import download_mnist
-
         download_mnist(root, timeout=timeout, force=force)
 
 
