@@ -80,8 +80,8 @@ def check_size(num_nodes: int, num_categories: int, cap: int = MAX_CONFIGURATION
 
 def exact_gradient(problem: Problem, chunk: int = CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
     """``(F(θ), ∂F/∂θ)`` by enumeration — written apart from the ``exact`` estimator on purpose: it is the reference
-    that estimator is checked against (its row must come out at zero bias). F F = (1/B) Σ_b Σ_c q_b(c) f_b(c), summed chunk by chunk with one backward
-    pass per chunk (the gradient of a sum is the sum of the chunks' gradients).
+    that estimator is checked against (its row must come out at zero bias). F = (1/B) Σ_b Σ_c q_b(c) f_b(c), summed
+    chunk by chunk with one backward pass per chunk (the gradient of a sum is the sum of the chunks' gradients).
 
     Each image's cost is taken relative to a constant b_b (its mean cost over the first chunk): Σ_c q_b(c) = 1, so
     ``F = (1/B) Σ_b [b_b + Σ_c q_b(c)(f_b(c) − b_b)]`` has the same gradient, and float32 no longer sums
