@@ -216,6 +216,44 @@ def test_sap_continuous_and_discrete():
                        continuous_factors=True)["SAP_score"] > 0.95
 
 
+def _svc_cases():
+    rng = np.random.RandomState(0)
+    for k in (2, 3, 6, 40):
+        y = rng.randint(k, size=3000) * 3 + 1  # labels need not be 0..K-1
+        yield k, "continuous", rng.randn(3000) * 2 + 0.3 * y, y
+        yield k, "quantised", np.round((y / 3 + rng.randn(3000) * 2) / 5 * 32) / 32, y
+    y = rng.randint(4, size=1000)
+    yield 4, "constant", np.zeros(1000), y  # a collapsed code: w = 0 at the optimum
+
+
+@pytest.mark.parametrize("k,kind,x,y", [pytest.param(*c, id=f"{c[1]}-{c[0]}classes") for c in _svc_cases()])
+def test_exact_linear_svc_predicts_as_a_converged_liblinear(k, kind, x, y):
+    """The one-feature solver of the discrete SAP score predicts what sklearn's LinearSVC (liblinear's
+    primal solver) predicts when it is run to convergence, on training and fresh points."""
+    from sklearn.svm import LinearSVC
+
+    from scgbench.metrics.disentanglement.linear_svc_1d import fit_predict
+    x_test = np.concatenate([x, np.linspace(x.min() - 1, x.max() + 1, 997)])
+    clf = LinearSVC(C=0.01, class_weight="balanced", dual=False, tol=1e-12, max_iter=100000).fit(x[:, None], y)
+    ours = fit_predict(x, np.stack([y, y[::-1]], axis=1), x_test)  # two factors solved together
+    assert np.array_equal(ours[:, 0], clf.predict(x_test[:, None]))
+    clf.fit(x[:, None], y[::-1])
+    assert np.array_equal(ours[:, 1], clf.predict(x_test[:, None]))
+
+
+def test_sap_discrete_equals_the_reference_classifier():
+    """The discrete score matrix with the exact solver equals the one of disentanglement_lib's loop with
+    sklearn's LinearSVC (its default solver) on quantised D-VAE-like codes; a factor with one value is an error."""
+    from scgbench.bench.disentanglement import reference_sap_matrix, synthetic_codes
+    from scgbench.metrics.disentanglement.sap_score import compute_score_matrix
+    c, f = synthetic_codes(2000, 0)
+    ct, ft = synthetic_codes(1000, 1)
+    ours = compute_score_matrix(c.T, f.T, ct.T, ft.T, continuous_factors=False)
+    assert np.array_equal(ours, reference_sap_matrix(c.T, f.T, ct.T, ft.T))
+    with pytest.raises(ValueError, match="at least 2 classes; factor 1"):
+        sap_from_codes(c, np.stack([f[:, 0], np.zeros(2000, int)], axis=1), ct, ft[:, :2])
+
+
 # -------------------------------------------------------------------------------- BetaVAE / FactorVAE
 def test_beta_vae_and_factor_vae_perfect_and_collapsed():
     data = FactorImages()

@@ -21,7 +21,8 @@ same numbers (max abs difference 4e-16) as a line-by-line transcription of the r
 gin/TensorFlow removed, driven by the same ``RandomState(0)`` — MIG, SAP (both modes), BetaVAE, FactorVAE,
 modularity/explicitness, DCI and downstream (LR and GBT, tree ``random_state`` pinned on both sides),
 unsupervised scores (DCI and downstream then still used sklearn's GBT; the histogram GBT that both use now
-equals sklearn's up to the tie-breaking sklearn leaves to its ``random_state``, see :mod:`.gbt`). The deliberate deviations
+equals sklearn's up to the tie-breaking sklearn leaves to its ``random_state``, see :mod:`.gbt`; discrete SAP
+then used sklearn's LinearSVC, whose one-feature problems :mod:`.linear_svc_1d` now solves exactly). The deliberate deviations
 (documented per module) only concern inputs on which the reference crashes or returns NaN (constant
 codes, classes missing from a test sample) and pinned solver seeds where the reference used the global
 numpy state.
