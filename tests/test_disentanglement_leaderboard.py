@@ -48,3 +48,19 @@ def test_dashboard_page_shows_medians_and_the_model_selection_table(tmp_path):
     page = (tmp_path / "site" / "disentanglement.html").read_text()
     assert "30.00 [20.00, 40.00]" in page and "median [25 %, 75 %]" in page
     assert "Model selection" in page and "factor-dvae seed 1" in page
+
+
+def test_axis_alignment_cells_are_the_share_of_seeds(tmp_path):
+    """Circles: 3 of 10 axis-aligned latent spaces is "3 of 10 (30 %)" — a median of the 0/1 values would say 0."""
+    from scgbench.leaderboard.render import render
+    from scgbench.leaderboard.site import build_site
+
+    for seed in range(10):
+        rec = _rec("circles-dvae", "dvae", seed, 0.1, gap=1.0, dataset="circles")
+        rec["metrics"]["test/axis_aligned"] = 1.0 if seed in (2, 5, 7) else 0.0
+        write_record(rec, tmp_path / "results")
+    section = render(tmp_path / "results")
+    row = next(line for line in section.splitlines() if line.startswith("| circles-dvae |"))
+    assert "| 3 of 10 (30 %) |" in row
+    build_site(tmp_path / "site", tmp_path / "results")
+    assert "3 of 10 (30 %)" in (tmp_path / "site" / "disentanglement.html").read_text()

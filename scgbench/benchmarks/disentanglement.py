@@ -73,8 +73,8 @@ register(Benchmark(
                  "[−1, 1]) / FactorDVAE, one Locatello et al. (2019) architecture, Bernoulli likelihood. Metrics on "
                  "the mean representation (as disentanglement_lib): MIG, BetaVAE and FactorVAE scores, DCI "
                  "disentanglement, modularity, SAP; gap_st = straight-through gap (Eq. 5.26, lower = more discrete); "
-                 "axis_aligned = share of Circles latent spaces whose factor directions lie within 15° of the axes. "
-                 "Cells: median [25 %, 75 %] over seeds, in % for the scores (Table 6.8)."),
+                 "axis_aligned = Circles latent spaces whose two factor directions lie within 15° of distinct axes, "
+                 "k of n seeds. Other cells: median [25 %, 75 %] over seeds, in % for the scores (Table 6.8)."),
     datamodule=DisentanglementDataModule,
     module=DisentanglementModule,
     default_variant="dvae",
@@ -87,7 +87,8 @@ register(Benchmark(
     reference=REFERENCE,
     node_shape=(64, 10, 64),
     summary="median",
-    percent_metrics=_SIX + ("test/axis_aligned",),
+    percent_metrics=_SIX,
+    share_metrics=("test/axis_aligned",),
     selection_rows=gap_selection,
     links=(("data.dataset", "model.dataset"),),
 ))

@@ -64,6 +64,9 @@ class Benchmark:
     summary: str = "mean"
     #: metrics shown in % besides those whose name says so (accuracies, precisions, …)
     percent_metrics: tuple[str, ...] = ()
+    #: 0/1 metrics (a criterion met or not) whose cells are the share of seeds meeting it, "k of n (x %)",
+    #: whatever ``summary`` says: a median of 0/1 values hides the share (e.g. the Circles axis alignment)
+    share_metrics: tuple[str, ...] = ()
     #: extra leaderboard rows chosen from the records (records → [{"label", "record", "estimator", "profile",
     #: "note"}]), e.g. the smallest-Gap_ST model of each cohort (disentanglement)
     selection_rows: Callable[[list[dict]], list[dict]] | None = None

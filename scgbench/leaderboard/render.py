@@ -33,6 +33,12 @@ def _median_iqr(values: list[float]) -> tuple[float, float, float]:
     return float(med), float(q25), float(q75)
 
 
+def share_text(values: list[float]) -> str:
+    """A 0/1 criterion over seeds: "k of n (x %)" — k seeds meet it (value 1)."""
+    k, n = sum(1 for v in values if v >= 0.5), len(values)
+    return f"{k} of {n} ({100.0 * k / n:.0f} %)"
+
+
 def is_percent(metric: str) -> bool:
     """Metrics shown in % (accuracies, precisions, MRR, hits, validity, quantiles)."""
     return any(t in metric for t in ("acc", "prec", "mrr", "hits", "validity", "quantile"))
@@ -114,6 +120,7 @@ def render(results: str | os.PathLike | None = None, warn=None) -> str:
         metrics = list(bm.leaderboard_metrics) if bm else sorted({m for r in by_benchmark[name] for m in r["metrics"]})
         pct = {m: is_percent(m) or m in getattr(bm, "percent_metrics", ()) for m in metrics}
         median = getattr(bm, "summary", "mean") == "median"
+        share = set(getattr(bm, "share_metrics", ()))
         lines += [f"## {name}", ""]
         if bm:
             lines += [bm.description, ""]
@@ -127,6 +134,9 @@ def render(results: str | os.PathLike | None = None, warn=None) -> str:
                 vals = [float(r["metrics"][m]) for r in recs if m in r["metrics"]]
                 if not vals:
                     cells.append("–")
+                    continue
+                if m in share:
+                    cells.append(share_text(vals))
                     continue
                 if median:
                     med, q25, q75 = _median_iqr(vals)

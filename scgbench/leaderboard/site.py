@@ -44,7 +44,7 @@ from typing import Callable, Iterable, Sequence
 from .. import figures
 from ..io import atomic_write_bytes
 from .records import read_records, results_dirs
-from .render import _fmt, _mean_std, _median_iqr, _modified_label, is_percent, rows
+from .render import _fmt, _mean_std, _median_iqr, _modified_label, is_percent, rows, share_text
 
 CRITERION = ("★ marks the best entry of a column only where it is separated: among the unmodified rows of one "
              "profile that have the metric, the row with the best mean is marked when its two-sided 95 % "
@@ -295,7 +295,7 @@ def page_names(names: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def _metric_cell(x: Entry, m: str, pct: bool, best: bool, median: bool = False) -> str:
+def _metric_cell(x: Entry, m: str, pct: bool, best: bool, median: bool = False, share: bool = False) -> str:
     if x.paper:
         v = x.reference.get(m)
         if v is None:
@@ -307,7 +307,9 @@ def _metric_cell(x: Entry, m: str, pct: bool, best: bool, median: bool = False) 
     if s is None:
         return _td("–", None, True)
     text = _fmt(s.mean, pct) if s.n == 1 else f"{_fmt(s.mean, pct)} ± {_fmt(s.std, pct)}"
-    if median and s.n > 1:  # Table 6.8's summary: median [25 %, 75 %]
+    if share:  # a 0/1 criterion: the share of seeds meeting it
+        text = share_text(list(s.values))
+    elif median and s.n > 1:  # Table 6.8's summary: median [25 %, 75 %]
         med, q25, q75 = _median_iqr(list(s.values))
         text = f"{_fmt(med, pct)} [{_fmt(q25, pct)}, {_fmt(q75, pct)}]"
     tip = f"seeds: {', '.join(_fmt(v, pct) for v in s.values)}"
@@ -355,6 +357,7 @@ def _table(table: list[Entry], metrics: Sequence[str], lower: set[str], bm=None)
     marked = best_cells(table, metrics, lower)
     median = getattr(bm, "summary", "mean") == "median"
     percent = set(getattr(bm, "percent_metrics", ()))
+    share = set(getattr(bm, "share_metrics", ()))
     head = [_th("model", "model"), _th("estimator", "estimator"), _th("tricks", "tricks"),
             _th("profile", "profile"), _th("n", "n", "desc", "distinct seeds")]
     head += [_th(m, m.removeprefix("test/"), "asc" if m in lower else "desc",
@@ -372,7 +375,8 @@ def _table(table: list[Entry], metrics: Sequence[str], lower: set[str], bm=None)
                 tip += f"; {x.repeats} repeat{'s' if x.repeats > 1 else ''} of a seed dropped (the latest counts)"
             n = _td(str(len(x.seeds)), len(x.seeds), True, title=tip)
         cells = [_td(e(label)), _td(e(x.estimator)), _td(e(x.tricks)), _td(e(x.profile)), n]
-        cells += [_metric_cell(x, m, is_percent(m) or m in percent, (i, m) in marked, median) for m in metrics]
+        cells += [_metric_cell(x, m, is_percent(m) or m in percent, (i, m) in marked, median, m in share)
+                  for m in metrics]
         cells += _cost_cells(x) + [_td(f"<div>{e(x.data)}</div>", cls="data", title=x.data)]
         body.append(f'<tr class="{cls}">' + "".join(cells) + "</tr>")
     return (f'<div class="wide"><table class="sortable" id="rows"><thead><tr>{"".join(head)}</tr></thead>\n'
