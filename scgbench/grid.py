@@ -107,7 +107,12 @@ def _worker(argv: list[str]) -> int:
     try:
         summary, code = run_cell(cell), 0
     except SystemExit as e:  # argparse / LightningCLI exits on a bad option (checked in the parent already)
-        summary, code = {"error": f"exited with status {e.code}"}, e.code if isinstance(e.code, int) and e.code else 2
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        if isinstance(e, SIGTERMException):  # Lightning's SIGTERM handler ends fit with this SystemExit(None)
+            summary, code = {"error": "its process was stopped by SIGTERM"}, 1
+        else:
+            summary, code = {"error": f"exited with status {e.code}"}, e.code if isinstance(e.code, int) and e.code else 2
     except Exception as e:  # noqa: BLE001 - the error is the cell's outcome
         if not isinstance(e, (ValueError, FileNotFoundError, ConnectionError)):
             traceback.print_exc()

@@ -1,5 +1,6 @@
 """A callback that makes the run of one seed fail (for tests/test_grid.py): ``raise`` an error at the start of
-training, or ``kill`` its own process with SIGKILL (what the out-of-memory killer does). Given to the cells of a
+training, ``kill`` its own process with SIGKILL (what the out-of-memory killer does) or ``term`` it with SIGTERM
+(what a scheduler's preemption sends). Given to the cells of a
 real ``scgbench compare`` grid through ``--config``; the other cells of the grid must go on."""
 
 import os
@@ -17,4 +18,7 @@ class FailSeed(pl.Callback):
             return
         if self.how == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
+        if self.how == "term":  # what a scheduler's preemption sends; Lightning's handler raises SIGTERMException
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
         raise RuntimeError(f"boom for seed {self.seed}")

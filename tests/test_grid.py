@@ -144,8 +144,8 @@ def test_a_local_process_pool_runs_two_cells_at_once_each_in_its_own_process(iso
 def test_a_failed_or_killed_cell_is_reported_the_rest_go_on_and_a_rerun_skips_complete_cells(
         isolated, capsys, cells_importable):
     _mnist_offline()
-    cfg = _fail_config(isolated, s1="raise", s2="kill")
-    argv = ["compare", "mnist-addition", "--estimators", "gumbel", "--seeds", "0-2", "--jobs", "2", "--output",
+    cfg = _fail_config(isolated, s1="raise", s2="kill", s3="term")
+    argv = ["compare", "mnist-addition", "--estimators", "gumbel", "--seeds", "0-3", "--jobs", "2", "--output",
             str(isolated / "lb.md"), *TINY, "--config", str(cfg)]
     assert main(argv) == 1
     captured = capsys.readouterr()
@@ -153,13 +153,14 @@ def test_a_failed_or_killed_cell_is_reported_the_rest_go_on_and_a_rerun_skips_co
     assert "== failed: mnist-addition variant=ours estimator=gumbel seed=1: RuntimeError: boom for seed 1 (log: " in err
     assert re.search(r"== failed: mnist-addition variant=ours estimator=gumbel seed=2: its process was killed by "
                      r"SIGKILL", err), err
-    assert "2 of 3 cells failed" in err and "scgbench run mnist-addition --estimator gumbel --seed 1" in err
+    assert "== failed: mnist-addition variant=ours estimator=gumbel seed=3: its process was stopped by SIGTERM" in err, err
+    assert "3 of 4 cells failed" in err and "scgbench run mnist-addition --estimator gumbel --seed 1" in err
     assert "== done: mnist-addition variant=ours estimator=gumbel seed=0" in captured.out
     assert [r["seed"] for r in _records(isolated / "results")] == [0]  # the cell that did not fail has its record
     # the same grid again: the complete cell is skipped, the failed ones run (and fail) again
     assert main(argv) == 1
     captured = capsys.readouterr()
-    assert captured.out.count("complete record found: skipped") == 1 and "2 of 3 cells to run" in captured.out
+    assert captured.out.count("complete record found: skipped") == 1 and "3 of 4 cells to run" in captured.out
     assert len(_records(isolated / "results")) == 1
 
 
