@@ -226,6 +226,7 @@ def test_every_estimator_trains_the_vae(images, estimator, latent, kwargs):
     (["gradcheck", "discrete-vae", "--latent", "4x3", "--estimators", "igr"], "Gaussian"),
     (["gradcheck", "mnist-addition", "--latent", "4x3"], "discrete-vae"),
     (["gradcheck", "discrete-vae", "--latent", "4x3", "--draws", "1"], "draws"),
+    (["run", "discrete-vae", "--data.dataset", "omniglot"], "add --data.source auto for omniglot"),
 ])
 def test_bad_input_is_one_line_and_exit_2(isolated, capsys, argv, match):
     assert main(argv) == 2
