@@ -64,3 +64,26 @@ def test_axis_alignment_cells_are_the_share_of_seeds(tmp_path):
     assert "| 3 of 10 (30 %) |" in row
     build_site(tmp_path / "site", tmp_path / "results")
     assert "3 of 10 (30 %)" in (tmp_path / "site" / "disentanglement.html").read_text()
+
+
+def test_semi_supervised_cohorts_select_the_smallest_rs_per_model_and_label_budget():
+    """One selection row per (model, supervision, dataset, profile, labels): the run with the smallest test/rs."""
+    from scgbench.benchmarks.disentanglement import rs_selection
+
+    recs = []
+    for model, sup, labels, rs in [("dvae-semi-masked", None, 1000, [3.0, 1.0, 2.0]),
+                                   ("dvae-semi-masked", None, 100, [0.5, 4.0]),
+                                   ("vae-semi", "bce", 1000, [9.0, 8.0]), ("vae-semi", "l2", 1000, [0.2, 0.1])]:
+        for seed, v in enumerate(rs):
+            r = _rec(model, model, seed, 0.1)
+            r["metrics"]["test/rs"] = v
+            r["hparams"]["model"]["supervision"] = sup or "bce"
+            r["hparams"]["data"] = {"num_labels": labels}
+            recs.append(r)
+    recs.append(_rec("dvae", "dvae", 0, 0.1, gap=1.0))  # not semi-supervised: in no cohort
+    rows = {row["label"]: row["record"] for row in rs_selection(recs)}
+    assert len(rows) == 4
+    assert rows["selection: smallest R_s of 3 dvae-semi-masked runs (dsprites, 1000 labels)"]["seed"] == 1
+    assert rows["selection: smallest R_s of 2 dvae-semi-masked runs (dsprites, 100 labels)"]["seed"] == 0
+    assert rows["selection: smallest R_s of 2 vae-semi (bce) runs (dsprites, 1000 labels)"]["seed"] == 1
+    assert rows["selection: smallest R_s of 2 vae-semi (l2) runs (dsprites, 1000 labels)"]["metrics"]["test/rs"] == 0.1

@@ -128,3 +128,6 @@ def test_semi_supervised_training_logs_rs_on_validation_labels(tmp_path):
     lx, ly = dm.labelled("val")
     m.eval()
     assert rs == pytest.approx(m.supervision_loss(lx, ly).mean().item(), rel=1e-5) and rs > 0
+    # the test pass reports R_s of the tested weights on the same held-out labels (the selection score)
+    trainer.test(m, datamodule=dm, verbose=False)
+    assert trainer.callback_metrics["test/rs"].item() == pytest.approx(rs, rel=1e-5)

@@ -528,6 +528,10 @@ class DisentanglementModule(SCGModule):
 
     def on_test_epoch_end(self) -> None:
         metrics = self._reduce("test")
+        if self.semi and self.__dict__.get("_labels") is not None:
+            lx, ly = self._labels["val"]
+            with torch.no_grad():  # R_s of the tested weights on the held-out 10 % of the labels: the selection score
+                metrics["test/rs"] = self.supervision_loss(lx, ly).mean().item()
         dm = getattr(self.trainer, "datamodule", None)
         data = dm.ground_truth() if dm is not None and hasattr(dm, "ground_truth") else None
         if data is not None:
