@@ -227,12 +227,15 @@ def test_every_estimator_trains_the_vae(images, estimator, latent, kwargs):
     (["gradcheck", "mnist-addition", "--latent", "4x3"], "discrete-vae"),
     (["gradcheck", "discrete-vae", "--latent", "4x3", "--draws", "1"], "draws"),
     (["run", "discrete-vae", "--data.dataset", "omniglot"], "add --data.source auto for omniglot"),
+    (["run", "discrete-vae", "--data.dataset", "omniglot", "--data.source", "auto", "--data.download", "false"],
+     "chardata.mat is missing; run `scgbench data omniglot`"),
 ])
-def test_bad_input_is_one_line_and_exit_2(isolated, capsys, argv, match):
+def test_bad_input_is_one_line_and_exit_2(isolated, capsys, monkeypatch, argv, match):
+    monkeypatch.setenv("SCGBENCH_DATA", str(isolated / "data"))  # no downloaded files
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert match in err and len(err.splitlines()) == 1
-    assert not (isolated / "results").exists()
+    assert not (isolated / "results").exists() and not (isolated / "runs").exists()
 
 
 # -- exact-gradient diagnostics -------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 from ...seeding import seed_sequence
 from ..base import SeededDataModule
 from ..mnist import collate_batched
-from .sources import DATASETS, fetch, load_images
+from .sources import DATASETS, fetch, load_images, missing_files
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,8 @@ class DiscreteVAEDataModule(SeededDataModule):
             raise ValueError(f"val_size must be >= 1 or null, got {val_size} (--data.val_size)")
         if max_train_examples is not None and max_train_examples < 1:
             raise ValueError(f"max_train_examples must be >= 1 or null, got {max_train_examples}")
+        if not download and missing_files(dataset, root):  # nothing will fetch them: say so before any work
+            raise FileNotFoundError(f"{missing_files(dataset, root)} (--data.download is false)")
         self.save_hyperparameters()
         self.dataset, self.source, self.binarization = dataset, source, binarization
         self.val_size, self.data_seed, self.root = val_size, data_seed, root

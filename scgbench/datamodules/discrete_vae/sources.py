@@ -79,14 +79,28 @@ def load_mnist_images(source: str = "auto", root: str | Path | None = None) -> t
     return {split: _grey(images) for split, (images, _) in data.items()}, desc
 
 
+def missing_files(dataset: str, root: str | Path | None = None, files: dict[str, str] | None = None) -> str | None:
+    """Why ``dataset``'s official files cannot be read from ``root`` without a download (the message of the
+    loader's ``FileNotFoundError``), or ``None`` when they are present (MNIST falls back to the shipped subset)."""
+    if dataset == "fashion-mnist":
+        directory = fashion_dir(root)
+        missing = [n for n, why in file_set_status(directory, files or FASHION_FILES).items() if why == "missing"]
+        if missing:
+            return (f"Fashion-MNIST: {', '.join(missing)} missing in {directory}; run `{FASHION_COMMAND}` (needs "
+                    "network; MD5-checked) or place the official files there")
+    elif dataset == "omniglot" and not omniglot_path(root).is_file():
+        return (f"Omniglot: {omniglot_path(root)} is missing; run `{OMNIGLOT_COMMAND}` (needs network; checked "
+                f"against its git blob id) or place the IWAE repository's {OMNIGLOT_FILE} there")
+    return None
+
+
 def load_fashion_images(root: str | Path | None = None,
                         files: dict[str, str] | None = None) -> tuple[dict[str, torch.Tensor], str]:
     directory, files = fashion_dir(root), files or FASHION_FILES
-    status = file_set_status(directory, files)
-    missing = [n for n, why in status.items() if why == "missing"]
+    missing = missing_files("fashion-mnist", root, files)
     if missing:
-        raise FileNotFoundError(f"Fashion-MNIST: {', '.join(missing)} missing in {directory}; run "
-                                f"`{FASHION_COMMAND}` (needs network; MD5-checked) or place the official files there")
+        raise FileNotFoundError(missing)
+    status = file_set_status(directory, files)
     if status:
         name, why = next(iter(status.items()))
         raise CorruptFileError(directory / name, why, f"run `{FASHION_COMMAND} --force` to download it again")
@@ -120,8 +134,7 @@ def load_omniglot_images(root: str | Path | None = None,
                          checksum: str | None = OMNIGLOT_GIT_BLOB) -> tuple[dict[str, torch.Tensor], str]:
     path = omniglot_path(root)
     if not path.is_file():
-        raise FileNotFoundError(f"Omniglot: {path} is missing; run `{OMNIGLOT_COMMAND}` (needs network; checked "
-                                f"against its git blob id) or place the IWAE repository's {OMNIGLOT_FILE} there")
+        raise FileNotFoundError(missing_files("omniglot", root))
     if checksum is not None:
         got = file_digest(path, GIT_BLOB)
         if got != checksum:
