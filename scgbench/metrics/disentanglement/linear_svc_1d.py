@@ -11,9 +11,9 @@ c⁺ = C·cw_k, c⁻ᵢ = C (liblinear's one-vs-rest weights only the positive c
 problem, positive = the larger label, c⁺ = C·cw₁, c⁻ = C·cw₀; cw = n / (K · n_k) ("balanced").
 f is convex, piecewise quadratic and C¹; its active sets are a prefix or a suffix of the sorted codes,
 so with prefix sums of (1, x, x²) over all points and over each class's points a generalised-Newton step
-with backtracking costs O(K log n) and the minimiser is found exactly (to rounding), where liblinear stops at ``tol`` — the reason the
-scores equal sklearn's (primal and dual) only up to points within the solvers' tolerance of a decision
-boundary. Prediction: argmax of w x + b over classes (first on ties), for two classes the larger label
+with backtracking costs O(K log n) and the minimiser is found exactly (to rounding), where liblinear stops
+at ``tol`` — the reason the scores equal sklearn's (primal and dual) only up to test points within the
+solvers' tolerance of a decision boundary. Prediction: argmax of w x + b over classes (first on ties), for two classes the larger label
 where w x + b > 0 — as ``LinearSVC.predict``.
 """
 
@@ -23,8 +23,6 @@ import numpy as np
 
 _MAX_NEWTON = 100
 _MAX_HALVINGS = 60
-
-
 
 
 class _Problems:
