@@ -13,8 +13,8 @@ f is convex, piecewise quadratic and C¹; its active sets are a prefix or a suff
 so with prefix sums of (1, x, x²) over all points and over each class's points a generalised-Newton step
 with backtracking costs O(K log n) and the minimiser is found exactly (to rounding), where liblinear stops
 at ``tol`` — the reason the scores equal sklearn's (primal and dual) only up to test points within the
-solvers' tolerance of a decision boundary. Prediction: argmax of w x + b over classes (first on ties), for two classes the larger label
-where w x + b > 0 — as ``LinearSVC.predict``.
+solvers' tolerance of a decision boundary. Prediction: argmax of w x + b over classes (first on ties),
+for two classes the larger label where w x + b > 0 — as ``LinearSVC.predict``.
 """
 
 from __future__ import annotations
