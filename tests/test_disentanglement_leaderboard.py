@@ -78,7 +78,7 @@ def test_semi_supervised_cohorts_select_the_smallest_rs_per_model_and_label_budg
             r = _rec(model, model, seed, 0.1)
             r["metrics"]["test/rs"] = v
             r["hparams"]["model"]["supervision"] = sup or "bce"
-            r["hparams"]["data"] = {"num_labels": labels}
+            r["experiment"] = {"data.num_labels": labels}  # the resolved experiment, as records carry it
             recs.append(r)
     recs.append(_rec("dvae", "dvae", 0, 0.1, gap=1.0))  # not semi-supervised: in no cohort
     rows = {row["label"]: row["record"] for row in rs_selection(recs)}
@@ -87,3 +87,19 @@ def test_semi_supervised_cohorts_select_the_smallest_rs_per_model_and_label_budg
     assert rows["selection: smallest R_s of 2 dvae-semi-masked runs (dsprites, 100 labels)"]["seed"] == 0
     assert rows["selection: smallest R_s of 2 vae-semi (bce) runs (dsprites, 1000 labels)"]["seed"] == 1
     assert rows["selection: smallest R_s of 2 vae-semi (l2) runs (dsprites, 1000 labels)"]["metrics"]["test/rs"] == 0.1
+
+
+def test_gap_cohorts_do_not_mix_training_lengths():
+    """Discrete runs of one dataset trained for different numbers of steps (or learning rates) are separate cohorts."""
+    from scgbench.benchmarks.disentanglement import gap_selection
+
+    recs = []
+    for steps, gaps in ((400, [0.0, 0.1]), (2000, [5.0, 3.0, 4.0])):
+        for seed, gap in enumerate(gaps):
+            r = _rec("circles-dvae", "dvae", seed, 0.1, gap=gap, dataset="circles")
+            r["global_steps"], r["hparams"]["model"]["lr"] = steps, 1e-4
+            recs.append(r)
+    rows = {row["label"]: row["record"] for row in gap_selection(recs)}
+    assert set(rows) == {"selection: smallest Gap_ST of 2 discrete runs (circles, 400 steps at lr 0.0001)",
+                         "selection: smallest Gap_ST of 3 discrete runs (circles, 2,000 steps at lr 0.0001)"}
+    assert rows["selection: smallest Gap_ST of 3 discrete runs (circles, 2,000 steps at lr 0.0001)"]["seed"] == 1

@@ -50,18 +50,21 @@ def _dataset(record: dict) -> str:
 
 def gap_selection(records: list[dict]) -> list[dict]:
     """Per cohort — the discrete runs (D-VAE and FactorDVAE, any γ and seed) of one (dataset, profile, estimator)
-    — the run with the smallest test Gap_ST (thesis §5.4.4, last row of Table 6.8); beside it, the cohort's median
-    of the same metrics is on the models' own rows."""
+    trained for the same number of steps at the same learning rate — the run with the smallest test Gap_ST (thesis
+    §5.4.4, last row of Table 6.8); beside it, the cohort's median of the same metrics is on the models' own rows."""
     cohorts: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
-        model = r.get("hparams", {}).get("model", {}).get("model")
-        if model in DISCRETE and "test/gap_st" in r.get("metrics", {}) and not r.get("modified", {}).get(
-                "data.num_val"):
-            cohorts[(_dataset(r), r.get("profile"), r.get("estimator"))].append(r)
+        model_hp = r.get("hparams", {}).get("model", {})
+        if model_hp.get("model") in DISCRETE and "test/gap_st" in r.get("metrics", {}) and not r.get(
+                "modified", {}).get("data.num_val"):
+            key = (_dataset(r), r.get("profile"), r.get("estimator"), r.get("global_steps"), model_hp.get("lr"))
+            cohorts[key].append(r)
     out = []
-    for (dataset, profile, estimator), recs in sorted(cohorts.items()):
+    for (dataset, profile, estimator, steps, lr), recs in sorted(cohorts.items(), key=lambda kv: str(kv[0])):
         best = min(recs, key=lambda r: r["metrics"]["test/gap_st"])
-        out.append({"label": f"selection: smallest Gap_ST of {len(recs)} discrete runs ({dataset})",
+        out.append({"label": f"selection: smallest Gap_ST of {len(recs)} discrete runs ({dataset}, {steps:,} steps "
+                             f"at lr {lr:g})" if isinstance(steps, int) and isinstance(lr, float) else
+                             f"selection: smallest Gap_ST of {len(recs)} discrete runs ({dataset})",
                     "record": best, "estimator": estimator, "profile": profile,
                     "note": f"{best['variant']} seed {best['seed']}"})
     return out
@@ -77,7 +80,7 @@ def rs_selection(records: list[dict]) -> list[dict]:
         model = hp.get("model", {}).get("model")
         if model in SEMI and "test/rs" in r.get("metrics", {}):
             key = (model, hp.get("model", {}).get("supervision") if model == "vae-semi" else None, _dataset(r),
-                   r.get("profile"), hp.get("data", {}).get("num_labels"))
+                   r.get("profile"), r.get("experiment", {}).get("data.num_labels"))
             cohorts[key].append(r)
     out = []
     for (model, supervision, dataset, profile, labels), recs in sorted(cohorts.items(), key=lambda kv: str(kv[0])):
