@@ -81,6 +81,11 @@ def test_semi_supervised_cohorts_select_the_smallest_rs_per_model_and_label_budg
             r["experiment"] = {"data.num_labels": labels}  # the resolved experiment, as records carry it
             recs.append(r)
     recs.append(_rec("dvae", "dvae", 0, 0.1, gap=1.0))  # not semi-supervised: in no cohort
+    # ... and the semi-supervised D-VAEs (with the smallest gap of all) stay out of the Gap_ST cohort
+    from scgbench.benchmarks.disentanglement import gap_selection
+    semi = _rec("dvae-semi", "dvae-semi", 7, 0.1, gap=0.01)
+    [gap_row] = gap_selection(recs[-1:] + [semi])
+    assert gap_row["record"]["seed"] == 0 and "1 discrete runs" in gap_row["label"]
     rows = {row["label"]: row["record"] for row in rs_selection(recs)}
     assert len(rows) == 4
     assert rows["selection: smallest R_s of 3 dvae-semi-masked runs (dsprites, 1000 labels)"]["seed"] == 1

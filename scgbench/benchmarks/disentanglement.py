@@ -48,14 +48,19 @@ def _dataset(record: dict) -> str:
     return str(hp.get("model", {}).get("dataset") or hp.get("data", {}).get("dataset") or "?")
 
 
+#: the models of Table 6.8's selection cohort (the semi-supervised D-VAEs are selected by R_s: :func:`rs_selection`)
+UNSUPERVISED_DISCRETE = tuple(m for m in DISCRETE if m not in SEMI)
+
+
 def gap_selection(records: list[dict]) -> list[dict]:
-    """Per cohort — the discrete runs (D-VAE and FactorDVAE, any γ and seed) of one (dataset, profile, estimator)
-    trained for the same number of steps at the same learning rate — the run with the smallest test Gap_ST (thesis
-    §5.4.4, last row of Table 6.8); beside it, the cohort's median of the same metrics is on the models' own rows."""
+    """Per cohort — the unsupervised discrete runs (D-VAE and FactorDVAE, any γ and seed) of one (dataset, profile,
+    estimator) trained for the same number of steps at the same learning rate — the run with the smallest test
+    Gap_ST (thesis §5.4.4, last row of Table 6.8); beside it, the cohort's median of the same metrics is on the
+    models' own rows."""
     cohorts: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
         model_hp = r.get("hparams", {}).get("model", {})
-        if model_hp.get("model") in DISCRETE and "test/gap_st" in r.get("metrics", {}) and not r.get(
+        if model_hp.get("model") in UNSUPERVISED_DISCRETE and "test/gap_st" in r.get("metrics", {}) and not r.get(
                 "modified", {}).get("data.num_val"):
             key = (_dataset(r), r.get("profile"), r.get("estimator"), r.get("global_steps"), model_hp.get("lr"))
             cohorts[key].append(r)
