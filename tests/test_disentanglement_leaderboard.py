@@ -108,3 +108,10 @@ def test_gap_cohorts_do_not_mix_training_lengths():
     assert set(rows) == {"selection: smallest Gap_ST of 2 discrete runs (circles, 400 steps at lr 0.0001)",
                          "selection: smallest Gap_ST of 3 discrete runs (circles, 2,000 steps at lr 0.0001)"}
     assert rows["selection: smallest Gap_ST of 3 discrete runs (circles, 2,000 steps at lr 0.0001)"]["seed"] == 1
+
+
+def test_percent_cells_do_not_show_a_negative_zero():
+    """DCI of a constant code comes out as −1e-17: the cell says 0.00, a real negative value keeps its sign."""
+    from scgbench.leaderboard.render import _fmt
+
+    assert _fmt(-1e-17, True) == "0.00" and _fmt(-0.01, True) == "-1.00" and _fmt(0.3, True) == "30.00"

@@ -45,7 +45,10 @@ def is_percent(metric: str) -> bool:
 
 
 def _fmt(v: float, pct: bool) -> str:
-    return f"{100 * v:.2f}" if pct else f"{v:.4g}"
+    if pct:
+        text = f"{100 * v:.2f}"
+        return "0.00" if text == "-0.00" else text  # a rounding residue below zero (e.g. DCI of a constant code)
+    return f"{v:.4g}"
 
 
 def tricks_label(tricks: dict) -> str:
