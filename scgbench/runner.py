@@ -2,9 +2,9 @@
 test the selected checkpoint, and write one result record that describes what ran.
 
 Order of work, so that a mistake costs nothing: parse and check the config (names, types, estimator family) →
-instantiate model, datamodule and tricks (their range checks) → probe that the results and runs directories
-are writable → claim the run directory → build the trainer → fit → test → write the record, first into the
-run directory and then, atomically, into the results directory.
+instantiate model, datamodule and tricks (their range checks; the model's ``check_datamodule``) → probe that
+the results and runs directories are writable → claim the run directory → build the trainer → fit → test →
+write the record, first into the run directory and then, atomically, into the results directory.
 
 Everything a run produces lives in one run directory (``runs/<benchmark>/<run name>`` unless
 ``--run-dir``/``$SCGBENCH_RUNS_DIR`` say otherwise): TensorBoard logs (``tb/``), checkpoints
@@ -180,6 +180,12 @@ class Run:
         self.cli.instantiate()
         self.cli.check_trainer()
         self.model, self.datamodule = self.cli.model, self.cli.datamodule
+        check = getattr(self.model, "check_datamodule", None)  # a model's own demands on the data, before any work
+        if check is not None:
+            try:
+                check(self.datamodule)
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
         est = sorted({e.name for e in estimators_of(self.model)})
         self.estimator = "+".join(est) if est else "none"
         if self.write:

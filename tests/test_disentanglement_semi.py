@@ -106,7 +106,8 @@ def test_bad_semi_supervised_input_through_the_cli_exits_2(isolated, capsys):
 
     for argv, needle in ((["--variant", "dvae-semi", "--model.omega=-2"], "omega must be >= 0"),
                          (["--variant", "dvae-semi-masked", "--model.num_categories=16"], "factor 2 has 40 values"),
-                         (["--variant", "dvae-semi", "--data.num_labels=800000"], "larger than the data")):
+                         (["--variant", "dvae-semi", "--data.num_labels=800000"], "larger than the data"),
+                         (["--variant", "dvae", "--data.num_labels=100"], "dvae ignores labels")):
         assert main(["run", "disentanglement", *argv]) == 2
         err = capsys.readouterr().err.strip()
         assert re.search(needle, err) and len(err.splitlines()) == 1, err

@@ -408,15 +408,24 @@ class DisentanglementModule(SCGModule):
         loss, logs, _ = self._vae_cost(batch)
         return loss, logs
 
+    def check_datamodule(self, dm) -> None:
+        """Refuse a datamodule whose labels this model cannot use: the semi-supervised models need them, the
+        others would silently ignore them (``ValueError``; the runner calls this before any work)."""
+        labels = getattr(dm, "num_labels", 0) if dm is not None else 0
+        if self.semi and (dm is None or not hasattr(dm, "labelled") or not labels):
+            raise ValueError(f"{self.kind} needs labels: set --data.num_labels (e.g. 100 or 1000)")
+        if not self.semi and labels:
+            raise ValueError(f"--data.num_labels is used only by the semi-supervised models ({', '.join(SEMI)}); "
+                             f"{self.kind} ignores labels: drop --data.num_labels or choose a -semi variant")
+
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if self.factor and stage == "fit" and self._trainer is not None and self.trainer.world_size > 1:
             raise ValueError(f"{self.kind} trains on one process: its two backward passes per iteration (VAE, then "
                              "discriminator) leave parameters without gradients that DDP would wait for; run it "
                              "with --trainer.devices 1")
+        self.check_datamodule(dm)
         if self.semi:
-            if dm is None or not hasattr(dm, "labelled") or not getattr(dm, "num_labels", 0):
-                raise ValueError(f"{self.kind} needs labels: set --data.num_labels (e.g. 100 or 1000)")
             self.set_factor_sizes(dm.ground_truth().factors_num_values)
             self._labels = {k: tuple(t.to(self.device) for t in dm.labelled(k)) for k in ("train", "val")}
         if self.factor and dm is not None and hasattr(dm, "second_training_stream"):
