@@ -1,6 +1,8 @@
 """The disentanglement leaderboard (issue 16): median [25 %, 75 %] cells in % (as Table 6.8), the smallest-Gap_ST
 row per cohort of discrete runs, in leaderboard.md and on the dashboard page."""
 
+import re
+
 from scgbench.leaderboard.records import write_record
 
 
@@ -115,3 +117,18 @@ def test_percent_cells_do_not_show_a_negative_zero():
     from scgbench.leaderboard.render import _fmt
 
     assert _fmt(-1e-17, True) == "0.00" and _fmt(-0.01, True) == "-1.00" and _fmt(0.3, True) == "30.00"
+
+
+def test_rs_is_never_marked_best_across_models(tmp_path):
+    """R_s is each semi-supervised model's own loss (BCE, L2, cross-entropy): a clearly lower value of one model
+    says nothing against another, so the dashboard does not star it (the other metrics are tied here)."""
+    from scgbench.leaderboard.site import build_site
+
+    for variant, model, rs in (("vae-semi-l2", "vae-semi", 0.7), ("dvae-semi", "dvae-semi", 30.0)):
+        for seed in range(5):
+            rec = _rec(variant, model, seed, 0.1)
+            rec["metrics"]["test/rs"] = rs + 0.01 * seed
+            write_record(rec, tmp_path / "results")
+    build_site(tmp_path / "site", tmp_path / "results")
+    page = (tmp_path / "site" / "disentanglement.html").read_text()
+    assert "0.72" in page and not re.search(r'<td[^>]*class="[^"]*\bbest\b', page)

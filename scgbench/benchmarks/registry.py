@@ -67,6 +67,9 @@ class Benchmark:
     #: 0/1 metrics (a criterion met or not) whose cells are the share of seeds meeting it, "k of n (x %)",
     #: whatever ``summary`` says: a median of 0/1 values hides the share (e.g. the Circles axis alignment)
     share_metrics: tuple[str, ...] = ()
+    #: metrics whose values are not comparable across rows (each model's own loss, e.g. R_s under BCE, L2 or
+    #: cross-entropy): shown, never marked best on the dashboard (nor are ``share_metrics``)
+    unranked_metrics: tuple[str, ...] = ()
     #: extra leaderboard rows chosen from the records (records → [{"label", "record", "estimator", "profile",
     #: "note"}]), e.g. the smallest-Gap_ST model of each cohort (disentanglement)
     selection_rows: Callable[[list[dict]], list[dict]] | None = None

@@ -354,7 +354,8 @@ COST_HEADERS = [("fit_s", "fit time", "wall_clock_s.fit: training wall-clock, me
 
 
 def _table(table: list[Entry], metrics: Sequence[str], lower: set[str], bm=None) -> str:
-    marked = best_cells(table, metrics, lower)
+    unranked = set(getattr(bm, "share_metrics", ())) | set(getattr(bm, "unranked_metrics", ()))
+    marked = best_cells(table, [m for m in metrics if m not in unranked], lower)
     median = getattr(bm, "summary", "mean") == "median"
     percent = set(getattr(bm, "percent_metrics", ()))
     share = set(getattr(bm, "share_metrics", ()))
