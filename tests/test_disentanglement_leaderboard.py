@@ -81,6 +81,7 @@ def test_semi_supervised_cohorts_select_the_smallest_rs_per_model_and_label_budg
             r["metrics"]["test/rs"] = v
             r["hparams"]["model"]["supervision"] = sup or "bce"
             r["experiment"] = {"data.num_labels": labels}  # the resolved experiment, as records carry it
+            r["modified"] = {"model.omega": 4.0} if seed == 1 else {}
             recs.append(r)
     recs.append(_rec("dvae", "dvae", 0, 0.1, gap=1.0))  # not semi-supervised: in no cohort
     # ... and the semi-supervised D-VAEs (with the smallest gap of all) stay out of the Gap_ST cohort
@@ -91,6 +92,9 @@ def test_semi_supervised_cohorts_select_the_smallest_rs_per_model_and_label_budg
     rows = {row["label"]: row["record"] for row in rs_selection(recs)}
     assert len(rows) == 4
     assert rows["selection: smallest R_s of 3 dvae-semi-masked runs (dsprites, 1000 labels)"]["seed"] == 1
+    notes = {row["label"]: row["note"] for row in rs_selection(recs)}  # the sweep's value names the chosen run
+    assert notes["selection: smallest R_s of 3 dvae-semi-masked runs (dsprites, 1000 labels)"] == \
+        "dvae-semi-masked (model.omega=4.0) seed 1"
     assert rows["selection: smallest R_s of 2 dvae-semi-masked runs (dsprites, 100 labels)"]["seed"] == 0
     assert rows["selection: smallest R_s of 2 vae-semi (bce) runs (dsprites, 1000 labels)"]["seed"] == 1
     assert rows["selection: smallest R_s of 2 vae-semi (l2) runs (dsprites, 1000 labels)"]["metrics"]["test/rs"] == 0.1

@@ -52,6 +52,12 @@ def _dataset(record: dict) -> str:
 UNSUPERVISED_DISCRETE = tuple(m for m in DISCRETE if m not in SEMI)
 
 
+def _which(record: dict) -> str:
+    """"variant seed S", with the options the run changed (e.g. γ or ω of a sweep)."""
+    changed = ", ".join(f"{k}={v}" for k, v in sorted((record.get("modified") or {}).items()))
+    return f"{record['variant']}{f' ({changed})' if changed else ''} seed {record['seed']}"
+
+
 def gap_selection(records: list[dict]) -> list[dict]:
     """Per cohort — the unsupervised discrete runs (D-VAE and FactorDVAE, any γ and seed) of one (dataset, profile,
     estimator) trained for the same number of steps at the same learning rate — the run with the smallest test
@@ -71,7 +77,7 @@ def gap_selection(records: list[dict]) -> list[dict]:
                              f"at lr {lr:g})" if isinstance(steps, int) and isinstance(lr, float) else
                              f"selection: smallest Gap_ST of {len(recs)} discrete runs ({dataset})",
                     "record": best, "estimator": estimator, "profile": profile,
-                    "note": f"{best['variant']} seed {best['seed']}"})
+                    "note": _which(best)})
     return out
 
 
@@ -93,7 +99,7 @@ def rs_selection(records: list[dict]) -> list[dict]:
         name = f"{model} ({supervision})" if supervision else model
         out.append({"label": f"selection: smallest R_s of {len(recs)} {name} runs ({dataset}, {labels} labels)",
                     "record": best, "estimator": best.get("estimator", "–"), "profile": profile,
-                    "note": f"{best['variant']} seed {best['seed']}"})
+                    "note": _which(best)})
     return out
 
 
