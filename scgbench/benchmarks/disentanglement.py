@@ -58,49 +58,60 @@ def _which(record: dict) -> str:
     return f"{record['variant']}{f' ({changed})' if changed else ''} seed {record['seed']}"
 
 
+def _smallest(records: list[dict], metric: str, cohort_of, label_of) -> list[dict]:
+    """One selection row per cohort: the record with the smallest ``metric``. ``cohort_of(record)`` gives its
+    cohort key (``None``: in no cohort), ``label_of(key, n)`` the row's label."""
+    cohorts: dict[tuple, list[dict]] = defaultdict(list)
+    for r in records:
+        key = cohort_of(r) if metric in r.get("metrics", {}) else None
+        if key is not None:
+            cohorts[key].append(r)
+    out = []
+    for key, recs in sorted(cohorts.items(), key=lambda kv: str(kv[0])):
+        best = min(recs, key=lambda r: r["metrics"][metric])
+        out.append({"label": label_of(key, len(recs)), "record": best, "estimator": best.get("estimator", "–"),
+                    "profile": best.get("profile"), "note": _which(best)})
+    return out
+
+
 def gap_selection(records: list[dict]) -> list[dict]:
     """Per cohort — the unsupervised discrete runs (D-VAE and FactorDVAE, any γ and seed) of one (dataset, profile,
     estimator) trained for the same number of steps at the same learning rate — the run with the smallest test
     Gap_ST (thesis §5.4.4, last row of Table 6.8); beside it, the cohort's median of the same metrics is on the
     models' own rows."""
-    cohorts: dict[tuple, list[dict]] = defaultdict(list)
-    for r in records:
+    def cohort(r):
         model_hp = r.get("hparams", {}).get("model", {})
-        if model_hp.get("model") in UNSUPERVISED_DISCRETE and "test/gap_st" in r.get("metrics", {}) and not r.get(
-                "modified", {}).get("data.num_val"):
-            key = (_dataset(r), r.get("profile"), r.get("estimator"), r.get("global_steps"), model_hp.get("lr"))
-            cohorts[key].append(r)
-    out = []
-    for (dataset, profile, estimator, steps, lr), recs in sorted(cohorts.items(), key=lambda kv: str(kv[0])):
-        best = min(recs, key=lambda r: r["metrics"]["test/gap_st"])
-        out.append({"label": f"selection: smallest Gap_ST of {len(recs)} discrete runs ({dataset}, {steps:,} steps "
-                             f"at lr {lr:g})" if isinstance(steps, int) and isinstance(lr, float) else
-                             f"selection: smallest Gap_ST of {len(recs)} discrete runs ({dataset})",
-                    "record": best, "estimator": estimator, "profile": profile,
-                    "note": _which(best)})
-    return out
+        if model_hp.get("model") not in UNSUPERVISED_DISCRETE or r.get("modified", {}).get("data.num_val"):
+            return None
+        return _dataset(r), r.get("profile"), r.get("estimator"), r.get("global_steps"), model_hp.get("lr")
+
+    def label(key, n):
+        dataset, _, _, steps, lr = key
+        where = f"{dataset}, {steps:,} steps at lr {lr:g}" if isinstance(steps, int) and isinstance(lr, float) \
+            else dataset
+        return f"selection: smallest Gap_ST of {n} discrete runs ({where})"
+
+    return _smallest(records, "test/gap_st", cohort, label)
 
 
 def rs_selection(records: list[dict]) -> list[dict]:
     """Per cohort of one semi-supervised model — its runs (any ω and seed) of one (dataset, profile, label
     budget) — the run with the smallest R_s on the held-out 10 % of the labels (``test/rs``), the selection of
     Locatello et al. (2020) and thesis §6.2.5 (Fig. 6.4, "lowest R_s")."""
-    cohorts: dict[tuple, list[dict]] = defaultdict(list)
-    for r in records:
-        hp = r.get("hparams", {})
-        model = hp.get("model", {}).get("model")
-        if model in SEMI and "test/rs" in r.get("metrics", {}):
-            key = (model, hp.get("model", {}).get("supervision") if model == "vae-semi" else None, _dataset(r),
-                   r.get("profile"), r.get("experiment", {}).get("data.num_labels"))
-            cohorts[key].append(r)
-    out = []
-    for (model, supervision, dataset, profile, labels), recs in sorted(cohorts.items(), key=lambda kv: str(kv[0])):
-        best = min(recs, key=lambda r: r["metrics"]["test/rs"])
+    def cohort(r):
+        model_hp = r.get("hparams", {}).get("model", {})
+        model = model_hp.get("model")
+        if model not in SEMI:
+            return None
+        return (model, model_hp.get("supervision") if model == "vae-semi" else None, _dataset(r), r.get("profile"),
+                r.get("experiment", {}).get("data.num_labels"))
+
+    def label(key, n):
+        model, supervision, dataset, _, labels = key
         name = f"{model} ({supervision})" if supervision else model
-        out.append({"label": f"selection: smallest R_s of {len(recs)} {name} runs ({dataset}, {labels} labels)",
-                    "record": best, "estimator": best.get("estimator", "–"), "profile": profile,
-                    "note": _which(best)})
-    return out
+        return f"selection: smallest R_s of {n} {name} runs ({dataset}, {labels} labels)"
+
+    return _smallest(records, "test/rs", cohort, label)
 
 
 def selections(records: list[dict]) -> list[dict]:

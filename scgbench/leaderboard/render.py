@@ -33,6 +33,12 @@ def _median_iqr(values: list[float]) -> tuple[float, float, float]:
     return float(med), float(q25), float(q75)
 
 
+def median_text(values: list[float], pct: bool) -> str:
+    """Thesis Table 6.8's cell: "median [25 %, 75 %]"."""
+    med, q25, q75 = _median_iqr(values)
+    return f"{_fmt(med, pct)} [{_fmt(q25, pct)}, {_fmt(q75, pct)}]"
+
+
 def share_text(values: list[float]) -> str:
     """A 0/1 criterion over seeds: "k of n (x %)" — k seeds meet it (value 1)."""
     k, n = sum(1 for v in values if v >= 0.5), len(values)
@@ -142,8 +148,7 @@ def render(results: str | os.PathLike | None = None, warn=None) -> str:
                     cells.append(share_text(vals))
                     continue
                 if median:
-                    med, q25, q75 = _median_iqr(vals)
-                    cells.append(f"{_fmt(med, pct[m])} [{_fmt(q25, pct[m])}, {_fmt(q75, pct[m])}]")
+                    cells.append(median_text(vals, pct[m]))
                     continue
                 mu, sd = _mean_std(vals)
                 cells.append(f"{_fmt(mu, pct[m])} ± {_fmt(sd, pct[m])}")

@@ -44,7 +44,7 @@ from typing import Callable, Iterable, Sequence
 from .. import figures
 from ..io import atomic_write_bytes
 from .records import read_records, results_dirs
-from .render import _fmt, _mean_std, _median_iqr, _modified_label, is_percent, rows, share_text
+from .render import _fmt, _mean_std, _modified_label, is_percent, median_text, rows, share_text
 
 CRITERION = ("★ marks the best entry of a column only where it is separated: among the unmodified rows of one "
              "profile that have the metric, the row with the best mean is marked when its two-sided 95 % "
@@ -310,8 +310,7 @@ def _metric_cell(x: Entry, m: str, pct: bool, best: bool, median: bool = False, 
     if share:  # a 0/1 criterion: the share of seeds meeting it
         text = share_text(list(s.values))
     elif median and s.n > 1:  # Table 6.8's summary: median [25 %, 75 %]
-        med, q25, q75 = _median_iqr(list(s.values))
-        text = f"{_fmt(med, pct)} [{_fmt(q25, pct)}, {_fmt(q75, pct)}]"
+        text = median_text(list(s.values), pct)
     tip = f"seeds: {', '.join(_fmt(v, pct) for v in s.values)}"
     if s.interval:
         tip = f"95 % t-interval [{_fmt(s.lo, pct)}, {_fmt(s.hi, pct)}]; " + tip

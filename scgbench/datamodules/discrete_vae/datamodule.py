@@ -100,8 +100,9 @@ class DiscreteVAEDataModule(SeededDataModule):
             raise ValueError(f"val_size must be >= 1 or null, got {val_size} (--data.val_size)")
         if max_train_examples is not None and max_train_examples < 1:
             raise ValueError(f"max_train_examples must be >= 1 or null, got {max_train_examples}")
-        if not download and missing_files(dataset, root):  # nothing will fetch them: say so before any work
-            raise FileNotFoundError(f"{missing_files(dataset, root)} (--data.download is false)")
+        missing = None if download else missing_files(dataset, root)
+        if missing:  # nothing will fetch them: say so before any work
+            raise FileNotFoundError(f"{missing} (--data.download is false)")
         self.save_hyperparameters()
         self.dataset, self.source, self.binarization = dataset, source, binarization
         self.val_size, self.data_seed, self.root = val_size, data_seed, root

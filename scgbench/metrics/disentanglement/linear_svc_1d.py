@@ -32,7 +32,7 @@ class _Problems:
     def __init__(self, xs: np.ndarray, member_q: np.ndarray, member_pos: np.ndarray, cp: np.ndarray,
                  cn: np.ndarray):
         n = xs.shape[0]
-        self.xs, self.n, self.cp, self.cn = xs, n, cp, cn
+        self.xs, self.cp, self.cn = xs, cp, cn
         feats = np.stack([np.ones_like(xs), xs, xs * xs], axis=1)
         zero = np.zeros((1, 3))
         self.cum_all = np.concatenate([zero, np.cumsum(feats, axis=0)])
