@@ -47,7 +47,7 @@ def cmd_list(args) -> int:
     from .benchmarks import PROFILES, load_all
     from .callbacks import CALLBACKS, TRICKS
     from .datamodules.catalog import load_providers
-    from .estimators import ESTIMATORS
+    from .estimators import registry
 
     print("benchmarks:")
     for name, bm in sorted(load_all().items()):
@@ -59,9 +59,10 @@ def cmd_list(args) -> int:
         print(f"  {'':24s} profiles: {', '.join(bm.profiles)}; variants: {', '.join(bm.variants)} "
               f"(default {bm.default_variant})")
         print(f"  {'':24s} estimator families: {', '.join(bm.families) or 'none (no discrete node)'}")
-    print("estimators:")
-    for name, cls in sorted(ESTIMATORS.items()):
-        print(f"  {name:24s} {cls.family}")
+    print("estimators (family; nodes served; what it needs from a task beyond samples):")
+    for name, cls in sorted(registry().items()):
+        needs = ", ".join(sorted(cls.requires)) or "-"
+        print(f"  {name:24s} {cls.family:15s} {'+'.join(sorted(cls.node_kinds)):20s} {needs}")
     print("tricks and diagnostics (--tricks.NAME.PARAM VALUE, --no-trick NAME):")
     for name, cls in sorted(CALLBACKS.items()):
         kind = "trick" if name in TRICKS else "diagnostic"

@@ -36,7 +36,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from .benchmarks import Benchmark
 from .callbacks import CALLBACKS
-from .estimators import cost_oracle_refusal, get_estimator_class, param_size_refusal
+from .estimators import compatibility, get_estimator_class
 from .experiment import experiment, flatten
 
 #: Trainer settings of every run (shown by ``--print_config``; the run directory's logger, checkpoints and
@@ -183,16 +183,11 @@ def check_families(cli: BenchmarkCLI) -> None:
         if cls.family not in bm.families:
             raise ConfigError(f"{bm.name} does not support {cls.family} estimators such as {name!r} "
                               f"(--model.{key}); it supports {', '.join(bm.families)}")
-        if not cls.takes_logits and not getattr(bm.module, "honours_param_size", False):
-            raise ConfigError(param_size_refusal(bm.name, name) + f" (--model.{key})")
-        if cls.needs_cost_oracle and not getattr(bm.module, "provides_cost_oracle", False):
-            raise ConfigError(cost_oracle_refusal(bm.name, name) + f" (--model.{key})")
-        if not getattr(bm.module, "checks_node_groups", False):  # nodes of the benchmark's fixed K categories
-            try:
-                cls().check_node_group(1, bm.node_shape[-1])
-            except ValueError as e:
-                raise ConfigError(f"{bm.name} cannot use estimator {name!r} (--model.{key}): its nodes have "
-                                  f"{bm.node_shape[-1]} categories; {e}") from None
+        # nodes whose size is an option (the discrete VAE's latent) are checked when the module is built
+        k = None if getattr(bm.module, "checks_node_groups", False) else bm.node_shape[-1]
+        why = compatibility(cls, provides=getattr(bm.module, "provides", frozenset()), num_categories=k, task=bm.name)
+        if why:
+            raise ConfigError(f"{why} (--model.{key})")
 
 
 # -- one-line errors -----------------------------------------------------------------------------------------

@@ -16,8 +16,11 @@ as in training — and is summarised by
     cosine         (1/D) Σ_d ⟨ĝ_d, g⟩ / (‖ĝ_d‖ ‖g‖)
     bias floor     relative std / √D   (the Monte-Carlo error of the bias itself: a bias below it is not resolved)
 
-and its cost: decoder evaluations per image and draw, and milliseconds per draw of the whole batch.
-IGR is not checked: its parameters are Gaussian (μ, log σ), not the logits whose exact gradient is enumerated.
+and its cost: decoder evaluations per image and draw, and milliseconds per draw of the whole batch. Every estimator
+is drawn through the one entry point tasks use, ``Estimator.estimate`` with the model's objective
+(:mod:`scgbench.estimators.contract`); the problem offers everything the discrete VAE offers except networks sized
+by ``param_size``, so IGR (Gaussian (μ, log σ), not the logits whose exact gradient is enumerated) is refused by
+the same compatibility check as everywhere else.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ from typing import Callable
 
 import torch
 
-from .estimators import SCORE_FUNCTION, Estimator, get_estimator, get_estimator_class, list_estimators
+from .estimators import (COST_ORACLE, LOG_WEIGHTS, RELAXED_COST, Estimator, Objective, compatibility, get_estimator,
+                         get_estimator_class, list_estimators)
 from .estimators.exact import configurations
 
 #: the reference enumeration's cap on K^N (an 8 × 4 latent has 65,536 configurations)
@@ -41,6 +45,8 @@ CHUNK = 65_536
 TINY_GRADIENT = 1e-9
 DEFAULT_TAUS = (0.5, 1.0, 2.0)
 DEFAULT_EPSILONS = (1.0, 0.1)
+#: what a gradcheck problem offers an estimator: the discrete VAE's capabilities on fixed logits
+PROVIDES = frozenset({COST_ORACLE, RELAXED_COST, LOG_WEIGHTS})
 
 
 @dataclass
@@ -48,13 +54,12 @@ class Problem:
     """The fixed logits θ [B, N, K] of a batch and the model's costs as functions of the latents."""
 
     params: torch.Tensor
-    #: rows (a slice of the batch) → the model's cost oracle for those images: z [b, M, N, K] → −log p(x|z) [b, M]
-    oracle: Callable[[slice], Callable[[torch.Tensor], torch.Tensor]]
-    #: z [B', N, K] (sample-major repeats of the batch) → −log p(x | z) [B'] for any, also relaxed, z
-    cost: Callable[[torch.Tensor], torch.Tensor]
+    #: rows (a slice of the batch) → the model's objective for those images (its ``DiscreteVAE.objective``)
+    objective: Callable[[slice], Objective]
 
     def cost_fn(self, z: torch.Tensor) -> torch.Tensor:
-        return self.oracle(slice(None))(z)
+        """−log p(x|z) [B, M] of the whole batch at configurations z [B, M, N, K]."""
+        return self.objective(slice(None)).cost(z)
 
 
 def problem_of(model, x: torch.Tensor) -> Problem:
@@ -63,10 +68,11 @@ def problem_of(model, x: torch.Tensor) -> Problem:
     with torch.no_grad():
         params = model.encode(x)
 
-    def cost(z: torch.Tensor) -> torch.Tensor:
-        return model.nll(x.repeat(len(z) // len(x), 1), z)
+    def objective(rows: slice) -> Objective:
+        full = model.objective(x[rows])
+        return Objective(full.sample_cost, full.cost, full.log_prior, full.kl, PROVIDES)
 
-    return Problem(params, lambda rows: (lambda z: model.reconstruction_cost(x[rows], z)), cost)
+    return Problem(params, objective)
 
 
 def check_size(num_nodes: int, num_categories: int, cap: int = MAX_CONFIGURATIONS) -> int:
@@ -118,23 +124,19 @@ def check_exact_gradient(exact: torch.Tensor) -> None:
 
 
 def draw_gradient(est: Estimator, problem: Problem, slice_inputs: int = CHUNK) -> torch.Tensor:
-    """One draw of the estimator's gradient ĝ = ∂F̂/∂θ (module docstring). A cost-oracle estimator runs on slices of
-    the batch, one backward pass each, so that its decoder inputs per pass stay under ``slice_inputs``."""
+    """One draw of the estimator's gradient ĝ = ∂F̂/∂θ (module docstring), through ``Estimator.estimate``. An
+    estimator with many decoder evaluations runs on slices of the batch, one backward pass each, so that its decoder
+    inputs per pass stay under ``slice_inputs``; each slice's loss is weighted by its share of the batch."""
     theta = problem.params.detach().clone().requires_grad_(True)
-    b = len(theta)
-    if est.needs_cost_oracle:
-        step = max(1, slice_inputs // max(1, est.evaluations_per_step))
-        for s in range(0, b, step):
-            rows = slice(s, s + step)
-            (est.expected_cost(theta[rows], problem.oracle(rows)).sum() / b).backward()
+    b, n, k = theta.shape
+    step = max(1, slice_inputs // max(1, est.evaluations(n, k)))
+    if step >= b:
+        est.estimate(theta, problem.objective(slice(None))).loss.backward()
         return theta.grad.detach()
-    if est.family == SCORE_FUNCTION:
-        est.reset()
-        cost = problem.cost(est(theta.repeat(est.num_samples, 1, 1)))
-        loss = cost.mean() + est.surrogate_loss(cost)
-    else:
-        loss = problem.cost(est(theta)).mean()
-    loss.backward()
+    for s in range(0, b, step):
+        rows = slice(s, s + step)
+        e = est.estimate(theta[rows], problem.objective(rows))
+        (e.cost.sum() / (b * (len(e.cost) // len(theta[rows]))) + e.surrogate * (len(theta[rows]) / b)).backward()
     return theta.grad.detach()
 
 
@@ -155,9 +157,10 @@ def settings(names: list[str], taus=DEFAULT_TAUS, epsilons=DEFAULT_EPSILONS) -> 
     out: list[tuple[str, dict]] = []
     for name in names:
         cls = get_estimator_class(name)
-        if not cls.takes_logits:
-            raise ValueError(f"gradcheck cannot check {name!r}: its parameters are not the categorical logits whose "
-                             "exact gradient is enumerated (IGR: Gaussian (mu, log sigma)); leave it out")
+        why = compatibility(cls, provides=PROVIDES, task="gradcheck")
+        if why:
+            raise ValueError(f"{why} (gradcheck differentiates the categorical logits whose exact gradient it "
+                             f"enumerates); leave it out")
         if name == "direct":
             out += [(name, {"epsilon": float(e), "epsilon_floor": min(float(e), 0.1)}) for e in epsilons]
         elif cls.uses_temperature:
@@ -168,12 +171,14 @@ def settings(names: list[str], taus=DEFAULT_TAUS, epsilons=DEFAULT_EPSILONS) -> 
 
 
 def default_estimators(num_categories: int) -> list[str]:
-    return list_estimators(logits_only=True, num_categories=num_categories)
+    return list_estimators(num_categories=num_categories, provides=PROVIDES)
 
 
 def check_estimator(name: str, options: dict, num_nodes: int, num_categories: int) -> Estimator:
     est = get_estimator(name, **options)
-    est.check_node_group(num_nodes, num_categories)
+    why = compatibility(est, provides=PROVIDES, num_nodes=num_nodes, num_categories=num_categories, task="gradcheck")
+    if why:
+        raise ValueError(why)
     return est.train()
 
 
@@ -241,7 +246,7 @@ def run_gradcheck(benchmark_name: str, latent: str | None = None, checkpoint: st
     from .runner import choose_threads, probe_writable
 
     bm = get_benchmark(benchmark_name)
-    if not getattr(bm.module, "provides_cost_oracle", False) or not hasattr(bm.module, "reconstruction_cost"):
+    if not PROVIDES <= getattr(bm.module, "provides", frozenset()) or not hasattr(bm.module, "objective"):
         raise ValueError(f"gradcheck needs a benchmark whose loss can be evaluated at every latent configuration "
                          f"(discrete-vae); {bm.name} cannot")
     if draws < 2:

@@ -51,8 +51,8 @@ from torch.utils.data import DataLoader
 from .benchmarks import get_benchmark
 from .callbacks import CALLBACKS, TRICKS, RunCheckpoint, SelectionCheckpoint
 from .config import BenchmarkCLI, benchmark_args, check_families
-from .estimators import (SCORE_FUNCTION, ESTIMATORS, estimators_of as _estimators, get_estimator, list_estimators,
-                         reset_estimators)
+from .estimators import (SCORE_FUNCTION, estimators_of as _estimators, get_estimator, list_estimators, registry,
+                         score_tape)
 from .models.base import SCGModule
 from .runner import NullProfiler, choose_threads, progress_callbacks, quiet_lightning
 
@@ -80,7 +80,6 @@ class _PairedTimer(pl.Callback):
         self.initial_state = copy.deepcopy(pl_module.state_dict())  # after setup: complete
         self.twin = copy.deepcopy(pl_module, memo={id(trainer): None})  # the module, not its trainer
         self.opt = _first_optimizer(self.twin.configure_optimizers())
-        self.score = getattr(self.twin, "score_estimators", None)  # the cached list, as training_step uses
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         done = batch_idx + 1
@@ -90,7 +89,7 @@ class _PairedTimer(pl.Callback):
             self.lightning.append(time.perf_counter() - self._resumed_at)
         if done + self.chunk <= len(self.batches):
             self.twin.load_state_dict(pl_module.state_dict())  # same weights and τ/β/α as Lightning has now
-            self.bare.append(_bare_steps(self.twin, self.opt, self.batches[done:done + self.chunk], self.score))
+            self.bare.append(_bare_steps(self.twin, self.opt, self.batches[done:done + self.chunk]))
         self._resumed_at = time.perf_counter()
 
     def summary(self) -> dict[str, float]:
@@ -177,16 +176,15 @@ def _replay(batches: list) -> DataLoader:
     return DataLoader(batches, batch_size=None, shuffle=False)
 
 
-def _bare_steps(model, opt, batches: list, score) -> float:
+def _bare_steps(model, opt, batches: list) -> float:
     """Seconds for one bare training step on each of ``batches``, read through a DataLoader as under Lightning."""
     model.train()
     it = iter(_replay(batches))
     t0 = time.perf_counter()
     for i, b in enumerate(it):
-        if score is not None:
-            reset_estimators(model, score)
         opt.zero_grad(set_to_none=True)
-        loss = _training_loss(model, b, i)
+        with score_tape():  # as SCGModule.training_step
+            loss = _training_loss(model, b, i)
         loss.backward()
         opt.step()
     return time.perf_counter() - t0
@@ -232,7 +230,7 @@ def _estimator_timing(shape: Sequence[int], iters: int | None = None, rounds: in
              "gumbel_softmax_hard": gumbel_softmax_step(True)}
     # the estimators that sample nodes of k categories through forward (Direct and exact need a task's cost oracle,
     # spike-exp binary nodes): the others are not timed at this shape
-    timed = list_estimators(sampling=True, num_categories=k)
+    timed = list_estimators(num_categories=k, provides=frozenset())  # those a node inside a forward pass can call
     for name in timed:
         # REINFORCE with the EMA baseline: the same shape as the pathwise ones (LOO only changes the baseline)
         est = get_estimator(name, **({"baseline": "ema", "num_samples": 1} if name == "reinforce" else {})).train()
@@ -240,12 +238,13 @@ def _estimator_timing(shape: Sequence[int], iters: int | None = None, rounds: in
         params = theta if size == k else torch.randn(*shape[:-1], size, requires_grad=True)
 
         def step(est=est, params=params):
-            z = est(params)
-            if est.family == SCORE_FUNCTION:  # the surrogate needs one cost per example
-                cost = (z * w).sum(-1).reshape(shape[0], -1).sum(1)
-                (cost.sum() + est.surrogate_loss(cost)).backward()
-            else:                             # the same loss as the baselines'
-                (z * w).sum().backward()
+            with score_tape() as tape:
+                z = est(params)
+                if est.family == SCORE_FUNCTION:  # the surrogate needs one cost per example
+                    cost = (z * w).sum(-1).reshape(shape[0], -1).sum(1)
+                    (cost.sum() + tape.surrogate(cost)).backward()
+                else:                             # the same loss as the baselines'
+                    (z * w).sum().backward()
 
         steps[name] = step
     total = dict.fromkeys(steps, 0.0)
@@ -277,7 +276,7 @@ def estimator_table(timing: dict[str, dict[str, float]]) -> str:
         lines.append(f"{key:>12s}  {'softmax':12s} {t['softmax_us']:11.1f}")
         lines.append(f"{key:>12s}  {'F.gs soft':12s} {t['gumbel_softmax_us']:11.1f}")
         lines.append(f"{key:>12s}  {'F.gs hard':12s} {t['gumbel_softmax_hard_us']:11.1f}")
-        for name in sorted(ESTIMATORS):
+        for name in sorted(registry()):
             if f"{name}_us" in t:
                 lines.append(f"{key:>12s}  {name:12s} {t[name + '_us']:11.1f} {t[name + '_vs_softmax']:10.2f} "
                              f"{t[name + '_speed_vs_gumbel_softmax']:13.2f} "

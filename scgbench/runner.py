@@ -41,7 +41,7 @@ from lightning.pytorch.profilers import PassThroughProfiler
 from .benchmarks import Benchmark, get_benchmark
 from .callbacks import TRICKS, EpochLine, ProgressBar, RunCheckpoint, SelectionCheckpoint
 from .config import BenchmarkCLI, ConfigError, benchmark_args, check_families
-from .estimators import estimators_of
+from .estimators import estimator_origin, estimators_of
 from .experiment import fingerprint, modifications
 from .io import atomic_write_bytes, atomic_write_json
 from .leaderboard.records import SCHEMA_VERSION, record_name, results_dir, write_record
@@ -166,6 +166,7 @@ class Run:
         if checkpoint_every is not None and checkpoint_every < 1:
             raise ConfigError(f"--checkpoint-every must be >= 1, got {checkpoint_every}")
         self.threads_requested, self.checkpoint_every = threads, checkpoint_every
+        self.estimator_requested = estimator
         self.base_args = benchmark_args(self.bm, profile, self.variant, self.seed, estimator, estimator_kwargs)
         self.args = benchmark_args(self.bm, profile, self.variant, self.seed, estimator, estimator_kwargs,
                                    disable_tricks) + list(overrides)
@@ -188,6 +189,10 @@ class Run:
                 raise ConfigError(str(e)) from None
         est = sorted({e.name for e in estimators_of(self.model)})
         self.estimator = "+".join(est) if est else "none"
+        if self.estimator_requested is not None and not est:
+            raise ConfigError(f"{self.bm.name} variant {self.variant!r} has no discrete node, so --estimator "
+                              f"{self.estimator_requested} would train nothing differently; drop --estimator or choose "
+                              f"a variant with discrete latents")
         if self.write:
             probe_writable(self.results / self.bm.name, "results directory", "--results-dir")
         if not self._is_ddp_worker():
@@ -281,8 +286,8 @@ class Run:
         fit_seconds = time.perf_counter() - t0
         schedule_end = schedule_values(model)
         ests = estimators_of(model)  # as trained (testing loads the best checkpoint's buffers)
-        estimators = [{"module": n, **_describe(e), "family": e.family} for n, e in model.named_modules()
-                      if any(e is x for x in ests)]
+        estimators = [{"module": n, **_describe(e), "family": e.family, **estimator_origin(type(e))}
+                      for n, e in model.named_modules() if any(e is x for x in ests)]
         # Copied now: testing a checkpoint restores the callbacks' state as it was when that checkpoint was saved.
         history, segments = list(state.history), [dict(s) for s in state.segments]
         best = selection.best_model_path or None

@@ -14,3 +14,13 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.delenv("SCGBENCH_RUN_DIR", raising=False)
     monkeypatch.delenv("SCGBENCH_RUN_OWNER", raising=False)
     return tmp_path
+
+
+@pytest.fixture
+def tape():
+    """An open score tape (scgbench.estimators.contract), as a task's training step has: node calls of
+    score-function estimators record on it and ``tape.surrogate(cost)`` turns them into the surrogate."""
+    from scgbench.estimators import score_tape
+
+    with score_tape() as t:
+        yield t

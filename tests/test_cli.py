@@ -73,7 +73,7 @@ def test_list_names_everything(capsys):
     (["run", "nasbench101-vsgae", "--estimator", "gumbel"], "trains without a gradient estimator"),
     # IGR's 2(K-1) Gaussian parameters per node: no existing task's network honours param_size
     (["run", "mnist-addition", "--estimator", "igr"], "mnist-addition cannot use estimator 'igr': it needs "
-                                                      r"param_size\(K\) != K"),
+                                                      r"own-parameterisation"),
     (["run", "listops", "--model.node_estimator", "igr"], r"listops cannot use estimator 'igr'.*node_estimator"),
     (["run", "kg-paths", "--estimator", "igr"], "kg-paths cannot use estimator 'igr'"),
     (["run", "mnist-addition", "--estimator", "gumbel-rao", "--estimator-arg", "mc_samples=0"],
@@ -117,13 +117,13 @@ def test_profile_times_every_estimator_against_softmax_and_torchs_gumbel_softmax
     assert sorted(timing) == ["2x2x5", "3x8"]
     for t in timing.values():
         assert t["rounds"] == 2 and t["iters"] == 1
-        for name in list_estimators(sampling=True, num_categories=5):
+        for name in list_estimators(num_categories=5, provides=frozenset()):
             assert t[f"{name}_vs_softmax"] == pytest.approx(t[f"{name}_us"] / t["softmax_us"])
             assert t[f"{name}_speed_vs_gumbel_softmax"] == pytest.approx(t["gumbel_softmax_us"] / t[f"{name}_us"])
             assert t[f"{name}_speed_vs_gumbel_softmax_hard"] == pytest.approx(
                 t["gumbel_softmax_hard_us"] / t[f"{name}_us"])
     printed = capsys.readouterr().out
-    assert "speed vs F.gs" in printed and all(n in printed for n in list_estimators(sampling=True, num_categories=5))
+    assert "speed vs F.gs" in printed and all(n in printed for n in list_estimators(num_categories=5, provides=frozenset()))
     assert all(f"{n}_us" not in t for n in ("direct", "exact", "spike-exp"))  # need a cost oracle / binary nodes
     assert main(["profile", "mnist-addition", "--estimators-only", "--estimator-shapes", "3xb"]) == 2
 
@@ -201,7 +201,10 @@ def test_run_records_what_the_built_run_used(isolated):
     assert saved == json.loads((Path(rec["run_dir"]) / "record.json").read_text())  # the run directory's copy
     assert saved["schema_version"] == 2 and saved["estimator"] == "st-gumbel" and saved["seed"] == 3
     assert saved["estimators"] == [{"module": "digit_node.estimator", "name": "st-gumbel", "family": "pathwise",
-                                    "tau": 8.0, "beta": saved["schedule_end"]["beta"], "eval_mode": "map"}]
+                                    "tau": 8.0, "beta": saved["schedule_end"]["beta"], "eval_mode": "map",
+                                    "class": "scgbench.estimators.gumbel:StraightThroughGumbel", "package": "scgbench",
+                                    "version": saved["packages"]["scgbench"] if "scgbench" in saved.get("packages", {})
+                                    else saved["estimators"][0]["version"]}]
     assert saved["tricks"]["dropres"]["alpha0"] == 0.25 and saved["tricks"]["tempmatch"]["total_updates"] == 1000
     assert saved["tricks"]["tauann"] is False
     # what departs from the profile; the progress bar, sanity steps and evaluation batch size change no result

@@ -136,7 +136,7 @@ def test_latent_option_and_refusals():
     for bad in ("20", "20x1", "0x4", "axb"):
         with pytest.raises(ValueError, match="latent"):
             DiscreteVAE(latent=bad)
-    with pytest.raises(ValueError, match="binary latents only"):
+    with pytest.raises(ValueError, match="binary nodes only.*K = 10.*--model.latent 200x2"):
         DiscreteVAE(estimator="spike-exp", latent="20x10")
     with pytest.raises(ValueError, match="65,536"):
         DiscreteVAE(estimator="exact", latent="20x10")
@@ -177,7 +177,7 @@ def test_igr_importance_ratio_is_the_gaussian_density_ratio():
     est = get_estimator("igr", tau=0.7)
     est.fit_prior(4)
     params = torch.randn(5, 3, 6)
-    z, log_ratio = est.posterior_sample(params, 3, torch.arange(5), 7)
+    z, log_ratio = est.distribution.posterior_sample(params, 3, torch.arange(5), 7)
     mu, log_sigma = est.split(params)
     # recover y from z̃ (the map is invertible: y_k = τ (log z̃_k − log z̃_K + log δ))
     y = 0.7 * (z[..., :-1].log() - z[..., -1:].log() + math.log(est.delta))

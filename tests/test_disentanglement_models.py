@@ -73,7 +73,7 @@ def test_dvae_code_representation_and_straight_through_gap():
 
 
 @pytest.mark.parametrize("estimator", ["gumbel", "st-gumbel", "reinforce", "reinmax", "gumbel-rao"])
-def test_every_logit_estimator_drives_the_dvae(estimator):
+def test_every_logit_estimator_drives_the_dvae(estimator, tape):
     torch.manual_seed(0)
     m = DisentanglementModule(model="factor-dvae", gamma=10.0, estimator=estimator, num_latents=4, disc_width=16)
     m.train()

@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy import stats
 
-from scgbench.estimators import (PATHWISE, SCORE_FUNCTION, Direct, Exact, SpikeExp, get_estimator, gumbel_noise,
+from scgbench.estimators import (COST_ORACLE, OWN_PARAMETERISATION, PATHWISE, SCORE_FUNCTION, Direct, Exact, SpikeExp, get_estimator, gumbel_noise,
                                  spike_exp_sample)
 from scgbench.estimators.exact import configurations
 
@@ -18,8 +18,8 @@ def test_registered_with_their_families_and_oracle_needs():
     for name, cls, family, oracle in (("direct", Direct, SCORE_FUNCTION, True), ("exact", Exact, PATHWISE, True),
                                       ("spike-exp", SpikeExp, PATHWISE, False)):
         est = get_estimator(name)
-        assert isinstance(est, cls) and est.family == family and est.needs_cost_oracle is oracle
-        assert not cls.uses_temperature and not cls.uses_gumbel_scale and cls.takes_logits
+        assert isinstance(est, cls) and est.family == family and (COST_ORACLE in cls.requires) is oracle
+        assert not cls.uses_temperature and not cls.uses_gumbel_scale and OWN_PARAMETERISATION not in cls.requires
 
 
 @pytest.mark.parametrize("name", ["direct", "exact"])
@@ -84,7 +84,7 @@ def test_exact_refuses_groups_above_its_cap_and_has_no_sample():
         Exact(max_configurations=100).expected_cost(torch.zeros(1, 5, 3), lambda z: z.sum((-1, -2)))
     with pytest.raises(ValueError, match="max_configurations"):
         Exact(max_configurations=0)
-    with pytest.raises(RuntimeError, match="expected_cost"):
+    with pytest.raises(RuntimeError, match="estimate"):
         Exact().train()(torch.randn(2, 3))
     assert Exact().eval()(torch.tensor([[0.1, 2.0, -1.0]])).tolist() == [[0.0, 1.0, 0.0]]  # MAP decoding
 
@@ -186,7 +186,7 @@ def test_direct_refuses_bad_options(kwargs, option):
 
 
 def test_direct_has_no_training_sample_and_needs_the_group_for_its_cost():
-    with pytest.raises(RuntimeError, match="expected_cost"):
+    with pytest.raises(RuntimeError, match="estimate"):
         Direct().train()(torch.randn(2, 3))
     with pytest.raises(RuntimeError, match="check_node_group"):
         Direct().evaluations_per_step
@@ -269,9 +269,9 @@ def test_spike_exp_is_finite_for_extreme_and_masked_logits(beta, dtype):
 def test_spike_exp_refuses_non_binary_groups_and_bad_smoothing():
     est = SpikeExp()
     est.check_node_group(200, 2)
-    with pytest.raises(ValueError, match=r"binary latents only.*K = 10.*--model.latent 200x2"):
+    with pytest.raises(ValueError, match=r"binary nodes only.*K = 10.*--model.latent 200x2"):
         est.check_node_group(20, 10)
-    with pytest.raises(ValueError, match="binary latents only"):
+    with pytest.raises(ValueError, match="binary nodes only"):
         est.train()(torch.randn(4, 3))
     for bad in (0.0, -1.0, 100.0):
         with pytest.raises(ValueError, match=r"smoothing.*--estimator-arg smoothing="):

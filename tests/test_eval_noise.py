@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from scgbench.estimators import get_estimator, keyed_noise, list_estimators
+from scgbench.estimators import CAPABILITIES, OWN_PARAMETERISATION, get_estimator, keyed_noise, list_estimators
 from scgbench.estimators.noise import (eval_noise_key, keyed_bits, keyed_gumbel, keyed_normal, keyed_uniform,
                                        mix64, mix64_int, sub_key)
 from scgbench.models.evaluation import TEST, eval_noise
@@ -55,7 +55,7 @@ def test_uniform_gumbel_and_normal_laws():
     assert abs(float(torch.corrcoef(pair.T)[0, 1])) < 5 / math.sqrt(n)
 
 
-@pytest.mark.parametrize("estimator", list_estimators(logits_only=True))
+@pytest.mark.parametrize("estimator", list_estimators(provides=frozenset(CAPABILITIES) - {OWN_PARAMETERISATION}))
 def test_gumbel_max_frequencies_match_softmax_theta_over_beta(estimator):
     """Through the estimator's own sampled decoding: argmax(θ + β·G) ~ softmax(θ/β), per category within
     5 standard errors of the sample of n draws (deterministic for the fixed key)."""

@@ -60,7 +60,7 @@ def test_ours_at_evaluation_walks_one_entity_per_hop():
 
 @pytest.mark.parametrize("estimator,kw", [("gumbel", {}), ("st-gumbel", {}),
                                           ("reinforce", {"num_samples": 2, "baseline": "loo"})])
-def test_training_step_gives_finite_gradients(estimator, kw):
+def test_training_step_gives_finite_gradients(estimator, kw, tape):
     m = _model("ours", estimator=estimator, estimator_kwargs=kw, subject_dropout=0.1, relation_dropout=0.2,
                object_dropout=0.3, entity_reg=1e-3, relation_reg=1e-3).train()
     m.hop.estimator.set_beta(1.0)

@@ -109,9 +109,9 @@ def test_parse_metrics_on_gold_choice(items):
 
 
 @pytest.mark.parametrize("estimator,kwargs", [(e, {"baseline": "loo", "num_samples": 2} if e == "reinforce" else {})
-                                              for e in list_estimators(logits_only=True, sampling=True, num_categories=10)] + [("reinforce", {"baseline": "ema",
+                                              for e in list_estimators(num_categories=10, provides=frozenset())] + [("reinforce", {"baseline": "ema",
                                                                                            "num_samples": 1})])
-def test_every_estimator_trains_parser_and_nodes(items, estimator, kwargs):
+def test_every_estimator_trains_parser_and_nodes(items, estimator, kwargs, tape):
     torch.manual_seed(0)
     model = ListOpsModule(variant="ours", dim=16, estimator=estimator, estimator_kwargs=kwargs)
     model.train()
@@ -125,7 +125,7 @@ def test_every_estimator_trains_parser_and_nodes(items, estimator, kwargs):
     assert 0 <= float(logs["edge_prec"]) <= 1
 
 
-def test_score_function_node_estimator_with_pathwise_edges(items):
+def test_score_function_node_estimator_with_pathwise_edges(items, tape):
     model = ListOpsModule(variant="ours", dim=16, estimator="gumbel", node_estimator="reinforce",
                           node_estimator_kwargs={"baseline": "loo", "num_samples": 2})
     loss, _ = model.training_loss(collate_listops(items))

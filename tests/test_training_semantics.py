@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from scgbench.callbacks import DropResAnnealing, TauAnnealing, TempMatch
-from scgbench.estimators import Reinforce, expand_for_samples, get_estimator, list_estimators, score_function_loss
+from scgbench.estimators import Reinforce, expand_for_samples, get_estimator, list_estimators
 from scgbench.models.base import SCGModule
 from scgbench.nn import DiscreteContinuous
 
@@ -28,7 +28,7 @@ def _restore_run_seed(monkeypatch):
 
 
 # -- REINFORCE --------------------------------------------------------------------------------------------------
-def test_reinforce_surrogate_gradient_sums_the_log_probabilities_of_a_nodes_slots():
+def test_reinforce_surrogate_gradient_sums_the_log_probabilities_of_a_nodes_slots(tape):
     """A node with N slots samples z ∈ {0,1}^{B×N×K}; log p(z_b) = Σ_n log p(z_bn) (one joint sample per example), so
     the surrogate's gradient is exactly ∂/∂θ_bnk = f_b/B · (z_bnk − softmax(θ_bn)_k) — the same for every slot, not
     divided by N."""
@@ -39,12 +39,12 @@ def test_reinforce_surrogate_gradient_sums_the_log_probabilities_of_a_nodes_slot
     z = est(theta)
     assert torch.equal(z.sum(-1), torch.ones(B, N))
     cost = torch.randn(B)
-    g, = torch.autograd.grad(est.surrogate_loss(cost), theta)
+    g, = torch.autograd.grad(tape.surrogate(cost), theta)
     want = cost[:, None, None] / B * (z - torch.softmax(theta, -1))
     torch.testing.assert_close(g, want, rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("name", list_estimators(logits_only=True, sampling=True, num_categories=4))
+@pytest.mark.parametrize("name", list_estimators(num_categories=4, provides=frozenset()))
 def test_a_partly_masked_row_is_a_distribution_over_its_unmasked_categories(name):
     """Masked categories (−∞ logits, e.g. the masked D-VAE) get no mass, and the row is still a sample over the
     others: it sums to 1 in training and in both decodings; with β = 0 the relaxation is softmax(θ/τ) restricted
@@ -70,7 +70,7 @@ def test_a_partly_masked_row_is_a_distribution_over_its_unmasked_categories(name
         assert est(theta, mask).argmax(-1).tolist() == [0, 2, 0, 2]
 
 
-def test_ema_baseline_is_used_before_it_is_updated():
+def test_ema_baseline_is_used_before_it_is_updated(tape):
     """b_1 = mean(f_1) (first batch); from then on b_t = the EMA after batches 1..t−1: the current batch never enters
     its own baseline. Read through the surrogate gradient (f_b − b_t)/B · (z_b − p_b)."""
     decay = 0.75
@@ -81,12 +81,12 @@ def test_ema_baseline_is_used_before_it_is_updated():
     theta = torch.randn(2, 3, requires_grad=True)
     for cost, b in zip(costs, baselines):
         z = est(theta)
-        g, = torch.autograd.grad(est.surrogate_loss(cost), theta)
+        g, = torch.autograd.grad(tape.surrogate(cost), theta)
         torch.testing.assert_close(g, (cost - b)[:, None] / 2 * (z - torch.softmax(theta, -1)))
     assert float(est.ema) == pytest.approx(decay * baselines[2] + (1 - decay) * 1.0)
 
 
-def test_leave_one_out_pairs_the_samples_of_one_example():
+def test_leave_one_out_pairs_the_samples_of_one_example(tape):
     """Training repeats the batch sample-major ([x_0..x_{B−1}, x_0..x_{B−1}] for S = 2), and b_s of example i is the
     other sample's cost *of the same example*: ∂/∂θ_i = Σ_s (f_si − f_{1−s,i})/(SB) · (z_si − p_i)."""
     torch.manual_seed(2)
@@ -98,7 +98,7 @@ def test_leave_one_out_pairs_the_samples_of_one_example():
     table = torch.randn(B, K) * 3  # per-example cost of each category
     z = est(expand_for_samples(holder, theta))
     f = (z * table.repeat(2, 1)).sum(-1)
-    g, = torch.autograd.grad(score_function_loss(holder, f), theta)
+    g, = torch.autograd.grad(tape.surrogate(f), theta)
     f2, z2 = f.view(2, B), z.view(2, B, K)
     p = torch.softmax(theta, -1)
     want = sum((f2[s] - f2[1 - s])[:, None] * (z2[s] - p) for s in range(2)) / (2 * B)
@@ -109,7 +109,7 @@ def test_leave_one_out_pairs_the_samples_of_one_example():
 
 # -- the discrete-continuous component -------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["gumbel", "reinforce"])
-def test_the_component_decodes_only_unmasked_rows_and_categories(name):
+def test_the_component_decodes_only_unmasked_rows_and_categories(name, tape):
     """``DiscreteContinuous(u, mask)``: a masked-out row is the zero vector z = 0 (so h(z) = 0 at evaluation, α = 1),
     masked categories are never chosen, and a REINFORCE node records no log-probability for a masked row (its
     surrogate gradient is zero there)."""
@@ -131,7 +131,7 @@ def test_the_component_decodes_only_unmasked_rows_and_categories(name):
         comp.set_alpha(1.0)
         x = u.clone().requires_grad_(True)
         comp(x, rows)
-        g, = torch.autograd.grad(comp.estimator.surrogate_loss(torch.arange(6.0) + 1), x)
+        g, = torch.autograd.grad(tape.surrogate(torch.arange(6.0) + 1), x)
         assert torch.all(g[~rows[:, 0]] == 0) and torch.all(g[rows[:, 0]].abs().sum(-1) > 0)
 
 

@@ -1,17 +1,21 @@
-"""Gradient estimators for categorical nodes, chosen by name (SPEC §1.2).
+"""Gradient estimators for discrete nodes, chosen by name or by import path (SPEC §1.2).
 
 >>> est = get_estimator("gumbel", tau=8.0, beta=1.0)
->>> list_estimators()  # doctest: +SKIP
-['direct', 'exact', 'gumbel', 'gumbel-rao', 'igr', 'reinforce', 'reinmax', 'spike-exp', 'st-gumbel']
+>>> get_estimator_class("scgbench.estimators.gumbel:GumbelSoftmax") is get_estimator_class("gumbel")
+True
 
-Estimators that need the task's cost of alternative configurations (``direct``, ``exact``) are used through
-``Estimator.expected_cost`` and serve only task modules that declare ``provides_cost_oracle``. Further families
-register themselves with :func:`register_estimator`; task modules only ever call :func:`get_estimator`,
-:func:`score_function_loss` and :func:`expand_for_samples`, so adding an estimator changes no benchmark.
+The contract between an estimator and a task is :mod:`scgbench.estimators.contract`; :func:`compatibility` there is
+the one place anything asks whether an estimator serves a task's nodes. Estimators come from three places:
+
+* the suite's own (registered below);
+* installed packages, through the entry-point group ``scgbench.estimators`` (``name = "package.module:Class"``),
+  loaded the first time the registry is read;
+* an import path given where a name is expected: ``package.module:ClassName`` (or ``package.module.ClassName``).
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from contextlib import contextmanager
 from typing import Iterator
@@ -19,9 +23,11 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from .base import (EVAL_MODES, PATHWISE, SCORE_FUNCTION, Estimator, check_positive, cost_oracle_refusal, gumbel_noise,
-                   param_size_refusal)
+from .base import EVAL_MODES, PATHWISE, SCORE_FUNCTION, Estimator, check_positive, gumbel_noise
+from .contract import (BINARY, CAPABILITIES, CATEGORICAL, COST_ORACLE, LOG_WEIGHTS, OWN_PARAMETERISATION,
+                       RELAXED_COST, Estimate, Objective, ScoreTape, compatibility, current_tape, score_tape)
 from .direct import Direct
+from .distributions import Categorical, GaussianPreimage
 from .exact import Exact
 from .gumbel import GumbelSoftmax, StraightThroughGumbel
 from .gumbel_rao import GumbelRao, conditional_gumbel
@@ -31,10 +37,15 @@ from .reinforce import Reinforce
 from .reinmax import ReinMax, reinmax_sample
 from .spike_exp import SpikeExp, spike_exp_sample
 
+ENTRY_POINT_GROUP = "scgbench.estimators"
 ESTIMATORS: dict[str, type[Estimator]] = {}
+_entry_points_loaded = False
 
 
 def register_estimator(cls: type[Estimator]) -> type[Estimator]:
+    """Add an estimator class to the registry under its ``name`` (usable as a decorator)."""
+    if not (isinstance(cls, type) and issubclass(cls, Estimator)):
+        raise TypeError(f"{cls!r} is not a subclass of scgbench.estimators.Estimator")
     if not cls.name:
         raise ValueError(f"{cls.__name__} has no name")
     ESTIMATORS[cls.name] = cls
@@ -45,40 +56,132 @@ for _cls in (GumbelSoftmax, StraightThroughGumbel, Reinforce, ReinMax, GumbelRao
     register_estimator(_cls)
 
 
-def serves(cls: type[Estimator], num_categories: int, num_nodes: int = 1) -> bool:
-    """Whether an estimator (with its default options) serves ``num_nodes`` nodes of ``num_categories``
-    categories (:meth:`Estimator.check_node_group`; spike-exp: binary nodes only)."""
+def _load_entry_points() -> None:
+    """Register the estimators that installed packages declare in the ``scgbench.estimators`` entry-point group.
+    A broken plug-in is reported with its name and left out; it does not break the suite's own estimators."""
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            cls = ep.load()
+            if not (isinstance(cls, type) and issubclass(cls, Estimator)):
+                raise TypeError("not a subclass of scgbench.estimators.Estimator")
+            if not cls.name:
+                cls.name = ep.name
+            ESTIMATORS.setdefault(ep.name, cls)
+        except Exception as e:  # noqa: BLE001 - one broken plug-in must not hide the others
+            import warnings
+
+            warnings.warn(f"estimator plug-in {ep.name!r} ({ep.value}) could not be loaded: {e}", stacklevel=2)
+
+
+def registry() -> dict[str, type[Estimator]]:
+    """Every registered estimator by name: the suite's and the installed plug-ins'."""
+    _load_entry_points()
+    return ESTIMATORS
+
+
+def is_import_path(spec: str) -> bool:
+    return ":" in spec or ("." in spec and spec not in registry())
+
+
+def _import_class(spec: str) -> type[Estimator]:
+    module, _, attr = spec.partition(":") if ":" in spec else spec.rpartition(".")
+    if not module or not attr:
+        raise ValueError(f"estimator {spec!r}: write an import path as package.module:ClassName")
     try:
-        cls().check_node_group(num_nodes, num_categories)
-    except ValueError:
-        return False
-    return True
+        obj = importlib.import_module(module)
+    except ImportError as e:
+        raise ValueError(f"estimator {spec!r}: cannot import module {module!r} ({e}); install the package that "
+                         f"provides it or fix the path (package.module:ClassName)") from None
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"estimator {spec!r}: module {module!r} has no attribute {attr!r}") from None
+        obj = getattr(obj, part)
+    if not (isinstance(obj, type) and issubclass(obj, Estimator)):
+        raise ValueError(f"estimator {spec!r} is not an estimator: {obj!r} must be a subclass of "
+                         f"scgbench.estimators.Estimator")
+    return obj
 
 
-def list_estimators(logits_only: bool = False, sampling: bool = False, num_categories: int | None = None) -> list[str]:
-    """Registered names; ``logits_only``: only those whose parameters are the K logits (``takes_logits``);
-    ``sampling``: only those that sample through ``forward`` (not the cost-oracle estimators, Direct and exact);
-    ``num_categories``: only those that serve nodes of that many categories (:func:`serves`)."""
-    return sorted(n for n, cls in ESTIMATORS.items()
-                  if (cls.takes_logits or not logits_only) and not (sampling and cls.needs_cost_oracle)
-                  and (num_categories is None or serves(cls, num_categories)))
+def get_estimator_class(spec: str) -> type[Estimator]:
+    """The class named ``spec``: a registered name or an import path ``package.module:ClassName``."""
+    reg = registry()
+    if spec in reg:
+        return reg[spec]
+    if isinstance(spec, str) and is_import_path(spec):
+        return _import_class(spec)
+    raise ValueError(f"unknown estimator {spec!r}; choose one of: {', '.join(sorted(reg))}, or give your own class "
+                     f"as package.module:ClassName")
 
 
-def get_estimator_class(name: str) -> type[Estimator]:
-    try:
-        return ESTIMATORS[name]
-    except KeyError:
-        raise ValueError(f"unknown estimator {name!r}; choose one of: {', '.join(list_estimators())}") from None
+def estimator_spec(cls: type[Estimator]) -> str:
+    """How a run names ``cls``: its registered name, or its import path for a class from outside the registry."""
+    if registry().get(cls.name) is cls:
+        return cls.name
+    return f"{cls.__module__}:{cls.__qualname__}"
 
 
-def get_estimator(name: str, **kwargs) -> Estimator:
-    """Instantiate estimator ``name``; keyword arguments it does not accept are an error."""
-    cls = get_estimator_class(name)
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
-    unknown = set(kwargs) - accepted
-    if unknown:
-        raise ValueError(f"estimator {name!r} does not take {sorted(unknown)}; it accepts {sorted(accepted)}")
+def estimator_origin(cls: type[Estimator]) -> dict:
+    """Where an estimator class comes from, for the record: its import path and its distribution's version."""
+    from importlib.metadata import PackageNotFoundError, packages_distributions, version
+
+    top = cls.__module__.split(".", 1)[0]
+    dists = packages_distributions().get(top, [])
+    ver = None
+    for d in dists:
+        try:
+            ver = version(d)
+            break
+        except PackageNotFoundError:
+            continue
+    return {"class": f"{cls.__module__}:{cls.__qualname__}", "package": dists[0] if dists else top, "version": ver}
+
+
+_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
+
+
+def check_options(cls: type[Estimator], kwargs: dict, spec: str | None = None) -> None:
+    """Refuse options the constructor does not take, and values of the wrong type for its annotated ``int``,
+    ``float``, ``bool`` and ``str`` parameters (the constructor checks ranges itself)."""
+    spec = spec or cls.name
+    params = dict(inspect.signature(cls.__init__).parameters)
+    params.pop("self", None)
+    if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        unknown = set(kwargs) - set(params)
+        if unknown:
+            raise ValueError(f"estimator {spec!r} does not take {sorted(unknown)}; it accepts {sorted(params)}")
+    for key, value in kwargs.items():
+        p = params.get(key)
+        want = _TYPES.get(p.annotation if isinstance(p.annotation, str) else getattr(p.annotation, "__name__", ""))\
+            if p is not None else None
+        if want is None or value is None:
+            continue
+        ok = isinstance(value, want) and not (want is not bool and isinstance(value, bool))
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok:
+            raise ValueError(f"estimator {spec!r}: option {key!r} must be {want.__name__}, got {value!r} "
+                             f"(--model.estimator_kwargs.{key})")
+
+
+def get_estimator(spec: str, **kwargs) -> Estimator:
+    """Instantiate estimator ``spec`` (name or import path); options it does not take are an error."""
+    cls = get_estimator_class(spec)
+    check_options(cls, kwargs, spec)
     return cls(**kwargs)
+
+
+def list_estimators(num_categories: int | None = None, provides=None, num_nodes: int | None = None) -> list[str]:
+    """Registered names, optionally only those that serve nodes of ``num_categories`` categories of a task that
+    provides ``provides`` (:func:`~scgbench.estimators.contract.compatibility`; ``None``: any task)."""
+    every = frozenset(CAPABILITIES) if provides is None else provides
+    return sorted(n for n, cls in registry().items()
+                  if compatibility(cls, provides=every, num_nodes=num_nodes, num_categories=num_categories) is None)
 
 
 def estimators_of(module: nn.Module) -> list[Estimator]:
@@ -99,21 +202,6 @@ def expand_for_samples(module: nn.Module, *tensors: torch.Tensor, estimators: li
     s = num_samples(module, estimators)
     out = tuple(t if s == 1 else t.repeat(s, *([1] * (t.dim() - 1))) for t in tensors)
     return out if len(out) != 1 else out[0]
-
-
-def score_function_loss(module: nn.Module, cost: torch.Tensor,
-                        estimators: list[Estimator] | None = None) -> torch.Tensor:
-    """Sum of the surrogate losses of the module's estimators for per-sample ``cost`` (0 if all pathwise)."""
-    total = cost.new_zeros(())
-    for est in estimators_of(module) if estimators is None else estimators:
-        if est.family != PATHWISE:
-            total = total + est.surrogate_loss(cost)
-    return total
-
-
-def reset_estimators(module: nn.Module, estimators: list[Estimator] | None = None) -> None:
-    for est in estimators_of(module) if estimators is None else estimators:
-        est.reset()
 
 
 @contextmanager
@@ -150,11 +238,12 @@ def keyed_noise(module: nn.Module, ids: torch.Tensor, key: int) -> Iterator[None
 
 
 __all__ = [
-    "ESTIMATORS", "EVAL_MODES", "check_positive", "PATHWISE", "SCORE_FUNCTION", "Estimator", "GumbelSoftmax",
-    "StraightThroughGumbel", "Reinforce", "ReinMax", "GumbelRao", "IGR", "Direct", "Exact", "SpikeExp",
-    "spike_exp_sample", "conditional_gumbel", "reinmax_sample", "decoding", "estimators_of", "expand_for_samples",
-    "get_estimator",
-    "get_estimator_class", "gumbel_noise", "keyed_gumbel", "keyed_noise", "keyed_normal", "keyed_uniform",
-    "list_estimators", "serves", "cost_oracle_refusal", "param_size_refusal", "eval_noise_key", "KeyedStream", "sub_key", "num_samples", "register_estimator",
-    "reset_estimators", "score_function_loss",
+    "BINARY", "CAPABILITIES", "CATEGORICAL", "COST_ORACLE", "ENTRY_POINT_GROUP", "ESTIMATORS", "EVAL_MODES",
+    "LOG_WEIGHTS", "OWN_PARAMETERISATION", "PATHWISE", "RELAXED_COST", "SCORE_FUNCTION", "Categorical", "Direct",
+    "Estimate", "Estimator", "Exact", "GaussianPreimage", "GumbelRao", "GumbelSoftmax", "IGR", "KeyedStream",
+    "Objective", "ReinMax", "Reinforce", "ScoreTape", "SpikeExp", "StraightThroughGumbel", "check_options",
+    "check_positive", "compatibility", "conditional_gumbel", "current_tape", "decoding", "estimator_origin",
+    "estimator_spec", "estimators_of", "eval_noise_key", "expand_for_samples", "get_estimator", "get_estimator_class",
+    "gumbel_noise", "keyed_gumbel", "keyed_noise", "keyed_normal", "keyed_uniform", "list_estimators", "num_samples",
+    "register_estimator", "registry", "reinmax_sample", "score_tape", "spike_exp_sample", "sub_key",
 ]

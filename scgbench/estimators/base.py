@@ -1,32 +1,32 @@
-"""The estimator interface: turn parameters of a categorical distribution into a sample whose gradient
-reaches the parameters (SPEC §1.2).
+"""The estimator interface: turn parameters of a node's distribution into a sample whose gradient reaches the
+parameters (SPEC §1.2). The contract an estimator and a task agree on is :mod:`scgbench.estimators.contract`.
 
-An :class:`Estimator` is a small ``nn.Module`` in the spirit of ``torch.distributions``: it holds only the
-temperature ``tau`` and Gumbel scale ``beta`` (buffers, so they are checkpointed and resumed) and knows how
-to sample in training and how to decode at evaluation. Its input is the last dimension of ``params``; the
-first dimension is the (sample-expanded) batch. Extension points for later families:
+An :class:`Estimator` is a small ``nn.Module`` in the spirit of ``torch.distributions``: it holds the temperature
+``tau`` and Gumbel scale ``beta`` (buffers, so they are checkpointed and resumed) and its own state (baselines,
+control-variate parameters), and knows how to sample in training and how to decode at evaluation. Its input is the
+last dimension of ``params``; the first dimension is the (sample-expanded) batch. It declares:
 
-* ``param_size(K)`` — how many inputs the network must produce for K categories (IGR needs 2(K−1));
-* ``family`` — ``"pathwise"`` (the sample is differentiable in the parameters) or ``"score-function"``
-  (hard sample; the gradient comes from :meth:`surrogate_loss` given the downstream cost);
-* ``uses_temperature`` — whether TempMatch/TauAnn schedules apply to it; ``uses_gumbel_scale`` — whether its
-  training sample depends on β (ReinMax and IGR draw no Gumbel noise of scale β);
-* ``takes_logits`` — False for an estimator whose parameters are not the K logits (IGR); benchmarks declare
-  whether their networks honour ``param_size`` (:class:`scgbench.benchmarks.registry.Benchmark`);
-* ``needs_cost_oracle`` — True for an estimator that needs the task's cost of *alternative* configurations of a
-  node group (Direct's coordinate-wise loss table, exact enumeration). It is used through :meth:`expected_cost`
-  instead of ``forward`` and serves only task modules that declare ``provides_cost_oracle``;
-* :meth:`check_node_group` — refuses, at config time, a group of N nodes × K categories it cannot serve
-  (spike-and-exponential: K = 2 only; exact enumeration: K^N above its cap).
+* ``family`` — the gradient rule's family: ``"pathwise"`` (the sample is differentiable in the parameters) or
+  ``"score-function"`` (hard sample; the gradient comes from :meth:`Estimator.surrogate_loss` given the cost);
+* ``node_kinds`` — :data:`~scgbench.estimators.contract.CATEGORICAL` and/or ``BINARY`` nodes;
+* ``requires`` — the task capabilities it needs (:data:`scgbench.estimators.contract.CAPABILITIES`);
+* ``distribution`` — its posterior family (:mod:`scgbench.estimators.distributions`), which sets
+  :meth:`Estimator.param_size`, the KL and the posterior samples of an importance-weighted bound;
+* :meth:`Estimator.evaluations` — cost evaluations per example and training step for a node group;
+* :meth:`Estimator.check_node_group` — refuses a group of N nodes × K categories its options cannot serve;
+* :meth:`Estimator.parameter_groups` — its own parameters with their optimizer settings (none for most);
+* ``uses_temperature`` / ``uses_gumbel_scale`` — whether TempMatch/TauAnn schedules act on its τ / β.
 """
 
 from __future__ import annotations
 
-import math
 from typing import ClassVar
 
 import torch
 from torch import nn
+
+from .contract import BINARY, CATEGORICAL, Estimate, Objective, current_tape, score_tape
+from .distributions import Categorical
 
 PATHWISE = "pathwise"
 SCORE_FUNCTION = "score-function"
@@ -38,21 +38,6 @@ def check_positive(name: str, value: float, flag: str | None = None) -> float:
     if not value > 0:
         raise ValueError(f"{name} must be > 0, got {value}" + (f" (set {flag} to a positive value)" if flag else ""))
     return value
-
-
-def param_size_refusal(task: str, estimator: str) -> str:
-    """Why a task whose networks give each node K logits cannot serve an estimator with its own parameters."""
-    return (f"{task} cannot use estimator {estimator!r}: it needs param_size(K) != K parameters per node (IGR: "
-            f"2(K-1) Gaussian parameters), and this task's network gives every node its K logits (tied to the "
-            f"task's category embeddings or scores); choose an estimator that takes logits")
-
-
-def cost_oracle_refusal(task: str, estimator: str) -> str:
-    """Why a task that cannot evaluate its loss at alternative latent configurations cannot serve an estimator that
-    needs them (Direct, exact enumeration)."""
-    return (f"{task} cannot use estimator {estimator!r}: it needs the task's loss at alternative configurations of "
-            f"the discrete nodes (Direct's loss table, exact enumeration), which only tasks that can evaluate them "
-            f"provide (discrete-vae); choose a pathwise or score-function estimator")
 
 
 def exponential_noise(shape: torch.Size | tuple[int, ...], device: torch.device) -> torch.Tensor:
@@ -107,19 +92,21 @@ def one_hot_max(y: torch.Tensor) -> torch.Tensor:
 
 
 class Estimator(nn.Module):
-    """Base class. Subclasses implement :meth:`sample` (training) and declare ``name`` and ``family``."""
+    """Base class. Subclasses implement :meth:`sample` (training) and declare ``name``, ``family``, ``node_kinds``
+    and ``requires`` (module docstring; :mod:`scgbench.estimators.contract`)."""
 
     name: ClassVar[str] = ""
     family: ClassVar[str] = PATHWISE
+    #: the nodes it serves: CATEGORICAL (any K >= 2; K = 2 included) and/or BINARY (K = 2 only)
+    node_kinds: ClassVar[frozenset] = frozenset({CATEGORICAL, BINARY})
+    #: the task capabilities it needs (contract.CAPABILITIES); a task provides a superset or is refused
+    requires: ClassVar[frozenset] = frozenset()
+    #: its posterior family (stateless for every estimator but IGR, whose family holds its fitted prior)
+    distribution = Categorical()
     uses_temperature: ClassVar[bool] = True
     #: whether the training sample depends on the Gumbel scale β (TempMatch and the cosine scale schedule anneal it
     #: only for these; β still sets the scale of "sample" decoding at evaluation)
     uses_gumbel_scale: ClassVar[bool] = True
-    #: whether the parameters are the K logits of the categories (``param_size(K) == K``); an estimator with its own
-    #: parameterisation (IGR: 2(K−1) numbers) serves only benchmarks whose networks honour :meth:`param_size`
-    takes_logits: ClassVar[bool] = True
-    #: whether the estimator needs the task's cost of alternative configurations (:meth:`expected_cost`)
-    needs_cost_oracle: ClassVar[bool] = False
 
     def __init__(self, tau: float = 1.0, beta: float = 1.0, eval_mode: str = "map") -> None:
         super().__init__()
@@ -132,6 +119,7 @@ class Estimator(nn.Module):
         self.eval_mode = eval_mode
         # evaluation noise of the current batch (a KeyedStream), set by scgbench.estimators.keyed_noise
         self.eval_noise = None
+        self._group: tuple[int, int] | None = None  # the node group (N, K) the task configured, if any
 
     @property
     def eval_mode(self) -> str:
@@ -164,50 +152,55 @@ class Estimator(nn.Module):
         super()._load_from_state_dict(*args, **kwargs)
         self._sync_scalars()
 
+    # -- what it needs and costs ----------------------------------------------------------------------------------
     def param_size(self, num_categories: int) -> int:
-        """Number of network outputs needed for ``num_categories`` categories."""
-        return num_categories
+        """Number of network outputs needed for ``num_categories`` categories (its distribution's)."""
+        return self.distribution.param_size(num_categories)
 
     def check_node_group(self, num_nodes: int, num_categories: int) -> None:
-        """Raise ``ValueError`` (naming the limit and the fix) if the estimator cannot serve ``num_nodes``
-        independent nodes of ``num_categories`` categories; task modules call it when they are configured."""
+        """Raise ``ValueError`` (naming the limit and the fix) if the estimator, as configured, cannot serve
+        ``num_nodes`` independent nodes of ``num_categories`` categories; record the group for
+        :attr:`evaluations_per_step`. Subclasses with limits check them and call ``super()``."""
+        n, k = int(num_nodes), int(num_categories)
+        if n < 1 or k < 2:
+            raise ValueError(f"{self.name} needs at least 1 node of at least 2 categories, got {n}x{k}")
+        if k != 2 and CATEGORICAL not in self.node_kinds:
+            raise ValueError(f"{self.name} serves binary nodes only (K = 2), got K = {k}; use a binary latent, e.g. "
+                             f"--model.latent 200x2")
+        self._group = (n, k)
 
-    def expected_cost(self, params: torch.Tensor, cost_fn) -> torch.Tensor:
-        """For an estimator with ``needs_cost_oracle``: a per-example estimate of E_q[f(z)], q = Π_n Cat(softmax
-        params[:, n]), whose gradient w.r.t. ``params`` is the estimator's gradient and w.r.t. the task's own
-        parameters that of f at the configuration(s) used.
+    def evaluations(self, num_nodes: int, num_categories: int) -> int:
+        """Cost (decoder, executor, scorer) evaluations per training example and step for a group of N × K nodes:
+        1 for a pathwise estimator, S for a score-function estimator that draws S samples per example (the task
+        repeats the batch S times: :func:`scgbench.estimators.expand_for_samples`)."""
+        return self.num_samples
 
-        ``params`` [B, N, K] are the logits of N independent nodes; ``cost_fn(z)`` maps one-hot configurations
-        z [B, M, N, K] (M per example) to their costs [B, M] (differentiable in the task's parameters). Returns [B].
-        """
-        raise NotImplementedError(f"estimator {self.name!r} samples through forward(); it needs no cost oracle")
+    @property
+    def evaluations_per_step(self) -> int:
+        """:meth:`evaluations` for the configured node group. An estimator whose count depends on the group
+        (Direct: N·K + 1) needs :meth:`check_node_group` first; asking earlier is an error."""
+        if self._group is not None:
+            return self.evaluations(*self._group)
+        if type(self).evaluations is not Estimator.evaluations:
+            raise RuntimeError(f"{self.name}'s evaluations per step depend on the node group: call "
+                               "check_node_group(num_nodes, num_categories) when configuring the task module")
+        return self.num_samples
 
-    def prior_kl(self, params: torch.Tensor) -> torch.Tensor:
-        """KL of the posterior these parameters define to the uniform prior, per node (shape ``params.shape[:-1]``).
+    @property
+    def num_samples(self) -> int:
+        """Samples per example a node call expects (the task repeats its batch this many times)."""
+        return 1
 
-        The categorical KL ``Σ_k q_k log q_k + log K`` with q = softmax(θ) (a factorial Bernoulli(½) prior when
-        K = 2); an estimator with its own posterior family overrides it (IGR: the closed-form Gaussian KL)."""
-        logq = torch.log_softmax(params.float(), dim=-1)
-        return (logq.exp() * logq).sum(-1) + math.log(params.shape[-1])
+    def parameter_groups(self) -> list[dict]:
+        """The estimator's own trainable parameters as optimizer parameter groups (``{"params": [...], "lr": ...}``);
+        the task's optimizer adds them beside its own. Empty for estimators without parameters."""
+        own = [p for p in self.parameters() if p.requires_grad]
+        return [{"params": own}] if own else []
 
-    def posterior_sample(self, params: torch.Tensor, key: int, ids: torch.Tensor,
-                         samples: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``samples`` draws per example of the posterior the parameters define, for importance weighting:
-        ``(z [B, S, N, K], log p(z) − log q(z) [B, S])`` with p the uniform prior.
-
-        Here the discrete posterior q = Π_n Cat(softmax θ_n) by Gumbel-max (hard one-hot z, also for estimators
-        trained with a relaxation; SPEC §2.6), with noise keyed by (``key``, example id, sample, node, category)
-        (:func:`scgbench.estimators.noise.keyed_gumbel`), so the bound does not depend on batching or rank."""
-        from .noise import keyed_gumbel
-
-        b, n, k = params.shape
-        logq = torch.log_softmax(params.float(), dim=-1)[:, None].expand(b, samples, n, k)
-        idx = (logq + keyed_gumbel(key, ids, (b, samples, n, k))).argmax(-1, keepdim=True)
-        z = torch.zeros_like(logq).scatter_(-1, idx, 1.0)
-        return z, -n * math.log(k) - logq.gather(-1, idx).squeeze(-1).sum(-1)
-
+    # -- the two ways a task calls it -------------------------------------------------------------------------------
     def forward(self, params: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Sample in training; in evaluation decode with MAP (argmax θ) or a Gumbel-max sample at scale β."""
+        """A node call: sample in training; in evaluation decode with MAP (argmax θ) or a Gumbel-max sample at
+        scale β. Score-function estimators record log q of the sample on the active score tape."""
         x, valid = masked_logits(params, mask)
         if self.training:
             z = self.sample(x)
@@ -216,6 +209,18 @@ class Estimator(nn.Module):
         else:
             z = one_hot_argmax(self.perturb_eval(x))
         return (z * valid).to(params.dtype)
+
+    def estimate(self, params: torch.Tensor, objective: Objective) -> Estimate:
+        """A node group with the task's objective (:class:`~scgbench.estimators.contract.Objective`): params
+        [B, N, P]. This default draws ``num_samples`` samples per example through the node call and returns their
+        costs with the score tape's surrogate; estimators that need the task's cost oracle override it."""
+        s = self.num_samples if self.family != PATHWISE else 1
+        ps = params if s == 1 else params.repeat(s, *([1] * (params.dim() - 1)))
+        with score_tape() as tape:
+            cost = objective.sample_cost(self(ps))
+            surrogate = tape.surrogate(cost)
+        return Estimate(cost, surrogate, self.evaluations(params.shape[-2], params.shape[-1])
+                        if params.dim() >= 2 else s)
 
     def perturb(self, x: torch.Tensor) -> torch.Tensor:
         """θ + β·G: Gumbel-max of this samples from softmax(θ/β) (thesis Eq. 5.15)."""
@@ -235,23 +240,17 @@ class Estimator(nn.Module):
     def sample(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def surrogate_loss(self, cost: torch.Tensor) -> torch.Tensor:
-        """Extra loss whose gradient is the estimator's gradient contribution (0 for pathwise)."""
+    def record(self, log_prob: torch.Tensor) -> None:
+        """Put this call's log q(z) [S·B] on the active score tape (:func:`~scgbench.estimators.contract.score_tape`).
+        Outside a tape (a node call in a tool that differentiates the sample only) nothing is kept."""
+        tape = current_tape()
+        if tape is not None:
+            tape.record(self, log_prob)
+
+    def surrogate_loss(self, cost: torch.Tensor, log_prob: torch.Tensor) -> torch.Tensor:
+        """The score-function term for per-sample ``cost`` and the summed log q of this estimator's calls (0 for a
+        pathwise estimator)."""
         return cost.new_zeros(())
-
-    def reset(self) -> None:
-        """Forget per-step state (score-function estimators record log-probabilities)."""
-
-    @property
-    def num_samples(self) -> int:
-        return 1
-
-    @property
-    def evaluations_per_step(self) -> int:
-        """How many times the downstream computation (decoder, executor, scorer) runs per training example and
-        step because of this estimator: 1 for a pathwise one, S for a score-function estimator that draws S
-        samples per example (the task module repeats the batch S times: :func:`scgbench.estimators.num_samples`)."""
-        return self.num_samples
 
     def extra_repr(self) -> str:
         return f"tau={float(self.tau):g}, beta={float(self.beta):g}, eval_mode={self.eval_mode}"

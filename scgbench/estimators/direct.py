@@ -28,19 +28,20 @@ import math
 import torch
 
 from .base import SCORE_FUNCTION, Estimator, gumbel_noise, one_hot_argmax
+from .contract import COST_ORACLE, Estimate, Objective
 
 
 class Direct(Estimator):
     """Direct optimization through argmax with a coordinate-wise loss table (module docstring; seed 002 Thm. 1).
 
-    Used through :meth:`expected_cost` (``needs_cost_oracle``); evaluation decoding (MAP or a Gumbel-max sample at
+    Used through :meth:`estimate` (it requires the task's cost oracle); evaluation decoding (MAP or a Gumbel-max sample at
     scale β) comes from the base class."""
 
     name = "direct"
     family = SCORE_FUNCTION
     uses_temperature = False
     uses_gumbel_scale = False
-    needs_cost_oracle = True
+    requires = frozenset({COST_ORACLE})
 
     def __init__(self, epsilon: float = 1.0, epsilon_floor: float = 0.1, epsilon_rate: float = 1e-5,
                  epsilon_every: int = 1000, tau: float = 1.0, beta: float = 1.0, eval_mode: str = "map") -> None:
@@ -69,7 +70,6 @@ class Direct(Estimator):
         # mirrors it (reading the buffer per call would be a host sync on a GPU), restored in _load_from_state_dict
         self.register_buffer("train_calls", torch.zeros((), dtype=torch.long))
         self._calls = 0
-        self._group: tuple[int, int] | None = None
 
     def _load_from_state_dict(self, *args, **kwargs) -> None:
         super()._load_from_state_dict(*args, **kwargs)
@@ -87,25 +87,16 @@ class Direct(Estimator):
         """The ε the next training call uses."""
         return self.epsilon_at(self._calls)
 
-    # -- node group ----------------------------------------------------------------------------------------------
-    def check_node_group(self, num_nodes: int, num_categories: int) -> None:
-        """Any N × K serves; records (N, K) for :attr:`evaluations_per_step` (the first call does so too)."""
-        if int(num_nodes) < 1 or int(num_categories) < 2:
-            raise ValueError(f"direct needs at least 1 node of at least 2 categories, got {num_nodes}x{num_categories}")
-        self._group = (int(num_nodes), int(num_categories))
-
-    @property
-    def evaluations_per_step(self) -> int:
-        """Decoder evaluations per example and step: N·K for the loss table plus 1 for f(z_opt). (N, K) are known
-        once the task module has called :meth:`check_node_group` (it does at configuration) or after the first
-        :meth:`expected_cost`; before that the count is undefined and asking for it is an error."""
-        if self._group is None:
-            raise RuntimeError("direct's evaluations per step (N*K + 1) depend on the node group: call "
-                               "check_node_group(num_nodes, num_categories) when configuring the task module")
-        n, k = self._group
-        return n * k + 1
+    # -- cost ------------------------------------------------------------------------------------------------------
+    def evaluations(self, num_nodes: int, num_categories: int) -> int:
+        """Decoder evaluations per example and step: N·K for the loss table plus 1 for f(z_opt)."""
+        return int(num_nodes) * int(num_categories) + 1
 
     # -- the estimator -------------------------------------------------------------------------------------------
+    def estimate(self, params: torch.Tensor, objective: Objective) -> Estimate:
+        cost = self.expected_cost(params, objective.need(COST_ORACLE, self.name))
+        return Estimate(cost, cost.new_zeros(()), self.evaluations(params.shape[1], params.shape[2]))
+
     def expected_cost(self, params: torch.Tensor, cost_fn) -> torch.Tensor:
         """Per example f(z_opt) (gradient to the task's parameters through ``cost_fn``) plus a surrogate of value
         0 whose gradient w.r.t. ``params`` is g = (z_opt − z_dir)/ε (module docstring). ``params`` [B, N, K]
@@ -143,8 +134,8 @@ class Direct(Estimator):
         # reached here would train its encoder on nothing without any sign of it. (Evaluation decoding does not
         # come here: the base class's forward decodes MAP / Gumbel-max itself.)
         raise RuntimeError("direct has no training sample: its gradient needs the task's cost of alternative "
-                           "configurations; call expected_cost(params, cost_fn) (task modules that declare "
-                           "provides_cost_oracle do)")
+                           "configurations; call estimate(params, objective) with a task objective that "
+                           "provides the cost oracle")
 
     def extra_repr(self) -> str:
         return (f"epsilon={self.epsilon:g}, epsilon0={self.epsilon0:g}, epsilon_floor={self.epsilon_floor:g}, "

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 
 from .base import PATHWISE, Estimator
+from .contract import COST_ORACLE, Estimate, Objective
 
 
 def configurations(num_nodes: int, num_categories: int, device: torch.device | None = None) -> torch.Tensor:
@@ -34,7 +35,7 @@ class Exact(Estimator):
     family = PATHWISE
     uses_temperature = False
     uses_gumbel_scale = False
-    needs_cost_oracle = True
+    requires = frozenset({COST_ORACLE})
 
     def __init__(self, max_configurations: int = 65_536, chunk_size: int = 65_536, tau: float = 1.0,
                  beta: float = 1.0, eval_mode: str = "map") -> None:
@@ -46,7 +47,6 @@ class Exact(Estimator):
             raise ValueError(f"exact needs an integer chunk_size >= 1 (decoder inputs, examples x configurations, "
                              f"per cost_fn call), got {chunk_size} (set --estimator-arg chunk_size=65536)")
         self.max_configurations, self.chunk_size = int(max_configurations), int(chunk_size)
-        self._group: tuple[int, int] | None = None
         self._codes: torch.Tensor | None = None  # configurations of the recorded group, on the last device used
 
     def check_node_group(self, num_nodes: int, num_categories: int) -> None:
@@ -61,17 +61,16 @@ class Exact(Estimator):
                              f"(--estimator-arg max_configurations={count}) if that many decoder evaluations per "
                              f"example fit, or use a smaller latent")
         if self._group != (n, k):
-            self._group, self._codes = (n, k), None
+            self._codes = None
+        super().check_node_group(n, k)
 
-    @property
-    def evaluations_per_step(self) -> int:
-        """K^N decoder evaluations per example and step; (N, K) are known once :meth:`check_node_group` has run
-        (task modules call it at configuration; :meth:`expected_cost` does too), and asking earlier is an error."""
-        if self._group is None:
-            raise RuntimeError("exact's evaluations per step (K^N) depend on the node group: call "
-                               "check_node_group(num_nodes, num_categories) when configuring the task module")
-        n, k = self._group
-        return k ** n
+    def evaluations(self, num_nodes: int, num_categories: int) -> int:
+        """K^N decoder evaluations per example and step."""
+        return int(num_categories) ** int(num_nodes)
+
+    def estimate(self, params: torch.Tensor, objective: Objective) -> Estimate:
+        cost = self.expected_cost(params, objective.need(COST_ORACLE, self.name))
+        return Estimate(cost, cost.new_zeros(()), self.evaluations(params.shape[1], params.shape[2]))
 
     def expected_cost(self, params: torch.Tensor, cost_fn) -> torch.Tensor:
         """Σ_c q(c)·cost_fn(c) per example [B] (module docstring); ``params`` [B, N, K] logits, ``cost_fn(z)`` maps
@@ -104,7 +103,7 @@ class Exact(Estimator):
     def sample(self, x: torch.Tensor) -> torch.Tensor:
         # exact draws no sample: training goes through expected_cost; evaluation decoding is the base class's
         raise RuntimeError("exact has no training sample: it sums over all K^N configurations; call "
-                           "expected_cost(params, cost_fn) (task modules that declare provides_cost_oracle do)")
+                           "estimate(params, objective) with a task objective that provides the cost oracle")
 
     def extra_repr(self) -> str:
         return f"max_configurations={self.max_configurations}, chunk_size={self.chunk_size}, eval_mode={self.eval_mode}"

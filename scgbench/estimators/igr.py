@@ -13,7 +13,8 @@ z̃ lies on the simplex (K entries, sum 1) and is invertible, ``y_k = τ·(log z
 it tends to the vertex of argmax [y, 0] (Gaussian noise, lighter tails than Gumbel).
 
 KL (Eq. 19): the map ε → z̃ is invertible, so the KL of the relaxed posterior to the relaxed prior (the same map
-applied to N(μ₀, σ₀²)) is the closed-form Gaussian KL, :meth:`IGR.kl`, summed over the K−1 coordinates:
+applied to N(μ₀, σ₀²)) is the closed-form Gaussian KL of its family
+(:class:`scgbench.estimators.distributions.GaussianPreimage`), summed over the K−1 coordinates:
 
     KL(N(μ, σ²) ‖ N(μ₀, σ₀²)) = Σ_k log(σ₀/σ) + (σ² + (μ − μ₀)²) / (2σ₀²) − ½
 
@@ -35,6 +36,8 @@ import math
 import torch
 
 from .base import PATHWISE, Estimator, check_positive, masked_logits, one_hot_argmax
+from .contract import OWN_PARAMETERISATION
+from .distributions import GaussianPreimage
 
 
 class IGR(Estimator):
@@ -44,7 +47,7 @@ class IGR(Estimator):
     name = "igr"
     family = PATHWISE
     uses_gumbel_scale = False
-    takes_logits = False
+    requires = frozenset({OWN_PARAMETERISATION})
 
     def __init__(self, delta: float = 0.1, prior_mu: float = 0.0, prior_sigma: float = 1.0, tau: float = 1.0,
                  beta: float = 1.0, eval_mode: str = "map") -> None:
@@ -59,20 +62,13 @@ class IGR(Estimator):
         self.register_buffer("prior_mu", torch.tensor(float(prior_mu)))
         self.register_buffer("prior_log_sigma", torch.tensor(math.log(float(prior_sigma))))
 
-    # -- parameters ----------------------------------------------------------------------------------------------
-    def param_size(self, num_categories: int) -> int:
-        if int(num_categories) < 2:
-            raise ValueError(f"igr needs at least 2 categories, got {num_categories}")
-        return 2 * (int(num_categories) - 1)
+    # -- parameters ------------------------------------------------------------------------------------------------
+    @property
+    def distribution(self) -> GaussianPreimage:
+        """Its posterior family at the current τ, δ and fitted prior (built per use: τ is annealed)."""
+        return GaussianPreimage(self._tau_f, self.delta, self.prior_mu, self.prior_log_sigma)
 
-    @staticmethod
-    def split(params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(μ, log σ)`` from the last dimension of ``params`` (2(K−1) entries: μ first)."""
-        if params.shape[-1] % 2 or params.shape[-1] < 2:
-            raise ValueError(f"igr expects 2(K-1) parameters per node (mu, log sigma), got {params.shape[-1]}; "
-                             "size the network's output with estimator.param_size(K)")
-        mu, log_sigma = params.float().chunk(2, dim=-1)
-        return mu, log_sigma
+    split = staticmethod(GaussianPreimage.split)
 
     def logits(self, y: torch.Tensor) -> torch.Tensor:
         """``[y/τ, log δ]``: softmax of these is softmax₊₊(y/τ) with its K-th coordinate (Eq. 21)."""
@@ -95,36 +91,7 @@ class IGR(Estimator):
         z = torch.softmax(x, dim=-1) if self.training else one_hot_argmax(x)
         return (z * valid).to(params.dtype)
 
-    # -- KL and prior --------------------------------------------------------------------------------------------
-    def kl(self, params: torch.Tensor) -> torch.Tensor:
-        """Closed-form ``KL(q(z̃) ‖ p(z̃)) = KL(N(μ, σ²) ‖ N(μ₀, σ₀²))`` per node (Eq. 19), summed over the K−1
-        coordinates: shape ``params.shape[:-1]``."""
-        mu, log_sigma = self.split(params)
-        mu0, log_sigma0 = self.prior_mu, self.prior_log_sigma
-        var_ratio = (2 * (log_sigma - log_sigma0)).exp()
-        return (log_sigma0 - log_sigma + 0.5 * (var_ratio + ((mu - mu0) / log_sigma0.exp()).pow(2)) - 0.5).sum(-1)
-
-    def prior_kl(self, params: torch.Tensor) -> torch.Tensor:
-        """IGR's KL term is the closed-form Gaussian KL (Eq. 19, :meth:`kl`), not the categorical one."""
-        return self.kl(params)
-
-    def posterior_sample(self, params: torch.Tensor, key: int, ids: torch.Tensor,
-                         samples: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Relaxed samples z̃ = g(μ + σε, τ) with ``log p(z̃) − log q(z̃)`` (keyed ε): the map ε → z̃ is invertible
-        and the same for prior and posterior, so its Jacobian cancels and the ratio is that of the Gaussians,
-        ``log N(y; μ₀, σ₀²) − log N(y; μ, σ²)`` (Eq. 19's argument). IGR's bound is therefore that of its relaxed
-        model, as in seed 003, not of a discrete posterior."""
-        from .noise import keyed_normal
-
-        mu, log_sigma = self.split(params)
-        b, n, d = mu.shape
-        eps = keyed_normal(key, ids, (b, samples, n, d))
-        y = mu[:, None] + log_sigma.exp()[:, None] * eps
-        z = torch.softmax(self.logits(y), dim=-1)
-        log_q = (-log_sigma[:, None] - 0.5 * eps.pow(2)).sum((-1, -2))
-        log_p = (-self.prior_log_sigma - 0.5 * ((y - self.prior_mu) / self.prior_log_sigma.exp()).pow(2)).sum((-1, -2))
-        return z, log_p - log_q
-
+    # -- prior ---------------------------------------------------------------------------------------------------
     @torch.no_grad()
     def prior_mean(self, num_categories: int, samples: int = 20_000, seed: int = 0) -> torch.Tensor:
         """Monte-Carlo mean of the relaxed prior sample ``E[g(μ₀ + σ₀ε, τ)]`` (K entries), fixed noise."""

@@ -1,10 +1,11 @@
 """REINFORCE / score-function estimator with variance-reducing baselines (SPEC §1.2).
 
 ``∇_θ E[f(z)] = E[(f(z) − b) ∇_θ log p(z; θ)]`` for any baseline b independent of z. The estimator samples
-hard one-hot z from softmax(θ) and records ``log p(z)``; the task module then calls
-:func:`scgbench.estimators.score_function_loss` with the per-sample cost, which adds
-``mean((f − b).detach() · log p)``. When several nodes sit on one execution path their log-probabilities
-add (``log p(z₁, z₂) = log p(z₁) + log p(z₂ | z₁)``), which is what recording every call does.
+hard one-hot z from softmax(θ) and records ``log p(z)`` of each call on the step's score tape
+(:class:`scgbench.estimators.contract.ScoreTape`); the task then turns the tape into the surrogate
+``mean((f − b).detach() · log p)`` with the per-sample cost. When several nodes of one estimator sit on one
+execution path their log-probabilities add (``log p(z₁, z₂) = log p(z₁) + log p(z₂ | z₁)``), which is what the tape
+does with the calls of one estimator.
 
 Baselines: ``ema`` (exponential moving average of the mean cost) and ``loo`` (leave-one-out over S ≥ 2
 samples of the same example: ``b_s = mean of the other S−1 costs``, Kool et al. 2019). With ``loo`` the
@@ -43,7 +44,6 @@ class Reinforce(Estimator):
         self.ema_decay = float(ema_decay)
         self.register_buffer("ema", torch.zeros(()))
         self.register_buffer("ema_initialised", torch.zeros((), dtype=torch.bool))
-        self._log_probs: list[torch.Tensor] = []
 
     @property
     def num_samples(self) -> int:
@@ -56,11 +56,8 @@ class Reinforce(Estimator):
         # gather, not (log_softmax · z).sum(): masked categories have log p = −inf and 0 · −inf = NaN
         log_p = torch.log_softmax(x, dim=-1).gather(-1, idx).squeeze(-1)
         # One log-probability per leading (sample-batch) index: sum over the node's other dimensions.
-        self._log_probs.append(log_p.reshape(log_p.shape[0], -1).sum(dim=1) if log_p.dim() else log_p)
+        self.record(log_p.reshape(log_p.shape[0], -1).sum(dim=1) if log_p.dim() else log_p)
         return z
-
-    def reset(self) -> None:
-        self._log_probs = []
 
     def advantage(self, cost: torch.Tensor) -> torch.Tensor:
         cost = cost.detach().float()
@@ -80,15 +77,11 @@ class Reinforce(Estimator):
             return cost - b
         return cost
 
-    def surrogate_loss(self, cost: torch.Tensor) -> torch.Tensor:
-        if not self._log_probs:
-            return cost.new_zeros(())
-        log_p = torch.stack(self._log_probs).sum(0)
+    def surrogate_loss(self, cost: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
         if log_p.shape[0] != cost.shape[0]:
             raise ValueError(f"cost has batch size {cost.shape[0]} but the node was sampled with "
                              f"{log_p.shape[0]}: pass one cost per sample")
         adv = self.advantage(cost.reshape(cost.shape[0]))
-        self.reset()
         return (adv * log_p).mean()
 
     def extra_repr(self) -> str:

@@ -29,6 +29,7 @@ import math
 import torch
 
 from .base import PATHWISE, Estimator
+from .contract import BINARY
 
 MAX_SMOOTHING = 80.0
 
@@ -50,6 +51,7 @@ class SpikeExp(Estimator):
     family = PATHWISE
     uses_temperature = False
     uses_gumbel_scale = False
+    node_kinds = frozenset({BINARY})
 
     def __init__(self, smoothing: float = 3.0, tau: float = 1.0, beta: float = 1.0, eval_mode: str = "map") -> None:
         super().__init__(tau=tau, beta=beta, eval_mode=eval_mode)
@@ -59,17 +61,12 @@ class SpikeExp(Estimator):
                              f"(0, {MAX_SMOOTHING:g}], got {smoothing} (set --estimator-arg smoothing=3)")
         self.smoothing = smoothing
 
-    def check_node_group(self, num_nodes: int, num_categories: int) -> None:
-        if int(num_categories) != 2:
-            raise ValueError(f"spike-exp smooths binary latents only (K = 2 logits per node), got K = "
-                             f"{num_categories}; use a binary latent, e.g. --model.latent 200x2")
-
     def sample(self, x: torch.Tensor) -> torch.Tensor:
         """(1 − ζ, ζ) for logits ``x`` [..., 2] (masked entries −inf, from the base class's ``forward``: a node
         masked to one category gets q = 0 or 1 and ζ = 0 or a draw of r(ζ|z=1); fully masked rows are zeroed by
         the base class)."""
         if x.shape[-1] != 2:
-            self.check_node_group(x.shape[-2] if x.dim() > 1 else 1, x.shape[-1])
+            self.check_node_group(x.shape[-2] if x.dim() > 1 else 1, x.shape[-1])  # raises: names the fix
         # θ₁ − θ₀ with one masked entry is ±inf; where both are finite this is the plain difference
         logit = x[..., 1] - x[..., 0]
         zeta = spike_exp_sample(logit, torch.rand(logit.shape, device=x.device, dtype=x.dtype), self.smoothing)

@@ -4,7 +4,10 @@ Task modules subclass :class:`SCGModule`, build their estimators with :meth:`mak
 chosen by name, so every registered estimator works with every benchmark that supports its family),
 and implement :meth:`training_loss`. The base class provides:
 
-* sample expansion and the score-function surrogate for REINFORCE-style estimators;
+* the estimator contract's task side (:mod:`scgbench.estimators.contract`): what the task ``provides``, one
+  compatibility check per estimator it builds (:meth:`SCGModule.make_estimator`), sample expansion, a score tape
+  per training step whose surrogate :meth:`SCGModule.surrogate` returns, and the estimators' own parameter groups
+  in the optimizer;
 * training noise (sampling, DropRes coins, dropout) reseeded at every batch from (run seed, rank, epoch,
   batch index), so a run resumed from any checkpoint, mid-epoch included, draws the noise of the
   uninterrupted run; the epoch's training accumulators travel with the checkpoint
@@ -15,6 +18,7 @@ and implement :meth:`training_loss`. The base class provides:
 
 from __future__ import annotations
 
+import inspect
 import os
 from typing import ClassVar
 
@@ -24,20 +28,17 @@ import torch
 from ..nn.state import schedule_values
 from ..seeding import stream_seed
 from ..step_logging import log_step_scalars
-from ..estimators import (PATHWISE, decoding, estimators_of, expand_for_samples, get_estimator, get_estimator_class,
-                          cost_oracle_refusal, param_size_refusal, reset_estimators, score_function_loss)
+from ..estimators import (PATHWISE, compatibility, current_tape, decoding, estimators_of, expand_for_samples,
+                          get_estimator, get_estimator_class, score_tape)
 
 _MASK64 = (1 << 64) - 1
 
 
 class SCGModule(pl.LightningModule):
-    #: whether the task's networks give each node ``estimator.param_size(K)`` parameters; when False (every task
-    #: whose logits are tied to its category embeddings or entity scores) only estimators whose parameters are the
-    #: K logits (``takes_logits``) serve it, and others (IGR) are refused when the module is configured
-    honours_param_size: ClassVar[bool] = False
-    #: whether the task can evaluate its loss at alternative configurations of its discrete nodes and uses
-    #: ``Estimator.expected_cost`` for estimators that need it (Direct, exact); others refuse those estimators
-    provides_cost_oracle: ClassVar[bool] = False
+    #: what the task offers estimators beyond node samples (``scgbench.estimators.contract.CAPABILITIES``): a task
+    #: whose logits are tied to its category embeddings or entity scores provides nothing more, the discrete VAE
+    #: its loss at any configuration, relaxed inputs, its prior and networks sized by ``param_size``
+    provides: ClassVar[frozenset] = frozenset()
     #: whether the module calls ``Estimator.check_node_group`` itself for nodes whose size is an option (the
     #: discrete VAE's latent); otherwise the benchmark's fixed node size (``Benchmark.node_shape``) is checked
     checks_node_groups: ClassVar[bool] = False
@@ -45,7 +46,7 @@ class SCGModule(pl.LightningModule):
     def __init__(self, estimator: str = "gumbel", tau: float = 1.0, beta: float = 1.0,
                  estimator_kwargs: dict | None = None, lr: float = 1e-3) -> None:
         super().__init__()
-        get_estimator_class(estimator)  # unknown names fail here, before anything is built
+        get_estimator_class(estimator)  # unknown names and import paths fail here, before anything is built
         if not lr > 0:
             raise ValueError(f"lr must be > 0, got {lr}")
         self.estimator_name = estimator
@@ -57,12 +58,22 @@ class SCGModule(pl.LightningModule):
         self.register_buffer("_loss_sum", torch.zeros(()), persistent=False)
         self.register_buffer("_loss_count", torch.zeros(()), persistent=False)
 
-    def make_estimator(self):
-        est = get_estimator(self.estimator_name, tau=self.tau0, beta=self.beta0, **self.estimator_kwargs)
-        if not est.takes_logits and not self.honours_param_size:
-            raise ValueError(param_size_refusal(type(self).__name__, est.name))
-        if est.needs_cost_oracle and not self.provides_cost_oracle:
-            raise ValueError(cost_oracle_refusal(type(self).__name__, est.name))
+    def make_estimator(self, num_nodes: int | None = None, num_categories: int | None = None,
+                       spec: str | None = None, kwargs: dict | None = None):
+        """Build the run's estimator (or ``spec`` with ``kwargs``) and refuse it, naming why and the fix, unless it
+        serves a group of ``num_nodes`` × ``num_categories`` nodes of this task
+        (:func:`~scgbench.estimators.contract.compatibility`; unknown sizes skip the node checks)."""
+        spec = spec or self.estimator_name
+        kwargs = dict(self.estimator_kwargs if kwargs is None else kwargs)
+        accepted = inspect.signature(get_estimator_class(spec).__init__).parameters
+        for key, value in (("tau", self.tau0), ("beta", self.beta0)):
+            if key in accepted or any(p.kind == p.VAR_KEYWORD for p in accepted.values()):
+                kwargs.setdefault(key, value)
+        est = get_estimator(spec, **kwargs)
+        why = compatibility(est, provides=self.provides, num_nodes=num_nodes, num_categories=num_categories,
+                            task=type(self).__name__)
+        if why:
+            raise ValueError(why)
         return est
 
     # -- training ---------------------------------------------------------------------------------------
@@ -85,13 +96,20 @@ class SCGModule(pl.LightningModule):
         """Repeat the batch S times (sample-major) for score-function estimators that need S samples."""
         return expand_for_samples(self, *tensors, estimators=self.score_estimators)
 
-    def surrogate(self, per_sample_cost: torch.Tensor) -> torch.Tensor:
-        """The score-function surrogate (zero when every estimator is pathwise)."""
-        return score_function_loss(self, per_sample_cost, estimators=self.score_estimators)
+    def surrogate(self, per_sample_cost: torch.Tensor, per_estimator: dict | None = None) -> torch.Tensor:
+        """The score-function surrogate of this step's node calls (zero when every estimator is pathwise): the
+        step's score tape with the per-sample cost, or a cost per estimator (``per_estimator``)."""
+        tape = current_tape()
+        if tape is None:
+            if not self.score_estimators:
+                return per_sample_cost.new_zeros(())
+            raise RuntimeError("no score tape is open: call training_loss inside `with scgbench.estimators."
+                               "score_tape():` (training_step does)")
+        return tape.surrogate(per_sample_cost, per_estimator)
 
     def training_step(self, batch, batch_idx):
-        reset_estimators(self, self.score_estimators)
-        loss, logs = self.training_loss(batch)
+        with score_tape():  # this step's score-function terms, one entry per node call
+            loss, logs = self.training_loss(batch)
         self._loss_sum.add_(loss.detach())  # in place: `+=` re-assigns through nn.Module.__setattr__
         self._loss_count.add_(1)
         if self._logging_step():
@@ -179,5 +197,14 @@ class SCGModule(pl.LightningModule):
     def decoding(self, mode: str):
         return decoding(self, mode)
 
+    def parameter_groups(self) -> list:
+        """The module's parameters for its optimizer: its own, then each estimator's own groups (with their settings,
+        :meth:`Estimator.parameter_groups`). A plain parameter list when no estimator has parameters."""
+        extra = [g for e in estimators_of(self) for g in e.parameter_groups()]
+        if not extra:
+            return list(self.parameters())
+        owned = {id(p) for g in extra for p in g["params"]}
+        return [{"params": [p for p in self.parameters() if id(p) not in owned]}, *extra]
+
     def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=self.lr)
+        return torch.optim.Adam(self.parameter_groups(), lr=self.lr)

@@ -4,18 +4,15 @@ Model. N independent latent nodes of K categories (``latent="NxK"``; ``200x2`` a
 prior. Encoder 784-512-256-(N·P) with P = ``estimator.param_size(K)`` (K logits; IGR: 2(K−1) Gaussian
 parameters), decoder N·K-256-512-784, ReLU, Bernoulli likelihood (Jang et al.'s MLP and its mirror).
 
-Objective, per image: the negative ELBO ``E_q[−log p(x|z)] + KL(q ‖ p)``. The KL is the one each estimator
-states (``Estimator.prior_kl``): the analytic categorical KL to the uniform prior for estimators that take
-logits, IGR's closed-form Gaussian KL (seed 003 Eq. 19). The reconstruction term's gradient is the estimator's:
+Objective, per image: the negative ELBO ``E_q[−log p(x|z)] + KL(q ‖ p)``. The KL is that of the estimator's
+posterior family (``Estimator.distribution``, :mod:`scgbench.estimators.distributions`): the analytic categorical
+KL to the uniform prior, or IGR's closed-form Gaussian KL (seed 003 Eq. 19). The reconstruction term's gradient is
+the estimator's: every estimator is called once per step through ``Estimator.estimate`` with this module's
+:meth:`DiscreteVAE.objective` (:mod:`scgbench.estimators.contract`), which offers the decoder on the estimator's own
+samples (the batch repeated S times for S samples per image), at any M configurations per image in one call
+(:meth:`DiscreteVAE.reconstruction_cost`: the cost oracle; relaxed inputs too), and the uniform prior's log p(z).
 
-* pathwise estimators (``gumbel``, ``st-gumbel``, ``igr``, ``reinmax``, ``gumbel-rao``, ``spike-exp``): decode
-  the estimator's sample;
-* score-function estimators (``reinforce``): S hard samples per image and the surrogate of
-  :meth:`SCGModule.surrogate` (leave-one-out baseline by default);
-* cost-oracle estimators (``direct``, ``exact``): ``Estimator.expected_cost`` with this module's
-  :meth:`DiscreteVAE.reconstruction_cost`, which decodes M latent configurations per image in one call.
-
-Evaluation (validation and test), per image: k posterior samples (``Estimator.posterior_sample``: hard samples of
+Evaluation (validation and test), per image: k posterior samples (the family's ``posterior_sample``: hard samples of
 the discrete posterior Cat(softmax θ); IGR: its relaxed posterior), weights ``w_i = p(x|z_i) p(z_i) / q(z_i|x)``,
 
     −ELBO  = (1/k) Σ_i −log p(x|z_i) + KL(q ‖ p)                     (test/neg_elbo, nats)
@@ -37,7 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric
 
-from ..estimators import eval_noise_key, sub_key
+from ..estimators import (COST_ORACLE, LOG_WEIGHTS, OWN_PARAMETERISATION, RELAXED_COST, Objective, eval_noise_key,
+                          sub_key)
 from .base import SCGModule
 from .evaluation import TEST, VAL, log_reduced
 
@@ -72,8 +70,7 @@ def mlp(sizes: list[int]) -> nn.Sequential:
 
 
 class DiscreteVAE(SCGModule):
-    honours_param_size = True
-    provides_cost_oracle = True
+    provides = frozenset({COST_ORACLE, RELAXED_COST, LOG_WEIGHTS, OWN_PARAMETERISATION})
     checks_node_groups = True
 
     def __init__(self, estimator: str = "gumbel", tau: float = 1.0, beta: float = 1.0,
@@ -93,8 +90,7 @@ class DiscreteVAE(SCGModule):
         self.save_hyperparameters()
         self.binarization, self.val_samples, self.iw_samples = binarization, int(val_samples), int(iw_samples)
         n, k = self.num_nodes, self.num_categories
-        self.estimator = self.make_estimator()
-        self.estimator.check_node_group(n, k)
+        self.estimator = self.make_estimator(n, k)
         self.param_size = self.estimator.param_size(k)
         if hasattr(self.estimator, "fit_prior"):  # IGR: the prior matching the uniform discrete prior, once
             self.estimator.fit_prior(k)
@@ -117,6 +113,21 @@ class DiscreteVAE(SCGModule):
         logits = self.decoder(z.reshape(len(z), -1))
         return F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
 
+    def objective(self, x: torch.Tensor) -> Objective:
+        """What this task offers an estimator for a batch of images x [B, 784] (module docstring)."""
+        n, k = self.num_nodes, self.num_categories
+
+        def sample_cost(z: torch.Tensor) -> torch.Tensor:
+            s = len(z) // len(x)
+            return self.nll(x if s == 1 else x.repeat(s, 1), z)
+
+        def log_prior(z: torch.Tensor) -> torch.Tensor:
+            return z.new_full(z.shape[:2], -n * math.log(k))
+
+        return Objective(sample_cost=sample_cost, cost=lambda z: self.reconstruction_cost(x, z), log_prior=log_prior,
+                         kl=lambda params: self.estimator.distribution.kl_uniform(params).sum(-1),
+                         provides=self.provides)
+
     def reconstruction_cost(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """The cost oracle: −log p(x|z_m) [B, M] for M configurations per image, z [B, M, N, K], in one decoder call.
 
@@ -132,14 +143,10 @@ class DiscreteVAE(SCGModule):
         if self.binarization == "dynamic":  # the global RNG here is the per-batch training noise: exact on resume
             x = torch.bernoulli(x)
         params = self.encode(x)
-        kl = self.estimator.prior_kl(params).sum(-1)
-        if self.estimator.needs_cost_oracle:
-            recon = self.estimator.expected_cost(params, lambda z: self.reconstruction_cost(x, z))
-            loss = recon.mean() + kl.mean()
-        else:
-            xs, ps = self.expand(x, params)
-            recon = self.nll(xs, self.estimator(ps))
-            loss = recon.mean() + kl.mean() + self.surrogate(recon)
+        kl = self.estimator.distribution.kl_uniform(params).sum(-1)
+        est = self.estimator.estimate(params, self.objective(x))
+        recon = est.cost
+        loss = recon.mean() + kl.mean() + est.surrogate
         return loss, {"neg_elbo": recon.detach().mean() + kl.detach().mean(), "kl": kl.detach().mean()}
 
     def on_train_epoch_start(self) -> None:
@@ -157,10 +164,11 @@ class DiscreteVAE(SCGModule):
         """Per image: ``neg_elbo``, ``nll_iw`` (−log of the k-sample importance-weighted bound), ``recon`` and
         ``kl`` (module docstring), from ``samples`` posterior draws keyed by (``key``, image id, sample)."""
         params = self.encode(x)
-        kl = self.estimator.prior_kl(params).sum(-1)
+        family = self.estimator.distribution
+        kl = family.kl_uniform(params).sum(-1)
         log_w, recon = [], []
         for c, start in enumerate(range(0, samples, IW_CHUNK)):
-            z, log_ratio = self.estimator.posterior_sample(params, sub_key(key, c), ids, min(IW_CHUNK, samples - start))
+            z, log_ratio = family.posterior_sample(params, sub_key(key, c), ids, min(IW_CHUNK, samples - start))
             nll = self.reconstruction_cost(x, z)
             recon.append(nll)
             log_w.append(log_ratio - nll)

@@ -61,7 +61,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..estimators import estimators_of, reset_estimators
+from ..estimators import Categorical, score_tape
 from ..step_logging import log_step_scalars
 from ..specs.disentanglement import PROCEDURAL_FACTOR_SIZES
 from ..nn.state import schedule_values
@@ -184,12 +184,9 @@ def total_correlation(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor)
 
 def categorical_kl_uniform(logits: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Σ_i KL(softmax θ_i ‖ U) per example, logits [B, n, m]; U uniform over the m categories, or over the allowed
-    categories of ``mask`` [n, m] (masked logits are −∞ and contribute 0)."""
-    logp = F.log_softmax(logits.float(), dim=-1)
-    plogp = logp.exp() * logp.masked_fill(logp == float("-inf"), 0.0)  # 0·log 0 = 0 (no NaN in the backward)
-    if mask is None:
-        return (plogp.sum(-1) + math.log(logits.shape[-1])).sum(-1)
-    return (plogp.sum(-1) + mask.sum(-1).float().log()).sum(-1)
+    categories of ``mask`` [n, m] (masked logits are −∞ and contribute 0): the categorical family's KL
+    (:meth:`scgbench.estimators.Categorical.kl_uniform`) summed over the nodes."""
+    return Categorical.kl_uniform(logits, mask).sum(-1)
 
 
 def category_bins(factors: torch.Tensor, sizes, m: int) -> torch.Tensor:
@@ -248,7 +245,6 @@ def axis_alignment(codes: np.ndarray, factors: np.ndarray, max_angle_deg: float 
 
 
 class DisentanglementModule(SCGModule):
-    honours_param_size = False
 
     def __init__(self, model: str = "dvae", dataset: str = "dsprites", num_latents: int = 10,
                  num_categories: int = 64, estimator: str = "gumbel", tau: float = 1.0, beta: float = 0.5,
@@ -297,8 +293,7 @@ class DisentanglementModule(SCGModule):
         self.decoder = (deconv_decoder(self.n, channels) if decoder == "deconv"
                         else BroadcastDecoder(self.n, channels))
         if self.discrete:
-            self.node = self.make_estimator()
-            self.node.check_node_group(self.n, self.m)
+            self.node = self.make_estimator(self.n, self.m)
             self.register_buffer("values", torch.linspace(-1.0, 1.0, self.m), persistent=False)
         if self.masked:
             self.register_buffer("mask", torch.ones(self.n, self.m, dtype=torch.bool), persistent=False)
@@ -449,15 +444,14 @@ class DisentanglementModule(SCGModule):
             return super().training_step(batch, batch_idx)
         opt_vae, opt_disc = self.optimizers()
         x1, x2 = batch, self.second_minibatch(batch)
-        reset_estimators(self, self.score_estimators)
-        loss, logs, z1 = self._vae_cost(x1)
+        with score_tape():  # the VAE step's score-function terms
+            loss, logs, z1 = self._vae_cost(x1)
         opt_vae.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         opt_vae.step()
         # second minibatch B′: its latents, permuted per dimension, are the "product of marginals" samples
         with torch.no_grad():
             z2 = self.encode(x2)[0]
-        reset_estimators(self, self.score_estimators)
         z1 = z1.detach()[: x1.shape[0]]  # the first of the score-function samples
         d_real, d_perm = self.disc(z1), self.disc(permute_dims(z2))
         d_loss = 0.5 * (F.cross_entropy(d_real, torch.zeros(len(d_real), dtype=torch.long, device=self.device))
