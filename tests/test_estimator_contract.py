@@ -1,10 +1,12 @@
 """The estimator contract (scgbench.estimators.contract): today's estimators moved onto it unchanged, and the one
 compatibility question every caller asks."""
 
+import math
+
 import pytest
 import torch
 
-from scgbench.estimators import (BINARY, CAPABILITIES, COST_ORACLE, OWN_PARAMETERISATION, Estimator, compatibility,
+from scgbench.estimators import (BINARY, CAPABILITIES, COST_ORACLE, OWN_PARAMETERISATION, compatibility,
                                  get_estimator, get_estimator_class, list_estimators, registry, score_tape)
 from scgbench.models.discrete_vae import DiscreteVAE
 
@@ -113,3 +115,97 @@ def test_score_terms_are_collected_per_call_with_a_cost_per_estimator():
     want = (ca[:, None] * (za - p) + cb[:, None] * (zb - p)) / 5
     torch.testing.assert_close(g, want)
     assert not tape.entries and not any(isinstance(v, list) for v in vars(a).values() if v)
+
+
+# -- every registered estimator through the same checks ----------------------------------------------------------
+def _objective(n, k, generator_seed=0):
+    """A smooth task objective on N × K nodes that offers every capability: f(z) = ‖(z W) − c‖² per configuration,
+    defined on relaxed z too, a uniform prior and the categorical KL."""
+    from scgbench.estimators import Categorical, Objective
+
+    g = torch.Generator().manual_seed(generator_seed)
+    w, c = torch.randn(n * k, 3, generator=g), torch.randn(3, generator=g)
+
+    def cost(z):  # z [B, M, N, K] -> [B, M]
+        return ((z.flatten(-2) @ w) - c).pow(2).sum(-1)
+
+    return Objective(sample_cost=lambda z: cost(z[:, None])[:, 0], cost=cost,
+                     log_prior=lambda z: z.new_full(z.shape[:2], -n * math.log(k)),
+                     kl=lambda p: Categorical.kl_uniform(p).sum(-1), provides=frozenset(CAPABILITIES))
+
+
+def _node_size(cls):
+    return 2 if BINARY in cls.node_kinds and len(cls.node_kinds) == 1 else 3
+
+
+@pytest.mark.parametrize("name", sorted(registry()))
+def test_every_estimator_estimates_a_finite_gradient_through_the_one_entry_point(name):
+    cls = registry()[name]
+    n, k = 3, _node_size(cls)
+    est = get_estimator(name).train()
+    assert compatibility(est, provides=frozenset(CAPABILITIES), num_nodes=n, num_categories=k) is None
+    assert isinstance(est.evaluations(n, k), int) and est.evaluations(n, k) >= 1
+    for scale in (1.0, 1e4):
+        torch.manual_seed(0)
+        params = (scale * torch.randn(8, n, est.param_size(k))).requires_grad_(True)
+        out = est.estimate(params, _objective(n, k))
+        assert out.cost.dim() == 1 and len(out.cost) % 8 == 0 and out.surrogate.dim() == 0
+        assert out.evaluations == est.evaluations(n, k)
+        out.loss.backward()
+        assert torch.isfinite(out.loss) and torch.isfinite(params.grad).all(), (name, scale)
+        assert params.grad.abs().sum() > 0 or scale > 1, name  # the estimator's gradient reaches the parameters
+
+
+@pytest.mark.parametrize("name", [n for n in sorted(registry()) if compatibility(
+    registry()[n], provides=frozenset(), num_categories=_node_size(registry()[n])) is None])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_every_node_estimator_keeps_shapes_masks_and_dtype_and_stays_finite(name, dtype, tape):
+    cls = registry()[name]
+    k = _node_size(cls)
+    est = get_estimator(name).train()
+    torch.manual_seed(1)
+    b = 4 * est.num_samples
+    params = torch.randn(b, 2, k) * torch.tensor([1.0, 1e4]).repeat(b // 2)[:, None, None]
+    params = params.to(dtype).requires_grad_(True)
+    mask = torch.ones(b, 2, k, dtype=torch.bool)
+    mask[0, 0, 0] = False          # one masked category
+    mask[1, 1] = False             # a fully masked node (padding): the zero vector
+    z = est(params, mask)
+    assert z.shape == params.shape and z.dtype == dtype and torch.isfinite(z).all()
+    # a masked category gets no mass, except in spike-and-exponential smoothing, whose ζ is a relaxation that puts
+    # 1 − ζ on category 0 even when q₁ = 1 (seed 004 Eq. 9)
+    assert float(z[0, 0, 0]) == 0 or name == "spike-exp"
+    assert torch.equal(z[1, 1].float(), torch.zeros(k))
+    cost = (z.float() * torch.arange(1.0, k + 1)).sum((-1, -2))
+    (cost.mean() + tape.surrogate(cost)).backward()
+    assert torch.isfinite(params.grad.float()).all()
+    assert float(params.grad[1, 1].float().abs().sum()) == 0  # nothing flows into a padded node
+    est.eval()
+    with torch.no_grad():
+        zmap = est(params.detach(), mask)
+    assert torch.equal(zmap.sum(-1)[mask.any(-1)].float(), torch.ones(int(mask.any(-1).sum())))
+
+
+@pytest.mark.parametrize("name", sorted(registry()))
+def test_every_estimators_state_resumes_from_its_state_dict(name):
+    """Two training steps, a state_dict, a fresh estimator loaded from it: the next step is identical (all state a
+    step changes is in buffers or parameters, which checkpoints carry and DDP broadcasts)."""
+    cls = registry()[name]
+    n, k = 2, _node_size(cls)
+    obj = _objective(n, k)
+
+    def step(est, seed):
+        torch.manual_seed(seed)
+        params = torch.randn(6, n, est.param_size(k), generator=torch.Generator().manual_seed(7)).requires_grad_(True)
+        out = est.estimate(params, obj)
+        out.loss.backward()
+        return params.grad
+
+    a = get_estimator(name).train()
+    a.check_node_group(n, k)
+    for s in range(2):
+        step(a, s)
+    b = get_estimator(name).train()
+    b.check_node_group(n, k)
+    b.load_state_dict(a.state_dict())
+    torch.testing.assert_close(step(b, 5), step(a, 5), rtol=0, atol=0)

@@ -18,6 +18,9 @@ import torch
 
 from .noise import keyed_gumbel, keyed_normal
 
+#: the bound on IGR's log σ (:meth:`GaussianPreimage.split`): e^{2·30} ≈ 1e26 is still a float32
+LOG_SIGMA_MAX = 30.0
+
 
 class Categorical:
     """q(z) = Π_n Cat(z_n; softmax θ_n) over N independent nodes, θ [..., N, K] (stateless)."""
@@ -81,7 +84,9 @@ class GaussianPreimage:
             raise ValueError(f"igr expects 2(K-1) parameters per node (mu, log sigma), got {params.shape[-1]}; "
                              "size the network's output with estimator.param_size(K)")
         mu, log_sigma = params.float().chunk(2, dim=-1)
-        return mu, log_sigma
+        # σ = e^{log σ} overflows float32 past log σ ≈ 88 (and σ² past 44): outside ±LOG_SIGMA_MAX the parameter is
+        # held at the bound, so any finite network output gives a finite sample and KL (inside, nothing changes)
+        return mu, log_sigma.clamp(-LOG_SIGMA_MAX, LOG_SIGMA_MAX)
 
     def logits(self, y: torch.Tensor) -> torch.Tensor:
         """``[y/τ, log δ]``: softmax of these is softmax₊₊(y/τ) with its K-th coordinate (Eq. 21)."""
