@@ -209,3 +209,29 @@ def test_every_estimators_state_resumes_from_its_state_dict(name):
     b.check_node_group(n, k)
     b.load_state_dict(a.state_dict())
     torch.testing.assert_close(step(b, 5), step(a, 5), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", [n for n in sorted(registry()) if compatibility(
+    registry()[n], provides=DiscreteVAE.provides, num_nodes=3, num_categories=_node_size(registry()[n])) is None])
+def test_every_estimator_drives_the_vae_encoder_beyond_the_kl_term(name):
+    """The encoder gradient of a discrete-VAE step is the KL term's plus the estimator's reconstruction gradient: it
+    must differ from the KL term's alone (an estimator whose surrogate or sample path were dropped from the loss
+    would leave only the KL's)."""
+    k = _node_size(registry()[name])
+    torch.manual_seed(0)
+    m = DiscreteVAE(estimator=name, latent=f"3x{k}", hidden=(16,)).train()
+    x = torch.bernoulli(torch.rand(16, 784, generator=torch.Generator().manual_seed(1)))
+    torch.manual_seed(2)
+    loss, _ = m.training_loss({"x": x})
+    full, = torch.autograd.grad(loss, m.encoder[0].weight)
+    kl = m.estimator.distribution.kl_uniform(m.encode(x)).sum(-1).mean()
+    kl_only, = torch.autograd.grad(kl, m.encoder[0].weight)
+    assert float((full - kl_only).norm()) > 1e-3 * float(full.norm()), name
+
+
+def test_the_vae_fits_igrs_prior_to_the_uniform_discrete_prior():
+    """Seed 003 Eq. 20 inside the model: the relaxed prior's mean is the uniform distribution over K categories (the
+    unfitted default, μ₀ = 0 with δ = 0.1, puts ~2.5× less mass on the K-th category)."""
+    m = DiscreteVAE(estimator="igr", latent="4x5", hidden=(16,))
+    assert m.estimator.prior_mu.shape == (4,)
+    torch.testing.assert_close(m.estimator.prior_mean(5), torch.full((5,), 0.2), atol=0.01, rtol=0)
