@@ -23,6 +23,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from .arm import ARM, DisARM
 from .base import EVAL_MODES, PATHWISE, SCORE_FUNCTION, Estimator, check_positive, gumbel_noise
 from .contract import (BINARY, CAPABILITIES, CATEGORICAL, COST_ORACLE, LOG_WEIGHTS, OWN_PARAMETERISATION,
                        RELAXED_COST, Estimate, Objective, ScoreTape, compatibility, current_tape, score_tape)
@@ -54,7 +55,7 @@ def register_estimator(cls: type[Estimator]) -> type[Estimator]:
 
 
 for _cls in (GumbelSoftmax, StraightThroughGumbel, Reinforce, ReinMax, GumbelRao, IGR, Direct, Exact, SpikeExp,
-             StraightThrough, GappedStraightThrough, DecoupledStraightThrough):
+             StraightThrough, GappedStraightThrough, DecoupledStraightThrough, ARM, DisARM):
     register_estimator(_cls)
 
 
@@ -240,7 +241,7 @@ def keyed_noise(module: nn.Module, ids: torch.Tensor, key: int) -> Iterator[None
 
 
 __all__ = [
-    "DecoupledStraightThrough", "GappedStraightThrough", "StraightThrough",
+    "ARM", "DecoupledStraightThrough", "DisARM", "GappedStraightThrough", "StraightThrough",
     "BINARY", "CAPABILITIES", "CATEGORICAL", "COST_ORACLE", "ENTRY_POINT_GROUP", "ESTIMATORS", "EVAL_MODES",
     "LOG_WEIGHTS", "OWN_PARAMETERISATION", "PATHWISE", "RELAXED_COST", "SCORE_FUNCTION", "Categorical", "Direct",
     "Estimate", "Estimator", "Exact", "GaussianPreimage", "GumbelRao", "GumbelSoftmax", "IGR", "KeyedStream",
