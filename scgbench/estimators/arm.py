@@ -85,7 +85,8 @@ class _Antithetic(Estimator):
         with torch.no_grad():
             fd = f.detach().to(a.dtype)
             g = self.gradient(fd[:, 0], fd[:, 1], u, b, b_tilde, a)
-        s = (g * alpha).sum(-1).mean()
+        # a node with an infinite logit is deterministic (σ′ = 0, and its ĝ is 0): keep inf·0 = NaN out of the value
+        s = (g * torch.where(torch.isfinite(a), alpha, torch.zeros_like(alpha))).sum(-1).mean()
         return Estimate(f.mean(1), s - s.detach(), 2)
 
     def sample(self, x: torch.Tensor) -> torch.Tensor:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import torch
 
 from .base import PATHWISE, Estimator, check_positive, log_exponential, one_hot_max
-from .gumbel import _NEG_INF, StraightThroughGumbel, _GumbelSoftmaxFn
+from .gumbel import _NEG_INF, _SHORT_ROW, StraightThroughGumbel, _GumbelSoftmaxFn, _softmax_
 
 GAPS = ("fixed", "p")
 #: gst-p's factor on π before −log(1 − π)/π (the authors' numerical guard against log 0 when π → 1)
@@ -47,27 +47,36 @@ def _softmax_jvp_(s: torch.Tensor, g: torch.Tensor, inv_tau: float) -> torch.Ten
 
 
 class _StraightThroughFn(torch.autograd.Function):
-    """Forward the hard sample ``d`` (no copy of its graph: ``d`` is a constant); backward ``J(softmax(x/τ))ᵀ g / τ``
-    w.r.t. ``x``. ``x`` may hold −∞ entries (masked categories: probability 0, zero gradient) but no row entirely −∞
-    (the base class zeroes those rows before)."""
+    """Forward a one-hot sample: the given ``d``, or (``d`` None) an exact draw of ``Cat(softmax x)`` made here by
+    Gumbel-max with unit scale; backward ``J(softmax(x/τ))ᵀ g / τ`` w.r.t. ``x``. ``x`` may hold −∞ entries
+    (masked categories: never drawn, probability 0, zero gradient); a row entirely −∞ (a masked or padded node)
+    comes out as the zero vector with zero gradient, told apart by the row maximum the draw computes anyway (as in
+    :mod:`scgbench.estimators.gumbel`). Nothing but ``x`` is saved; the softmax is computed in the backward."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, d: torch.Tensor, tau: float) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, tau: float, d: torch.Tensor | None = None) -> torch.Tensor:
         ctx.save_for_backward(x)
         ctx.tau = tau
-        return d.clone()
+        if d is not None:
+            return d.clone()
+        y = log_exponential(x.shape, x.device).neg_().add_(x)  # x + G, G ~ Gumbel(0, 1)
+        m, idx = y.max(dim=-1, keepdim=True)
+        return y.zero_().scatter_(-1, idx, (m > _NEG_INF).to(y.dtype))  # one-hot in the noise buffer; −∞ rows: 0
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):
         (x,) = ctx.saved_tensors
-        s = torch.softmax(x / ctx.tau, dim=-1)
-        return _softmax_jvp_(s, g, 1.0 / ctx.tau), None, None
+        inv_tau = 1.0 / ctx.tau
+        y = x * inv_tau
+        # entirely −∞ rows: zeros (_softmax_ clamps; torch.softmax gives NaN there), so their gradient is 0
+        s = _softmax_(y) if y.shape[-1] < _SHORT_ROW else torch.softmax(y, dim=-1).nan_to_num_(nan=0.0)
+        return _softmax_jvp_(s, g, inv_tau), None, None
 
 
 def straight_through(logits: torch.Tensor, d: torch.Tensor, tau: float) -> torch.Tensor:
     """The one-hot ``d`` with the gradient of ``softmax(logits/τ)`` w.r.t. ``logits`` (the ST surrogate
     ``d − sg(s) + s``, ``s = softmax(logits/τ)``)."""
-    return _StraightThroughFn.apply(logits, d, float(tau))
+    return _StraightThroughFn.apply(logits, float(tau), d)
 
 
 def sample_one_hot(x: torch.Tensor) -> torch.Tensor:
@@ -108,8 +117,17 @@ class StraightThrough(Estimator):
     family = PATHWISE
     uses_gumbel_scale = False
 
+    def forward(self, params: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if not self.training:
+            return super().forward(params, mask)  # MAP / β-scaled Gumbel-max decoding
+        # training: no validity pass — the autograd function tells entirely −∞ rows apart itself
+        x = params.float()
+        if mask is not None:
+            x = x.masked_fill(~mask.bool(), _NEG_INF)
+        return _StraightThroughFn.apply(x, self._tau_f).to(params.dtype)
+
     def sample(self, x: torch.Tensor) -> torch.Tensor:
-        return _StraightThroughFn.apply(x, sample_one_hot(x), self._tau_f)
+        return _StraightThroughFn.apply(x, self._tau_f)
 
 
 class GappedStraightThrough(Estimator):
@@ -136,7 +154,7 @@ class GappedStraightThrough(Estimator):
     def sample(self, x: torch.Tensor) -> torch.Tensor:
         d = sample_one_hot(x)
         delta = gap_perturbation(x.detach(), d, self.gap, self.kappa)
-        return _StraightThroughFn.apply(x + delta, d, self._tau_f)
+        return _StraightThroughFn.apply(x + delta, self._tau_f, d)
 
     def extra_repr(self) -> str:
         return f"gap={self.gap}, kappa={self.kappa:g}, {super().extra_repr()}"
