@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import PATHWISE, Estimator, check_positive, log_exponential, one_hot_max
+from .base import PATHWISE, Estimator, check_positive, log_exponential
 from .gumbel import _NEG_INF, _SHORT_ROW, StraightThroughGumbel, _GumbelSoftmaxFn, _softmax_
 
 GAPS = ("fixed", "p")
@@ -47,63 +47,64 @@ def _softmax_jvp_(s: torch.Tensor, g: torch.Tensor, inv_tau: float) -> torch.Ten
 
 
 class _StraightThroughFn(torch.autograd.Function):
-    """Forward a one-hot sample: the given ``d``, or (``d`` None) an exact draw of ``Cat(softmax x)`` made here by
-    Gumbel-max with unit scale; backward ``J(softmax(x/τ))ᵀ g / τ`` w.r.t. ``x``. ``x`` may hold −∞ entries
+    """Forward a one-hot sample: the one at ``idx`` [..., 1] when given, else an exact draw of ``Cat(softmax x)`` made
+    here by Gumbel-max with unit scale. Backward ``J(softmax(a/τ))ᵀ g / τ`` w.r.t. ``x``, with ``a = at`` when given
+    (GST: ``at`` = x + δ with δ a constant, so ∂a/∂x = I) and ``a = x`` otherwise. ``x`` may hold −∞ entries
     (masked categories: never drawn, probability 0, zero gradient); a row entirely −∞ (a masked or padded node)
     comes out as the zero vector with zero gradient, told apart by the row maximum the draw computes anyway (as in
-    :mod:`scgbench.estimators.gumbel`). Nothing but ``x`` is saved; the softmax is computed in the backward."""
+    :mod:`scgbench.estimators.gumbel`). Only ``a`` is saved; the softmax is computed in the backward."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, tau: float, d: torch.Tensor | None = None) -> torch.Tensor:
-        ctx.save_for_backward(x)
+    def forward(ctx, x: torch.Tensor, tau: float, idx: torch.Tensor | None = None,
+                at: torch.Tensor | None = None) -> torch.Tensor:
+        ctx.save_for_backward(x if at is None else at)
         ctx.tau = tau
-        if d is not None:
-            return d.clone()
+        if idx is not None:
+            return torch.zeros_like(x).scatter_(-1, idx, 1.0)
         y = log_exponential(x.shape, x.device).neg_().add_(x)  # x + G, G ~ Gumbel(0, 1)
         m, idx = y.max(dim=-1, keepdim=True)
         return y.zero_().scatter_(-1, idx, (m > _NEG_INF).to(y.dtype))  # one-hot in the noise buffer; −∞ rows: 0
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):
-        (x,) = ctx.saved_tensors
+        (a,) = ctx.saved_tensors
         inv_tau = 1.0 / ctx.tau
-        y = x * inv_tau
+        y = a * inv_tau
         # entirely −∞ rows: zeros (_softmax_ clamps; torch.softmax gives NaN there), so their gradient is 0
         s = _softmax_(y) if y.shape[-1] < _SHORT_ROW else torch.softmax(y, dim=-1).nan_to_num_(nan=0.0)
-        return _softmax_jvp_(s, g, inv_tau), None, None
+        return _softmax_jvp_(s, g, inv_tau), None, None, None
 
 
-def straight_through(logits: torch.Tensor, d: torch.Tensor, tau: float) -> torch.Tensor:
-    """The one-hot ``d`` with the gradient of ``softmax(logits/τ)`` w.r.t. ``logits`` (the ST surrogate
-    ``d − sg(s) + s``, ``s = softmax(logits/τ)``)."""
-    return _StraightThroughFn.apply(logits, float(tau), d)
+def straight_through(logits: torch.Tensor, index: torch.Tensor, tau: float) -> torch.Tensor:
+    """The one-hot of ``index`` [..., 1] with the gradient of ``softmax(logits/τ)`` w.r.t. ``logits`` (the ST
+    surrogate ``d − sg(s) + s``, ``s = softmax(logits/τ)``)."""
+    return _StraightThroughFn.apply(logits, float(tau), index)
 
 
-def sample_one_hot(x: torch.Tensor) -> torch.Tensor:
-    """An exact draw of ``Cat(softmax x)`` as a one-hot (Gumbel-max with unit scale; −∞ entries are never drawn)."""
+def gumbel_max_index(x: torch.Tensor) -> torch.Tensor:
+    """The index [..., 1] of an exact draw of ``Cat(softmax x)`` (Gumbel-max with unit scale; −∞ entries are never
+    drawn)."""
     with torch.no_grad():
-        return one_hot_max(log_exponential(x.shape, x.device).neg_().add_(x))
+        return log_exponential(x.shape, x.device).neg_().add_(x).argmax(dim=-1, keepdim=True)
 
 
-def gap_perturbation(x: torch.Tensor, d: torch.Tensor, gap: str = "fixed", kappa: float = 1.0) -> torch.Tensor:
-    """GST's perturbation δ (Fan et al. 2022; ``chijames/GST:model/basic.py`` ``gst_mover``), computed from the
-    detached logits ``x`` and the one-hot sample ``d``: with i the sampled index and m = argmax x,
+def gap_logits(x: torch.Tensor, idx: torch.Tensor, gap: str = "fixed", kappa: float = 1.0) -> torch.Tensor:
+    """GST's perturbed logits θ′ = x + δ (Fan et al. 2022; ``chijames/GST:model/basic.py`` ``gst_mover``), as values
+    (no graph), from the logits ``x`` and the sampled index ``idx`` [..., 1]: with i = idx and m = argmax x,
 
-        δ_i = x_m − x_i,    δ_j = −max(0, x_j − x_m + κ)  (j ≠ i),
+        δ_i = x_m − x_i,    δ_j = −max(0, x_j − x_m + κ)  (j ≠ i),   i.e.   θ′_i = x_m,  θ′_j = min(x_j, x_m − κ),
 
-    so ``argmax(x + δ) = i`` with a margin ≥ κ. κ is ``kappa`` (``gap='fixed'``) or ``−log(1 − π_i)/π_i`` with
-    ``π = softmax(x)·(1 − 10⁻⁵)`` (``gap='p'``). Masked (−∞) entries stay −∞ (their δ is 0)."""
+    so ``argmax θ′ = i`` with a margin ≥ κ. κ is ``kappa`` (``gap='fixed'``) or ``−log(1 − π_i)/π_i`` with
+    ``π = softmax(x)·(1 − 10⁻⁵)`` (``gap='p'``). Masked (−∞) entries stay −∞."""
     with torch.no_grad():
         x_max = x.amax(dim=-1, keepdim=True)
-        idx = d.argmax(dim=-1, keepdim=True)
         if gap == "p":
             pi = torch.softmax(x, dim=-1).gather(-1, idx).mul_(_GAP_P_SHRINK).clamp_min_(torch.finfo(x.dtype).tiny)
             kap = torch.log1p(-pi).neg_().div_(pi)  # → 1 as π → 0, −log(10⁻⁵) ≈ 11.5 as π → 1
+            out = torch.minimum(x, x_max - kap)
         else:
-            kap = kappa
-        push = (x - x_max + kap).clamp_min_(0.0)  # −∞ (masked) entries: clamp(−∞) = 0, they stay −∞
-        lift = x_max - x.gather(-1, idx)  # x_m − x_i (the sampled entry is never masked)
-        return torch.where(d.bool(), lift, -push)
+            out = x.clamp_max(x_max - kappa)
+        return out.scatter_(-1, idx, x_max)
 
 
 class StraightThrough(Estimator):
@@ -132,7 +133,7 @@ class StraightThrough(Estimator):
 
 class GappedStraightThrough(Estimator):
     """Gapped Straight-Through (Fan et al. 2022): forward ``D ~ Cat(softmax θ)``, backward
-    ``∂softmax((θ + δ)/τ)/∂θ`` with the detached gap perturbation δ (:func:`gap_perturbation`; module docstring).
+    ``∂softmax((θ + δ)/τ)/∂θ`` with the detached gap perturbation δ (:func:`gap_logits`; module docstring).
 
     Options: ``gap`` — ``'fixed'`` (κ = ``kappa``, the paper's gst-1.0 at the default 1) or ``'p'`` (gst-p:
     κ = −log(1 − π_D)/π_D); ``kappa`` > 0. The δ is not differentiated (the paper's GST; its nd-GST variant is not
@@ -152,9 +153,8 @@ class GappedStraightThrough(Estimator):
         self.kappa = check_positive("kappa", kappa, "--estimator-arg kappa=1.0")
 
     def sample(self, x: torch.Tensor) -> torch.Tensor:
-        d = sample_one_hot(x)
-        delta = gap_perturbation(x.detach(), d, self.gap, self.kappa)
-        return _StraightThroughFn.apply(x + delta, self._tau_f, d)
+        idx = gumbel_max_index(x)
+        return _StraightThroughFn.apply(x, self._tau_f, idx, gap_logits(x.detach(), idx, self.gap, self.kappa))
 
     def extra_repr(self) -> str:
         return f"gap={self.gap}, kappa={self.kappa:g}, {super().extra_repr()}"
