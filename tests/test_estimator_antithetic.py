@@ -203,3 +203,20 @@ def test_a_discrete_vae_trains_with_them_on_a_binary_latent():
     with pytest.raises(ValueError, match="binary"):
         DiscreteVAE(estimator="disarm", latent="4x3")
     assert get_estimator_class("disarm") is DisARM
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("name", ["arm", "disarm"])
+def test_extreme_logits_give_a_finite_loss_and_no_gradient_to_deterministic_nodes(name, dtype):
+    """A node with an infinite Bernoulli logit is deterministic: its ĝ is 0·∞ in the surrogate unless kept out."""
+    inf = float("inf")
+    theta = torch.tensor([[-inf, 0.0], [0.0, inf], [1e4, -1e4], [0.3, -0.2]], dtype=dtype).expand(8, -1, -1)
+    theta = theta.clone().requires_grad_(True)
+    w = torch.tensor([1.0, -2.0, 0.5, 3.0])
+    objective = Objective(sample_cost=None, cost=lambda z: (z[..., 1].float() @ w).pow(2).to(z.dtype),
+                          provides=frozenset({COST_ORACLE}))
+    torch.manual_seed(0)
+    e = get_estimator(name).train().estimate(theta, objective)
+    e.loss.backward()
+    assert torch.isfinite(e.loss.detach()) and torch.isfinite(theta.grad).all()
+    assert torch.all(theta.grad[:, :2] == 0) and theta.grad[:, 3].abs().sum() > 0
