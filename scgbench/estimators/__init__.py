@@ -23,6 +23,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from .arm import ARM, DisARM
 from .base import EVAL_MODES, PATHWISE, SCORE_FUNCTION, Estimator, check_positive, gumbel_noise
 from .contract import (BINARY, CAPABILITIES, CATEGORICAL, COST_ORACLE, LOG_WEIGHTS, OWN_PARAMETERISATION,
                        RELAXED_COST, Estimate, Objective, ScoreTape, compatibility, current_tape, score_tape)
@@ -36,6 +37,7 @@ from .noise import KeyedStream, eval_noise_key, keyed_gumbel, keyed_normal, keye
 from .reinforce import Reinforce
 from .reinmax import ReinMax, reinmax_sample
 from .spike_exp import SpikeExp, spike_exp_sample
+from .straight_through import DecoupledStraightThrough, GappedStraightThrough, StraightThrough
 
 ENTRY_POINT_GROUP = "scgbench.estimators"
 ESTIMATORS: dict[str, type[Estimator]] = {}
@@ -52,7 +54,8 @@ def register_estimator(cls: type[Estimator]) -> type[Estimator]:
     return cls
 
 
-for _cls in (GumbelSoftmax, StraightThroughGumbel, Reinforce, ReinMax, GumbelRao, IGR, Direct, Exact, SpikeExp):
+for _cls in (GumbelSoftmax, StraightThroughGumbel, Reinforce, ReinMax, GumbelRao, IGR, Direct, Exact, SpikeExp,
+             StraightThrough, GappedStraightThrough, DecoupledStraightThrough, ARM, DisARM):
     register_estimator(_cls)
 
 
@@ -238,6 +241,7 @@ def keyed_noise(module: nn.Module, ids: torch.Tensor, key: int) -> Iterator[None
 
 
 __all__ = [
+    "ARM", "DecoupledStraightThrough", "DisARM", "GappedStraightThrough", "StraightThrough",
     "BINARY", "CAPABILITIES", "CATEGORICAL", "COST_ORACLE", "ENTRY_POINT_GROUP", "ESTIMATORS", "EVAL_MODES",
     "LOG_WEIGHTS", "OWN_PARAMETERISATION", "PATHWISE", "RELAXED_COST", "SCORE_FUNCTION", "Categorical", "Direct",
     "Estimate", "Estimator", "Exact", "GaussianPreimage", "GumbelRao", "GumbelSoftmax", "IGR", "KeyedStream",
