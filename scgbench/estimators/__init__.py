@@ -36,6 +36,7 @@ from .noise import KeyedStream, eval_noise_key, keyed_gumbel, keyed_normal, keye
 from .reinforce import Reinforce
 from .reinmax import ReinMax, reinmax_sample
 from .spike_exp import SpikeExp, spike_exp_sample
+from .unordered_set import UnorderedSet
 
 ENTRY_POINT_GROUP = "scgbench.estimators"
 ESTIMATORS: dict[str, type[Estimator]] = {}
@@ -52,7 +53,8 @@ def register_estimator(cls: type[Estimator]) -> type[Estimator]:
     return cls
 
 
-for _cls in (GumbelSoftmax, StraightThroughGumbel, Reinforce, ReinMax, GumbelRao, IGR, Direct, Exact, SpikeExp):
+for _cls in (GumbelSoftmax, StraightThroughGumbel, Reinforce, ReinMax, GumbelRao, IGR, Direct, Exact, SpikeExp,
+             UnorderedSet):
     register_estimator(_cls)
 
 
@@ -241,7 +243,7 @@ __all__ = [
     "BINARY", "CAPABILITIES", "CATEGORICAL", "COST_ORACLE", "ENTRY_POINT_GROUP", "ESTIMATORS", "EVAL_MODES",
     "LOG_WEIGHTS", "OWN_PARAMETERISATION", "PATHWISE", "RELAXED_COST", "SCORE_FUNCTION", "Categorical", "Direct",
     "Estimate", "Estimator", "Exact", "GaussianPreimage", "GumbelRao", "GumbelSoftmax", "IGR", "KeyedStream",
-    "Objective", "ReinMax", "Reinforce", "ScoreTape", "SpikeExp", "StraightThroughGumbel", "check_options",
+    "Objective", "ReinMax", "Reinforce", "ScoreTape", "SpikeExp", "StraightThroughGumbel", "UnorderedSet", "check_options",
     "check_positive", "compatibility", "conditional_gumbel", "current_tape", "decoding", "estimator_origin",
     "estimator_spec", "estimators_of", "eval_noise_key", "expand_for_samples", "get_estimator", "get_estimator_class",
     "gumbel_noise", "keyed_gumbel", "keyed_noise", "keyed_normal", "keyed_uniform", "list_estimators", "num_samples",
