@@ -32,6 +32,7 @@ from .exact import Exact
 from .gumbel import GumbelSoftmax, StraightThroughGumbel
 from .gumbel_rao import GumbelRao, conditional_gumbel
 from .igr import IGR
+from .indecater import IndeCateR
 from .noise import KeyedStream, eval_noise_key, keyed_gumbel, keyed_normal, keyed_uniform, sub_key
 from .reinforce import Reinforce
 from .reinmax import ReinMax, reinmax_sample
@@ -54,7 +55,7 @@ def register_estimator(cls: type[Estimator]) -> type[Estimator]:
 
 
 for _cls in (GumbelSoftmax, StraightThroughGumbel, Reinforce, ReinMax, GumbelRao, IGR, Direct, Exact, SpikeExp,
-             UnorderedSet):
+             UnorderedSet, IndeCateR):
     register_estimator(_cls)
 
 
@@ -242,7 +243,7 @@ def keyed_noise(module: nn.Module, ids: torch.Tensor, key: int) -> Iterator[None
 __all__ = [
     "BINARY", "CAPABILITIES", "CATEGORICAL", "COST_ORACLE", "ENTRY_POINT_GROUP", "ESTIMATORS", "EVAL_MODES",
     "LOG_WEIGHTS", "OWN_PARAMETERISATION", "PATHWISE", "RELAXED_COST", "SCORE_FUNCTION", "Categorical", "Direct",
-    "Estimate", "Estimator", "Exact", "GaussianPreimage", "GumbelRao", "GumbelSoftmax", "IGR", "KeyedStream",
+    "Estimate", "Estimator", "Exact", "GaussianPreimage", "GumbelRao", "GumbelSoftmax", "IGR", "IndeCateR", "KeyedStream",
     "Objective", "ReinMax", "Reinforce", "ScoreTape", "SpikeExp", "StraightThroughGumbel", "UnorderedSet", "check_options",
     "check_positive", "compatibility", "conditional_gumbel", "current_tape", "decoding", "estimator_origin",
     "estimator_spec", "estimators_of", "eval_noise_key", "expand_for_samples", "get_estimator", "get_estimator_class",
