@@ -243,8 +243,9 @@ def keyed_noise(module: nn.Module, ids: torch.Tensor, key: int) -> Iterator[None
 __all__ = [
     "BINARY", "CAPABILITIES", "CATEGORICAL", "COST_ORACLE", "ENTRY_POINT_GROUP", "ESTIMATORS", "EVAL_MODES",
     "LOG_WEIGHTS", "OWN_PARAMETERISATION", "PATHWISE", "RELAXED_COST", "SCORE_FUNCTION", "Categorical", "Direct",
-    "Estimate", "Estimator", "Exact", "GaussianPreimage", "GumbelRao", "GumbelSoftmax", "IGR", "IndeCateR", "KeyedStream",
-    "Objective", "ReinMax", "Reinforce", "ScoreTape", "SpikeExp", "StraightThroughGumbel", "UnorderedSet", "check_options",
+    "Estimate", "Estimator", "Exact", "GaussianPreimage", "GumbelRao", "GumbelSoftmax", "IGR", "IndeCateR",
+    "KeyedStream", "Objective", "ReinMax", "Reinforce", "ScoreTape", "SpikeExp", "StraightThroughGumbel",
+    "UnorderedSet", "check_options",
     "check_positive", "compatibility", "conditional_gumbel", "current_tape", "decoding", "estimator_origin",
     "estimator_spec", "estimators_of", "eval_noise_key", "expand_for_samples", "get_estimator", "get_estimator_class",
     "gumbel_noise", "keyed_gumbel", "keyed_noise", "keyed_normal", "keyed_uniform", "list_estimators", "num_samples",
