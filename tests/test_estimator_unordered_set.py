@@ -182,3 +182,16 @@ def test_counts_k_evaluations_and_refuses_what_it_cannot_serve():
             get_estimator_class("unordered-set")(k=bad)
     assert get_estimator_class("unordered-set").options_for_evaluations(6, 2, 3) == {"k": 6}
     assert get_estimator_class("unordered-set").options_for_evaluations(60, 2, 3) == {"k": 9}
+
+
+@pytest.mark.parametrize("k", [4, 6])
+def test_masked_categories_are_never_in_the_set_and_k_covering_the_support_is_exact(k):
+    """−inf logits: a set as large as the 4 configurations of positive probability (or larger: the rest are drawn
+    at −inf) is the whole support, so the gradient is the exact one, finite, with 0 for the masked entries."""
+    theta, table, cost = table_problem(2, 3, seed=6)
+    theta[0, 2] = theta[1, 0] = float("-inf")
+    value, grad = exact(theta, table)
+    grad = grad.nan_to_num()
+    vals, grads = draws(get_estimator("unordered-set", k=k), theta, cost, 40)
+    assert torch.isfinite(grads).all() and torch.allclose(grads, grad.expand_as(grads), atol=1e-10)
+    assert torch.allclose(vals, torch.full_like(vals, value), atol=1e-10)

@@ -79,12 +79,19 @@ def gumbel_top_k_product(log_q: torch.Tensor, k: int) -> tuple[torch.Tensor, tor
             top = g[:, :, None]
             u = top - g_c + log1mexp(g_c - g_c.max(-1, keepdim=True).values)
             g_c = top - torch.relu(u) - torch.nn.functional.softplus(-u.abs())
+            # a configuration of probability 0 (a masked category, log q = −inf) stays at −inf, and so do its
+            # descendants (−inf − (−inf) would be NaN, which topk ranks first)
+            g_c = g_c.masked_fill(phi_c == float("-inf"), float("-inf"))
             keep = min(k, w * kk)
             g, pos = g_c.reshape(b, w * kk).topk(keep, dim=-1)
             phi = phi_c.reshape(b, w * kk).gather(1, pos)
             parent, cat = pos // kk, pos % kk
             codes = torch.cat([codes.gather(1, parent[:, :, None].expand(-1, -1, node)), cat[:, :, None]], -1)
     return codes, phi
+
+
+#: the log-probability floor of the set recursion (:func:`subset_log_probabilities`)
+LOG_P_FLOOR = -1e5
 
 
 @lru_cache(maxsize=None)
@@ -104,7 +111,9 @@ def subset_log_probabilities(log_p: torch.Tensor) -> torch.Tensor:
     """log Q(T) [B, 2^k] for every subset T ⊆ S (bitmask index) of the sampled set S with element log-probabilities
     ``log_p`` [B, k] (module docstring): Q(T) is the probability that sampling without replacement from T ∪ (D∖S)
     draws T first; Q(S) = p(S), Q(S∖s) = p^{D∖s}(S∖s), Q(S∖{s,s'}) = p^{D∖{s,s'}}(S∖{s,s'})."""
-    log_p = log_p.double()
+    # masses below e^(−10⁵) are 0 in double precision: −inf (a masked category drawn because fewer than k
+    # configurations have positive probability) enters as −10⁵, a zero mass without −inf − (−inf) = NaN
+    log_p = log_p.double().clamp_min(LOG_P_FLOOR)
     b, k = log_p.shape
     log_rest = log1mexp(torch.logsumexp(log_p, -1))                     # log p(D∖S), −inf when S is the domain
     log_q = log_p.new_zeros(b, 1 << k)
