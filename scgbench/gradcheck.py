@@ -324,8 +324,7 @@ def run_gradcheck(benchmark_name: str, latent: str | None = None, checkpoint: st
         if match_evaluations is not None:
             rec.update(match_evaluations=int(match_evaluations), evaluations_matched=matched)
         paths.append(write_record(rec, out_dir))
-        note = "" if match_evaluations is None else ("  (matched)" if matched else "  (own cost: no sample count "
-                                                                                          "sets its evaluations)")
+        note = "" if match_evaluations is None else "  (matched)" if matched else "  (unmatched: its own cost)"
         echo(f"  {name:13s} {setting_label(opts):8s} bias {stats['rel_bias']:.3f}  std {stats['rel_std']:.3f}  "
              f"cos {stats['cosine']:.3f}  floor {stats['bias_floor']:.3f}  {stats['evals_per_draw']:g} evals  "
              f"{stats['ms_per_draw']:.1f} ms{note}")

@@ -42,7 +42,7 @@ def test_the_command_records_the_matched_setting(isolated, capsys):
     assert all(r["match_evaluations"] == 6 for r in recs.values())
     assert recs["unordered-set"]["run_name"].endswith("unordered-set-k6")
     out = capsys.readouterr().out
-    assert "k 6" in out and "(matched)" in out and "own cost" in out
+    assert "k 6" in out and "(matched)" in out and "(unmatched: its own cost)" in out
 
 
 def test_a_bad_budget_is_refused_before_any_work(isolated, capsys):
