@@ -95,15 +95,15 @@ LOG_P_FLOOR = -1e5
 
 
 @lru_cache(maxsize=None)
-def _subset_layers(k: int) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], ...]:
+def _subset_layers(k: int, device: torch.device) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], ...]:
     """For each size c = 1..k: the bitmasks of the c-subsets of {0..k−1} [n_c], their members [n_c, c] and each
-    member's predecessor (the mask without it) [n_c, c]."""
+    member's predecessor (the mask without it) [n_c, c], on ``device`` (built once per k and device)."""
     layers = []
     for c in range(1, k + 1):
         masks = [m for m in range(1, 1 << k) if bin(m).count("1") == c]
         members = [[j for j in range(k) if m >> j & 1] for m in masks]
         preds = [[m ^ (1 << j) for j in mem] for m, mem in zip(masks, members)]
-        layers.append((torch.tensor(masks), torch.tensor(members), torch.tensor(preds)))
+        layers.append(tuple(torch.tensor(t, device=device) for t in (masks, members, preds)))
     return tuple(layers)
 
 
@@ -117,8 +117,7 @@ def subset_log_probabilities(log_p: torch.Tensor) -> torch.Tensor:
     b, k = log_p.shape
     log_rest = log1mexp(torch.logsumexp(log_p, -1))                     # log p(D∖S), −inf when S is the domain
     log_q = log_p.new_zeros(b, 1 << k)
-    for masks, members, preds in _subset_layers(k):
-        masks, members, preds = masks.to(log_p.device), members.to(log_p.device), preds.to(log_p.device)
+    for masks, members, preds in _subset_layers(k, log_p.device):
         lp = log_p[:, members]                                          # [B, n_c, c]
         num = torch.logsumexp(lp + log_q[:, preds], -1)
         den = torch.logsumexp(torch.cat([log_rest[:, None, None].expand(-1, lp.shape[1], 1), lp], -1), -1)
