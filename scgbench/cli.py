@@ -293,7 +293,8 @@ def cmd_gradcheck(args, overrides) -> int:
                   taus=_floats(args.taus, "--taus") if args.taus else DEFAULT_TAUS,
                   epsilons=_floats(args.epsilons, "--epsilons") if args.epsilons else DEFAULT_EPSILONS,
                   draws=args.draws, batch=args.batch, seed=args.seed, max_configurations=args.max_configurations,
-                  results_dir=args.results_dir, figure_path=args.figure, threads=args.threads)
+                  results_dir=args.results_dir, figure_path=args.figure, threads=args.threads,
+                  match_evaluations=args.match_evaluations)
     return 0
 
 
@@ -418,6 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--results-dir", help="where the records go (default $SCGBENCH_RESULTS_DIR or ./results)")
     g.add_argument("--figure", help="bias-vs-std PNG (default runs/<benchmark>/gradcheck/bias_std-<latent>-<model>.png)")
     g.add_argument("--threads", type=int, help="intra-op threads (default: $OMP_NUM_THREADS, else 1)")
+    g.add_argument("--match-evaluations", type=int, metavar="N",
+                   help="set each estimator's sample count so that it spends N decoder evaluations per image and "
+                        "draw (the largest count below N where N cannot be met); estimators without one keep theirs")
     d = sub.add_parser("data", help="download / convert / generate a dataset")
     d.add_argument("name")
     d.add_argument("--root", help="data root (default $SCGBENCH_DATA or ./data)")

@@ -170,6 +170,19 @@ def settings(names: list[str], taus=DEFAULT_TAUS, epsilons=DEFAULT_EPSILONS) -> 
     return out
 
 
+def matched_settings(plan: list[tuple[str, dict]], evaluations: int, num_nodes: int,
+                      num_categories: int) -> list[tuple[str, dict, bool]]:
+    """``--match-evaluations N``: each setting with the options its class gives for N decoder evaluations per image
+    and draw (:meth:`~scgbench.estimators.base.Estimator.options_for_evaluations`: the sample count that spends N,
+    or the largest below N) and whether it was matched. A class without such an option (a pathwise estimator's 1,
+    Direct's N·K + 1, exact's K^N) or whose smallest setting costs more than N keeps its own cost."""
+    out = []
+    for name, opts in plan:
+        extra = get_estimator_class(name).options_for_evaluations(int(evaluations), num_nodes, num_categories)
+        out.append((name, {**opts, **extra} if extra else dict(opts), extra is not None))
+    return out
+
+
 def default_estimators(num_categories: int) -> list[str]:
     return list_estimators(num_categories=num_categories, provides=PROVIDES)
 
@@ -233,9 +246,12 @@ def fixed_batch(benchmark, data_options: dict, size: int) -> torch.Tensor:
 def run_gradcheck(benchmark_name: str, latent: str | None = None, checkpoint: str | None = None,
                   estimators: list[str] | None = None, taus=DEFAULT_TAUS, epsilons=DEFAULT_EPSILONS,
                   draws: int = 1000, batch: int = 16, seed: int = 0, max_configurations: int = MAX_CONFIGURATIONS,
-                  results_dir=None, figure_path=None, threads: int | None = None, echo=print) -> list[Path]:
+                  results_dir=None, figure_path=None, threads: int | None = None,
+                  match_evaluations: int | None = None, echo=print) -> list[Path]:
     """``scgbench gradcheck``: every check of the options first (exit 2 before any work), then the exact gradient,
-    then each estimator setting; one record per setting and the bias-versus-std figure."""
+    then each estimator setting; one record per setting and the bias-versus-std figure. ``match_evaluations``
+    (``--match-evaluations N``) sets each estimator's sample count to spend N decoder evaluations per image and
+    draw where it has one (:func:`matched_settings`); the record says the setting and whether it was matched."""
     import os
 
     from .benchmarks import get_benchmark
@@ -255,6 +271,9 @@ def run_gradcheck(benchmark_name: str, latent: str | None = None, checkpoint: st
         raise ValueError(f"--batch must be >= 1, got {batch}")
     if any(not t > 0 for t in taus) or any(not 0 < e <= 1 for e in epsilons):
         raise ValueError(f"--taus must be > 0 and --epsilons in (0, 1], got {list(taus)} and {list(epsilons)}")
+    if match_evaluations is not None and not (isinstance(match_evaluations, int) and match_evaluations >= 1):
+        raise ValueError(f"--match-evaluations must be an integer >= 1 (decoder evaluations per image and draw), got "
+                         f"{match_evaluations}")
     if latent is not None:
         parse_latent(latent)
     if checkpoint is None and latent is not None:
@@ -268,9 +287,12 @@ def run_gradcheck(benchmark_name: str, latent: str | None = None, checkpoint: st
     latent = f"{n}x{k}"
     check_size(n, k, cap=max_configurations)
     names = estimators or default_estimators(k)
-    plan = settings(names, taus, epsilons)
-    ests = [(name, opts, check_estimator(name, {**opts, **({"max_configurations": max_configurations}
-                                                          if name == "exact" else {})}, n, k)) for name, opts in plan]
+    plan = [(name, opts, False) for name, opts in settings(names, taus, epsilons)]
+    if match_evaluations is not None:
+        plan = matched_settings([(name, opts) for name, opts, _ in plan], match_evaluations, n, k)
+    ests = [(name, opts, matched, check_estimator(name, {**opts, **({"max_configurations": max_configurations}
+                                                                    if name == "exact" else {})}, n, k))
+            for name, opts, matched in plan]
     out_dir = _results_dir(results_dir)
     probe_writable(out_dir, "results directory", "--results-dir or $SCGBENCH_RESULTS_DIR")
     figure_path = Path(figure_path or Path(os.environ.get("SCGBENCH_RUNS_DIR", "runs")) / bm.name / "gradcheck"
@@ -290,7 +312,7 @@ def run_gradcheck(benchmark_name: str, latent: str | None = None, checkpoint: st
               "code_version": git_commit(), "packages": package_versions(), "hardware": hardware(),
               "threads": thread_info, "data": {k: v for k, v in data_options.items() if k != "root"}}
     paths = []
-    for name, opts, est in ests:
+    for name, opts, matched, est in ests:
         torch.manual_seed(seed)
         d = 1 if name == "exact" else draws  # zero variance: one draw is the whole distribution
         load0 = load_average()
@@ -298,11 +320,14 @@ def run_gradcheck(benchmark_name: str, latent: str | None = None, checkpoint: st
         rec = {**common, "estimator": name, "setting": opts, "draws": d, "metrics": stats,
                "load_average": {"start": load0, "end": load_average()},
                "run_name": f"gradcheck-{latent}-{state}-{name}" + "".join(f"-{k}{v:g}" for k, v in opts.items()
-                                                                         if k in ("tau", "epsilon"))}
+                                                                         if k != "epsilon_floor")}
+        if match_evaluations is not None:
+            rec.update(match_evaluations=int(match_evaluations), evaluations_matched=matched)
         paths.append(write_record(rec, out_dir))
-        echo(f"  {name:11s} {setting_label(opts):8s} bias {stats['rel_bias']:.3f}  std {stats['rel_std']:.3f}  "
+        note = "" if match_evaluations is None else "  (matched)" if matched else "  (unmatched: its own cost)"
+        echo(f"  {name:13s} {setting_label(opts):8s} bias {stats['rel_bias']:.3f}  std {stats['rel_std']:.3f}  "
              f"cos {stats['cosine']:.3f}  floor {stats['bias_floor']:.3f}  {stats['evals_per_draw']:g} evals  "
-             f"{stats['ms_per_draw']:.1f} ms")
+             f"{stats['ms_per_draw']:.1f} ms{note}")
     from .leaderboard.records import read_records
 
     mine = [r for _, r in read_records(out_dir, kind=KIND) if r["benchmark"] == bm.name and r["variant"] == latent

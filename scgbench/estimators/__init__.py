@@ -33,11 +33,13 @@ from .exact import Exact
 from .gumbel import GumbelSoftmax, StraightThroughGumbel
 from .gumbel_rao import GumbelRao, conditional_gumbel
 from .igr import IGR
+from .indecater import IndeCateR
 from .noise import KeyedStream, eval_noise_key, keyed_gumbel, keyed_normal, keyed_uniform, sub_key
 from .reinforce import Reinforce
 from .reinmax import ReinMax, reinmax_sample
 from .spike_exp import SpikeExp, spike_exp_sample
 from .straight_through import DecoupledStraightThrough, GappedStraightThrough, StraightThrough
+from .unordered_set import UnorderedSet
 
 ENTRY_POINT_GROUP = "scgbench.estimators"
 ESTIMATORS: dict[str, type[Estimator]] = {}
@@ -55,7 +57,7 @@ def register_estimator(cls: type[Estimator]) -> type[Estimator]:
 
 
 for _cls in (GumbelSoftmax, StraightThroughGumbel, Reinforce, ReinMax, GumbelRao, IGR, Direct, Exact, SpikeExp,
-             StraightThrough, GappedStraightThrough, DecoupledStraightThrough, ARM, DisARM):
+             StraightThrough, GappedStraightThrough, DecoupledStraightThrough, ARM, DisARM, UnorderedSet, IndeCateR):
     register_estimator(_cls)
 
 
@@ -244,8 +246,9 @@ __all__ = [
     "ARM", "DecoupledStraightThrough", "DisARM", "GappedStraightThrough", "StraightThrough",
     "BINARY", "CAPABILITIES", "CATEGORICAL", "COST_ORACLE", "ENTRY_POINT_GROUP", "ESTIMATORS", "EVAL_MODES",
     "LOG_WEIGHTS", "OWN_PARAMETERISATION", "PATHWISE", "RELAXED_COST", "SCORE_FUNCTION", "Categorical", "Direct",
-    "Estimate", "Estimator", "Exact", "GaussianPreimage", "GumbelRao", "GumbelSoftmax", "IGR", "KeyedStream",
-    "Objective", "ReinMax", "Reinforce", "ScoreTape", "SpikeExp", "StraightThroughGumbel", "check_options",
+    "Estimate", "Estimator", "Exact", "GaussianPreimage", "GumbelRao", "GumbelSoftmax", "IGR", "IndeCateR",
+    "KeyedStream", "Objective", "ReinMax", "Reinforce", "ScoreTape", "SpikeExp", "StraightThroughGumbel",
+    "UnorderedSet", "check_options",
     "check_positive", "compatibility", "conditional_gumbel", "current_tape", "decoding", "estimator_origin",
     "estimator_spec", "estimators_of", "eval_noise_key", "expand_for_samples", "get_estimator", "get_estimator_class",
     "gumbel_noise", "keyed_gumbel", "keyed_noise", "keyed_normal", "keyed_uniform", "list_estimators", "num_samples",

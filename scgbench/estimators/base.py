@@ -175,6 +175,15 @@ class Estimator(nn.Module):
         repeats the batch S times: :func:`scgbench.estimators.expand_for_samples`)."""
         return self.num_samples
 
+    @classmethod
+    def options_for_evaluations(cls, evaluations: int, num_nodes: int, num_categories: int) -> dict | None:
+        """The options that make this estimator spend ``evaluations`` cost evaluations per example and step on a group
+        of N × K nodes (its sample count, e.g. ``{"num_samples": 8}``), or the largest count below it where that
+        one cannot be met — gradcheck's ``--match-evaluations``. ``None`` (the default) when no option sets its
+        evaluations (a pathwise estimator's 1, Direct's N·K + 1, exact's K^N) or none reaches down to
+        ``evaluations``."""
+        return None
+
     @property
     def evaluations_per_step(self) -> int:
         """:meth:`evaluations` for the configured node group. An estimator whose count depends on the group

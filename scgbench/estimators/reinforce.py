@@ -49,6 +49,12 @@ class Reinforce(Estimator):
     def num_samples(self) -> int:
         return self._num_samples
 
+    @classmethod
+    def options_for_evaluations(cls, evaluations: int, num_nodes: int, num_categories: int) -> dict | None:
+        """num_samples = the evaluations (one per sample); ``None`` below 2, which the default leave-one-out
+        baseline cannot use."""
+        return {"num_samples": int(evaluations)} if int(evaluations) >= 2 else None
+
     def sample(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             idx = (x + gumbel_noise(x.shape, x.device)).argmax(dim=-1, keepdim=True)  # exact sample from softmax(θ)

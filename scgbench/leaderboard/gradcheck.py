@@ -8,6 +8,7 @@ of the same (latent, state, estimator, setting, batch, seed) replaces an earlier
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from pathlib import Path
 
@@ -16,8 +17,10 @@ COLUMNS = ("rel_bias", "rel_std", "cosine", "bias_floor", "evals_per_draw", "ms_
 
 
 def setting_label(setting: dict) -> str:
+    # every numeric option but Direct's ε floor (which follows its ε): a sample count set by --match-evaluations
+    # (k 8, num_samples 8) keeps a matched record apart from the estimator's default one
     return ", ".join(f"{'τ' if k == 'tau' else 'ε' if k == 'epsilon' else k} {v:g}" for k, v in sorted(setting.items())
-                     if k in ("tau", "epsilon")) or "–"
+                     if k != "epsilon_floor" and isinstance(v, (int, float)) and not isinstance(v, bool)) or "–"
 
 
 def latest(records: list[dict]) -> list[dict]:
@@ -72,7 +75,7 @@ def figure(records: list[dict], output: str | Path) -> Path:
     panels = sorted({(r["variant"], r.get("state", "")) for r in recs})
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.4), squeeze=False)
     names = sorted({r["estimator"] for r in recs})
-    markers = dict(zip(names, "osD^v<>pPX*h"))
+    markers = dict(zip(names, itertools.cycle("osD^v<>pPX*h")))  # more estimators than markers: reuse them
     for ax, (latent, state) in zip(axes[0], panels):
         everything = [r for r in recs if r["variant"] == latent and r.get("state", "") == state]
         # zero-variance settings (exact enumeration) have no place on a log-log plot: named in the title instead
