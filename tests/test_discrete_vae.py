@@ -223,7 +223,7 @@ def test_every_estimator_trains_the_vae(images, estimator, latent, kwargs):
     (["run", "mnist-addition", "--estimator", "spike-exp"], "19 categories"),
     (["run", "discrete-vae", "--estimator", "direct", "--estimator-arg", "epsilon_floor=0"], "epsilon_floor"),
     (["gradcheck", "discrete-vae", "--latent", "20x10"], "65,536"),
-    (["gradcheck", "discrete-vae", "--latent", "4x3", "--estimators", "igr"], "igr.*own-parameterisation.*categorical logits"),
+    (["gradcheck", "discrete-vae", "--latent", "4x3", "--estimators", "igr"], "own-parameterisation"),
     (["gradcheck", "mnist-addition", "--latent", "4x3"], "discrete-vae"),
     (["gradcheck", "discrete-vae", "--latent", "4x3", "--draws", "1"], "draws"),
     (["run", "discrete-vae", "--data.dataset", "omniglot"], "add --data.source auto for omniglot"),

@@ -23,7 +23,7 @@ def _batch(b=4, n=2, k=19):
 
 
 @pytest.mark.parametrize("estimator", list_estimators(num_categories=19, provides=frozenset()))
-def test_every_estimator_trains_ours(estimator):
+def test_every_estimator_trains_ours(estimator, tape):
     model = MNISTAdditionModule(estimator=estimator, lr=1e-2).train()
     opt = model.configure_optimizers()
     before = model.C.weight.detach().clone()
