@@ -33,9 +33,13 @@ from .gumbel import GumbelSoftmax, StraightThroughGumbel
 from .gumbel_rao import GumbelRao, conditional_gumbel
 from .igr import IGR
 from .noise import KeyedStream, eval_noise_key, keyed_gumbel, keyed_normal, keyed_uniform, sub_key
+from .muprop import MuProp
+from .nvil import NVIL
+from .rebar_relax import REBAR, RELAX
 from .reinforce import Reinforce
 from .reinmax import ReinMax, reinmax_sample
 from .spike_exp import SpikeExp, spike_exp_sample
+from .vimco import VIMCO
 
 ENTRY_POINT_GROUP = "scgbench.estimators"
 ESTIMATORS: dict[str, type[Estimator]] = {}
@@ -52,7 +56,8 @@ def register_estimator(cls: type[Estimator]) -> type[Estimator]:
     return cls
 
 
-for _cls in (GumbelSoftmax, StraightThroughGumbel, Reinforce, ReinMax, GumbelRao, IGR, Direct, Exact, SpikeExp):
+for _cls in (GumbelSoftmax, StraightThroughGumbel, Reinforce, ReinMax, GumbelRao, IGR, Direct, Exact, SpikeExp,
+             NVIL, MuProp, VIMCO, REBAR, RELAX):
     register_estimator(_cls)
 
 
@@ -246,4 +251,5 @@ __all__ = [
     "estimator_spec", "estimators_of", "eval_noise_key", "expand_for_samples", "get_estimator", "get_estimator_class",
     "gumbel_noise", "keyed_gumbel", "keyed_noise", "keyed_normal", "keyed_uniform", "list_estimators", "num_samples",
     "register_estimator", "registry", "reinmax_sample", "score_tape", "spike_exp_sample", "sub_key",
+    "MuProp", "NVIL", "REBAR", "RELAX", "VIMCO",
 ]
