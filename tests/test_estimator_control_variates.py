@@ -144,7 +144,7 @@ def test_nvil_baseline_learns_the_cost_on_a_fixed_input_and_gets_no_gradient_fro
         with score_tape() as tape:
             est(params)
             cost = target + torch.randn(32)  # an input-dependent mean plus noise of variance 1
-            b = est.baseline(params.detach(), torch.ones(32, 4, 1))
+            b = est.baseline(params.detach())
             loss = tape.surrogate(cost)
         opt.zero_grad()
         loss.backward()
@@ -153,15 +153,26 @@ def test_nvil_baseline_learns_the_cost_on_a_fixed_input_and_gets_no_gradient_fro
 
     mse = [step() for _ in range(30)]
     assert sum(mse[-5:]) / 5 < 0.15 * mse[0] and mse[0] > 20  # from the spread of the targets to the noise
-    # the encoder's term does not reach ψ: with a value-0 loss of the score term only, ψ's gradient is zero
-    params = theta.clone().requires_grad_(True)
+
+
+def test_nvil_surrogate_splits_into_the_encoders_score_term_and_the_baselines_fit():
+    """θ gets only mean(l̃ ∇ log q) (the baseline's fit does not reach the encoder) and ψ only the gradient of
+    ½ mean((f − c − C_ψ)²)/max(1, √v) (the encoder's term does not reach the baseline)."""
+    est = _frozen_nvil(c=1.5, v=9.0)
+    psi = list(est.parameters())
+    params = torch.randn(16, 3, 4).requires_grad_(True)
     with score_tape() as tape:
         z = est(params)
-        entries = tape.entries[:]
-        tape.entries.clear()
-    lp = entries[0].log_prob
-    grads = torch.autograd.grad((lp * 3.0).sum(), list(est.parameters()), allow_unused=True)
-    assert all(g is None for g in grads)
+        entry = tape.entries[0]
+        cost = 3.0 * z[..., 1].sum(-1) + z[..., 2, 0]
+        got = torch.autograd.grad(tape.surrogate(cost), [params, *psi], retain_graph=True)
+    b, lp = entry.extras["baseline"], entry.log_prob
+    signal = (cost - b.detach() - 1.5) / 3.0
+    want_theta, = torch.autograd.grad((signal * lp).mean(), params)
+    want_psi = torch.autograd.grad(0.5 * (cost - 1.5 - b).pow(2).mean() / 3.0, psi)
+    torch.testing.assert_close(got[0], want_theta)
+    for g, w in zip(got[1:], want_psi):
+        torch.testing.assert_close(g, w)
 
 
 def test_nvil_trains_a_node_call_task_end_to_end():
@@ -229,8 +240,8 @@ def _binary_toy():
 
 def _set_cv(est, eta, temperature, seed=7):
     with torch.no_grad():
-        est.eta.fill_(eta)
-        est.log_temperature.fill_(math.log(temperature))
+        est.cv_eta.fill_(eta)
+        est.cv_log_temperature.fill_(math.log(temperature))
         if est.r is not None:
             g = torch.Generator().manual_seed(seed)
             for p in est.r.parameters():
@@ -308,4 +319,4 @@ def test_variance_steps_lower_the_empirical_variance_on_a_fixed_batch(name):
     after = variance()
     assert after < 0.5 * before
     if name == "rebar":  # with η alone, lowering the variance means learning to use the relaxed cost
-        assert float(est.eta.detach()) > 0.3
+        assert float(est.cv_eta.detach()) > 0.3

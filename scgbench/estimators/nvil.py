@@ -15,7 +15,7 @@ where
   (every task's node shapes differ, ListOps' from batch to batch): each node's distribution is summarised by its
   ``features`` largest probabilities (sorted, zero-padded) and its entropy, a one-hidden-layer tanh network
   (``hidden`` units, the paper's 100-unit baseline MLP) maps each node's summary to ``hidden`` numbers, these are
-  summed over the nodes of the call (padding rows excluded) and a linear layer gives C_ψ (a Deep Sets network);
+  summed over the nodes of the call and a linear layer gives C_ψ (a Deep Sets network);
   several calls of one estimator add their C_ψ, as their log q add;
 * v is an exponential moving average of the batch variance of f − C_ψ, and the centred signal is divided by
   max(1, √v) when ``normalise`` (the paper's variance normalisation: it only ever shrinks the signal).
@@ -70,7 +70,7 @@ class NVIL(Estimator):
                  "lr": self.baseline_lr}]
 
     # -- the input-dependent baseline ---------------------------------------------------------------------------
-    def summary(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def summary(self, x: torch.Tensor) -> torch.Tensor:
         """Per-node summary [..., features + 1] of detached logits x [..., K]: the largest ``features``
         probabilities (sorted, zero-padded) and the entropy (masked categories have probability 0)."""
         x = x.detach()
@@ -81,23 +81,24 @@ class NVIL(Estimator):
         top = q.topk(f, dim=-1).values
         if f < self.features:
             top = torch.cat([top, top.new_zeros(*top.shape[:-1], self.features - f)], dim=-1)
-        return torch.cat([top, entropy], dim=-1) * valid
+        return torch.cat([top, entropy], dim=-1)
 
-    def baseline(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """C_ψ(θ̄) [S·B] of a call's logits x [S·B, ..., K] (module docstring)."""
-        h = self.node_net(self.summary(x, valid)) * valid  # padding rows add nothing
+    def baseline(self, x: torch.Tensor) -> torch.Tensor:
+        """C_ψ(θ̄) [S·B] of a call's logits x [S·B, ..., K] (module docstring). A padding row (all categories
+        masked) reaches :meth:`sample` as zero logits (``masked_logits``) and adds a constant: the baseline stays
+        independent of the sample."""
+        h = self.node_net(self.summary(x))
         pooled = h.reshape(h.shape[0], -1, self.hidden).sum(1) if h.dim() > 2 else h
         return self.readout(pooled).squeeze(-1)
 
     # -- node call and surrogate ---------------------------------------------------------------------------------
     def sample(self, x: torch.Tensor) -> torch.Tensor:
-        valid = (x > float("-inf")).any(dim=-1, keepdim=True).to(x.dtype)
         with torch.no_grad():
             idx = (x + gumbel_noise(x.shape, x.device)).argmax(dim=-1, keepdim=True)  # exact sample from softmax(θ)
             z = torch.zeros_like(x).scatter_(-1, idx, 1.0)
         log_p = torch.log_softmax(x, dim=-1).gather(-1, idx).squeeze(-1)
         log_p = log_p.reshape(log_p.shape[0], -1).sum(dim=1) if log_p.dim() > 1 else log_p
-        self.record(log_p, baseline=self.baseline(x, valid))
+        self.record(log_p, baseline=self.baseline(x))
         return z
 
     def scale(self) -> torch.Tensor:

@@ -78,8 +78,9 @@ class REBAR(Estimator):
         check_positive("temperature", temperature, "--estimator-arg temperature=0.1")
         self.cv_lr = check_positive("cv_lr", cv_lr, "--estimator-arg cv_lr=0.001")
         self.hidden = 0
-        self.eta = nn.Parameter(torch.tensor(float(eta)))
-        self.log_temperature = nn.Parameter(torch.tensor(math.log(float(temperature))))
+        self.eta, self.temperature = float(eta), float(temperature)  # the options (initial values), as recorded
+        self.cv_eta = nn.Parameter(torch.tensor(self.eta))  # η and log λ as trained
+        self.cv_log_temperature = nn.Parameter(torch.tensor(math.log(self.temperature)))
         self.r: nn.Module | None = None  # RELAX's r_ρ, built for the node group (its input is 2N numbers)
 
     def check_node_group(self, num_nodes: int, num_categories: int) -> None:
@@ -95,7 +96,7 @@ class REBAR(Estimator):
         return 3
 
     def cv_parameters(self) -> list[nn.Parameter]:
-        return [self.eta, self.log_temperature] + ([] if self.r is None else list(self.r.parameters()))
+        return [self.cv_eta, self.cv_log_temperature] + ([] if self.r is None else list(self.r.parameters()))
 
     def parameter_groups(self) -> list[dict]:
         return [{"params": self.cv_parameters(), "lr": self.cv_lr}]
@@ -118,13 +119,13 @@ class REBAR(Estimator):
         if v is None:
             v = torch.rand(bsz, n, device=alpha.device).clamp_(EPS, 1 - EPS)
         z, b, z_tilde = relaxed_pair(alpha, u, v)
-        lam = self.log_temperature.exp()
+        lam = self.cv_log_temperature.exp()
         soft = torch.sigmoid(torch.stack([z, z_tilde], dim=1) / lam)  # [B, 2, N]
         inputs = torch.cat([b[:, None], soft], dim=1)  # [B, 3, N]: b, σ(z/λ), σ(z̃/λ)
         onehot = torch.stack([1 - inputs, inputs], dim=-1)  # [B, 3, N, 2]
         costs = cost_fn(onehot).float()
         f_b = costs[:, 0]
-        c = self.eta * costs[:, 1:]  # c(z), c(z̃) [B, 2]
+        c = self.cv_eta * costs[:, 1:]  # c(z), c(z̃) [B, 2]
         r = self.net(alpha, torch.stack([z, z_tilde], dim=1))
         if r is not None:
             c = c + r
@@ -157,7 +158,7 @@ class REBAR(Estimator):
                            "oracle at relaxed inputs")
 
     def extra_repr(self) -> str:
-        return (f"eta={float(self.eta):g}, temperature={float(self.log_temperature.exp()):g}, cv_lr={self.cv_lr:g}, "
+        return (f"eta={float(self.cv_eta):g}, temperature={float(self.cv_log_temperature.exp()):g}, cv_lr={self.cv_lr:g}, "
                 f"eval_mode={self.eval_mode}")
 
 
