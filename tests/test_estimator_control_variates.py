@@ -353,3 +353,25 @@ def test_each_trains_the_discrete_vae_with_its_own_optimizer_group(images, estim
         losses.append(float(logs["neg_elbo"]))
     assert sum(losses[-10:]) / 10 < 0.7 * sum(losses[:5]) / 5
     assert estimator == "muprop" or any(not torch.equal(a, p) for a, p in zip(own, opt.param_groups[1]["params"]))
+
+
+@pytest.mark.parametrize("estimator,latent", [("nvil", "3x3"), ("relax", "6x2")])
+def test_the_estimators_state_travels_with_the_task_modules_state_dict(images, estimator, latent):
+    """A resumed run gets the learned baseline / control variate and NVIL's running statistics back exactly."""
+    from scgbench.models.discrete_vae import DiscreteVAE
+
+    torch.manual_seed(0)
+    model = DiscreteVAE(estimator=estimator, latent=latent, hidden=(24, 12), binarization="fixed").train()
+    opt = model.configure_optimizers()
+    for _ in range(3):
+        with score_tape():
+            loss, _ = model.training_loss({"x": images})
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    torch.manual_seed(1)
+    fresh = DiscreteVAE(estimator=estimator, latent=latent, hidden=(24, 12), binarization="fixed")
+    fresh.load_state_dict(model.state_dict())  # strict: the same keys (RELAX's r_ρ is built at construction)
+    for (k, a), b in zip(model.estimator.state_dict().items(), fresh.estimator.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert estimator != "nvil" or (bool(fresh.estimator.stats_initialised) and float(fresh.estimator.c) > 100)

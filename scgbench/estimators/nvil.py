@@ -57,7 +57,7 @@ class NVIL(Estimator):
             raise ValueError(f"nvil's decay must be in [0, 1], got {decay} (set --estimator-arg decay=0.8)")
         self.hidden, self.features = int(hidden), int(features)
         self.decay, self.normalise = float(decay), bool(normalise)
-        self.baseline_lr = check_positive("baseline_lr", baseline_lr, "--estimator-arg baseline_lr=0.001")
+        self.baseline_lr = check_positive("baseline_lr", baseline_lr, "--estimator-arg baseline_lr")
         self.node_net = nn.Sequential(nn.Linear(self.features + 1, self.hidden), nn.Tanh())
         self.readout = nn.Linear(self.hidden, 1)
         # the global baseline c and the signal's variance v (EMAs), and whether the first batch set them
@@ -101,11 +101,13 @@ class NVIL(Estimator):
         self.record(log_p, baseline=self.baseline(x))
         return z
 
-    def scale(self) -> torch.Tensor:
-        """The variance normalisation's divisor max(1, √v) (1 when ``normalise`` is off): never below 1."""
+    def scale(self, v: torch.Tensor | None = None) -> torch.Tensor:
+        """The variance normalisation's divisor max(1, √v) (1 when ``normalise`` is off): never below 1. ``v``: the
+        running variance (default: the buffer's)."""
+        v = self.v if v is None else v
         if not self.normalise:
-            return self.v.new_ones(())
-        return self.v.clamp_min(0).sqrt().clamp_min(1.0)
+            return torch.ones_like(v)
+        return v.clamp_min(0).sqrt().clamp_min(1.0)
 
     def surrogate_loss(self, cost: torch.Tensor, log_prob: torch.Tensor,
                        baseline: torch.Tensor | None = None) -> torch.Tensor:
@@ -116,16 +118,18 @@ class NVIL(Estimator):
         if baseline is None:  # a tape entry recorded without the baseline (not by this class's sample)
             baseline = f.new_zeros(f.shape)
         residual = f - baseline.detach().float()  # f − C_ψ
-        if self.training and not bool(self.stats_initialised):
-            self.c.copy_(residual.mean())
-            self.v.copy_(residual.var(unbiased=False) if residual.numel() > 1 else torch.zeros(()))
-            self.stats_initialised.fill_(True)
-        scale, c = self.scale(), self.c.clone()
+        mean = residual.mean()
+        var = residual.var(unbiased=False) if residual.numel() > 1 else torch.zeros_like(mean)
+        # the statistics of the previous steps; the first step's own batch (torch.where: no host sync)
+        first = ~self.stats_initialised
+        c, v = torch.where(first, mean, self.c), torch.where(first, var, self.v)
+        scale = self.scale(v)
         signal = (residual - c) / scale  # the normalised learning signal l̃
         if self.training:  # after use: this step's baseline does not depend on this step's samples
             a = self.decay
-            self.c.mul_(a).add_((1 - a) * residual.mean())
-            self.v.mul_(a).add_((1 - a) * (residual.var(unbiased=False) if residual.numel() > 1 else 0.0))
+            self.c.copy_(a * c + (1 - a) * mean)
+            self.v.copy_(a * v + (1 - a) * var)
+            self.stats_initialised.fill_(True)
         score = (signal * (log_prob - log_prob.detach())).mean()
         fit = 0.5 * (f - c - baseline.float()).pow(2).mean() / scale  # ψ's loss; value-0 term below
         return score + (fit - fit.detach())

@@ -75,8 +75,8 @@ class REBAR(Estimator):
     def __init__(self, eta: float = 1.0, temperature: float = 0.1, cv_lr: float = 1e-3, tau: float = 1.0,
                  beta: float = 1.0, eval_mode: str = "map") -> None:
         super().__init__(tau=tau, beta=beta, eval_mode=eval_mode)
-        check_positive("temperature", temperature, "--estimator-arg temperature=0.1")
-        self.cv_lr = check_positive("cv_lr", cv_lr, "--estimator-arg cv_lr=0.001")
+        check_positive("temperature", temperature, "--estimator-arg temperature")
+        self.cv_lr = check_positive("cv_lr", cv_lr, "--estimator-arg cv_lr")
         self.hidden = 0
         self.eta, self.temperature = float(eta), float(temperature)  # the options (initial values), as recorded
         self.cv_eta = nn.Parameter(torch.tensor(self.eta))  # η and log λ as trained
