@@ -10,7 +10,7 @@ import torch
 from scgbench.estimators import (BINARY, COST_ORACLE, LOG_WEIGHTS, RELAXED_COST, SCORE_FUNCTION, NVIL, REBAR, RELAX,
                                  Estimate, MuProp, Objective, compatibility, get_estimator, score_tape)
 from scgbench.estimators.exact import configurations
-from scgbench.estimators.rebar_relax import relaxed_pair
+from scgbench.estimators.rebar_relax import conditional_gumbel_pair, relaxed_pair
 
 PROVIDES = frozenset({COST_ORACLE, RELAXED_COST, LOG_WEIGHTS})
 
@@ -71,12 +71,12 @@ def assert_detected(draws, exact):
 def test_registered_as_score_function_estimators_with_their_needs():
     for name, cls, needs, kinds in (("nvil", NVIL, set(), {"categorical", BINARY}),
                                     ("muprop", MuProp, {COST_ORACLE, RELAXED_COST}, {"categorical", BINARY}),
-                                    ("rebar", REBAR, {COST_ORACLE, RELAXED_COST}, {BINARY}),
-                                    ("relax", RELAX, {COST_ORACLE, RELAXED_COST}, {BINARY})):
+                                    ("rebar", REBAR, {COST_ORACLE, RELAXED_COST}, {"categorical", BINARY}),
+                                    ("relax", RELAX, {COST_ORACLE, RELAXED_COST}, {"categorical", BINARY})):
         est = get_estimator(name)
         assert isinstance(est, cls) and est.family == SCORE_FUNCTION and set(cls.requires) == needs
         assert set(cls.node_kinds) == kinds and not cls.uses_temperature
-    assert "binary" in compatibility(REBAR, provides=PROVIDES, num_categories=10)
+    assert compatibility(REBAR, provides=PROVIDES, num_categories=10) is None
     assert compatibility(RELAX, provides=PROVIDES, num_nodes=6, num_categories=2) is None
     assert "relaxed" in compatibility(MuProp, provides={COST_ORACLE}, num_categories=10)
     assert compatibility(NVIL, provides=frozenset(), num_categories=19) is None  # every task: node calls
@@ -234,6 +234,52 @@ def test_conditional_noise_gives_the_sample_and_the_logistic_marginal():
     assert float(torch.corrcoef(torch.stack([z[:, 1], zt[:, 1]]))[0, 1]) < 0.9
 
 
+def test_categorical_conditional_noise_gives_the_sample_and_the_gumbel_marginal():
+    torch.manual_seed(0)
+    theta = torch.tensor([[0.5, -1.0, 2.0, 0.0]]).expand(200000, 4)
+    g = -torch.log(-torch.log(torch.rand(200000, 4).clamp(1e-12, 1 - 1e-7)))
+    v = torch.rand(200000, 4).clamp(1e-6, 1 - 1e-6)
+    z, b, zt = conditional_gumbel_pair(theta, g, v)
+    assert torch.equal(zt.argmax(-1), b.argmax(-1)) and torch.equal(z.argmax(-1), b.argmax(-1))
+    # z̃ mixed over b has z's law: coordinate i is Gumbel(log p_i), P(z̃_i ≤ t) = exp(−exp(log p_i − t))
+    logp = torch.log_softmax(theta[0], -1)
+    for t in (-2.0, -0.5, 0.5, 2.0):
+        emp = (zt <= t).float().mean(0)
+        want = torch.exp(-torch.exp(logp - t))
+        se = (want * (1 - want) / 200000).sqrt()
+        assert float(((emp - want).abs() / se).max()) < 4.0
+
+
+def _wrong_category_pair(logits, g, v):
+    """The control: z̃ conditioned on the next category instead of the sampled one."""
+    z, b, _ = conditional_gumbel_pair(logits, g, v)
+    wrong = b.roll(1, dims=-1)
+    logp = torch.log_softmax(logits, -1)
+    log_vb = (v.log() * wrong).sum(-1, keepdim=True)
+    zt = torch.where(wrong.bool(), -torch.log(-log_vb), -torch.log(-v.log() * torch.exp(-logp) - log_vb))
+    return z, b, zt
+
+
+@pytest.mark.parametrize("name,eta,temperature", [("rebar", 1.0, 0.5), ("rebar", 0.3, 2.0), ("relax", 0.7, 0.8)])
+def test_categorical_rebar_and_relax_are_unbiased(name, eta, temperature):
+    toy = Toy(n=2, k=4, seed=5, offset=3.0)
+    exact = toy.exact()
+    est = get_estimator(name).train()
+    est.check_node_group(toy.n, toy.k)
+    _set_cv(est, eta, temperature)
+    torch.manual_seed(6)
+    assert_unbiased(toy.draws(est), exact)
+
+
+def test_a_categorical_conditional_on_the_wrong_category_is_caught(monkeypatch):
+    import scgbench.estimators.rebar_relax as rr
+
+    toy = Toy(n=2, k=4, seed=5, offset=3.0)
+    monkeypatch.setattr(rr, "conditional_gumbel_pair", _wrong_category_pair)
+    torch.manual_seed(7)
+    assert_detected(toy.draws(_set_cv(REBAR().train(), 1.0, 0.5)), toy.exact())
+
+
 def _binary_toy():
     return Toy(n=3, k=2, seed=3, offset=4.0)
 
@@ -292,11 +338,11 @@ def test_rebar_with_eta_zero_is_plain_reinforce():
     torch.testing.assert_close(params.grad, torch.stack([-g, g], -1), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["rebar", "relax"])
-def test_variance_steps_lower_the_empirical_variance_on_a_fixed_batch(name):
-    toy = _binary_toy()
+@pytest.mark.parametrize("name,kind", [("rebar", "binary"), ("relax", "binary"), ("rebar", "categorical")])
+def test_variance_steps_lower_the_empirical_variance_on_a_fixed_batch(name, kind):
+    toy = _binary_toy() if kind == "binary" else Toy(n=2, k=4, seed=5, offset=3.0)
     est = get_estimator(name, cv_lr=0.05).train()
-    est.check_node_group(toy.n, 2)
+    est.check_node_group(toy.n, toy.k)
     _set_cv(est, 0.0, 0.5)  # start from REINFORCE without a baseline (eta 0)
     if est.r is not None:
         with torch.no_grad():
@@ -332,7 +378,8 @@ def images():
     return (protos.repeat(8, 1) - flips).abs()
 
 
-@pytest.mark.parametrize("estimator,latent", [("nvil", "3x3"), ("muprop", "3x3"), ("rebar", "6x2"), ("relax", "6x2")])
+@pytest.mark.parametrize("estimator,latent", [("nvil", "3x3"), ("muprop", "3x3"), ("rebar", "6x2"), ("relax", "6x2"),
+                                              ("rebar", "3x3"), ("relax", "3x3")])
 def test_each_trains_the_discrete_vae_with_its_own_optimizer_group(images, estimator, latent):
     """The −ELBO of a tiny VAE falls by 30 % in 60 steps of the task's own optimizer, and the estimator's own
     parameters (in their own group; MuProp has none) move."""
