@@ -22,7 +22,8 @@ z̃ ~ p(z | b) by the truncated-Gumbel construction (:func:`conditional_gumbel_p
 * RELAX: c(z) = η·f(σ(z/λ)) + r_ρ(θ̄, z) with r_ρ a one-hidden-layer network (``hidden`` units, LeakyReLU(0.3), as
   in the DisARM authors' RELAX baseline). **Stated choice:** estimators know nothing of the task's input x, so r_ρ
   takes the detached node parameters θ̄ = sg(α(x)) in place of x, beside z: its input is [θ̄, z] (2N numbers for N
-  binary nodes, 2NK for N categorical nodes; built for the node group by ``check_node_group``). η scales the REBAR part only (Grathwohl et al.'s c_φ = f(σ_λ(z)) + r_ρ(z) with REBAR's η kept).
+  binary nodes, 2NK for N categorical nodes; built for the node group by ``check_node_group``). Its output layer
+  starts at zero (stated choice), so RELAX starts as REBAR and learns r_ρ from there. η scales the REBAR part only (Grathwohl et al.'s c_φ = f(σ_λ(z)) + r_ρ(z) with REBAR's η kept).
 
 η, log λ (and ρ) are trained to minimise the estimator's variance: ĝ is unbiased for every (η, λ, ρ), so
 ∇ Var(ĝ) = ∇ E[ĝ²] (Grathwohl et al. Eq. 8). ĝ is formed per example with respect to the node logits α or θ (a detached
@@ -108,6 +109,9 @@ class REBAR(Estimator):
         width = 2 * n * (1 if k == 2 else k)  # [θ̄, z]: one logit per binary node, K per categorical node
         if self.learned_net and (self.r is None or self.r[0].in_features != width):
             self.r = nn.Sequential(nn.Linear(width, self.hidden), nn.LeakyReLU(0.3), nn.Linear(self.hidden, 1))
+            # r_ρ starts at 0: RELAX begins as REBAR, and an untrained network adds no variance
+            nn.init.zeros_(self.r[-1].weight)
+            nn.init.zeros_(self.r[-1].bias)
 
     def evaluations(self, num_nodes: int, num_categories: int) -> int:
         return 3
