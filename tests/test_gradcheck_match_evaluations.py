@@ -26,7 +26,8 @@ def test_matched_settings_spend_the_budget_or_the_largest_count_below_it():
     assert out["unordered-set"] == ({"k": 1}, True)
     # the hook defaults to "no sample count" for every estimator that does not declare one
     assert all(cls.options_for_evaluations(8, 3, 4) is None for name, cls in registry().items()
-               if name not in ("reinforce", "unordered-set", "indecater"))
+               if name not in ("reinforce", "unordered-set", "indecater", "vimco"))
+    assert registry()["vimco"].options_for_evaluations(8, 3, 4) == {"k": 8}
 
 
 def test_the_command_records_the_matched_setting(isolated, capsys):

@@ -35,11 +35,15 @@ from .gumbel_rao import GumbelRao, conditional_gumbel
 from .igr import IGR
 from .indecater import IndeCateR
 from .noise import KeyedStream, eval_noise_key, keyed_gumbel, keyed_normal, keyed_uniform, sub_key
+from .muprop import MuProp
+from .nvil import NVIL
+from .rebar_relax import REBAR, RELAX
 from .reinforce import Reinforce
 from .reinmax import ReinMax, reinmax_sample
 from .spike_exp import SpikeExp, spike_exp_sample
 from .straight_through import DecoupledStraightThrough, GappedStraightThrough, StraightThrough
 from .unordered_set import UnorderedSet
+from .vimco import VIMCO
 
 ENTRY_POINT_GROUP = "scgbench.estimators"
 ESTIMATORS: dict[str, type[Estimator]] = {}
@@ -57,7 +61,8 @@ def register_estimator(cls: type[Estimator]) -> type[Estimator]:
 
 
 for _cls in (GumbelSoftmax, StraightThroughGumbel, Reinforce, ReinMax, GumbelRao, IGR, Direct, Exact, SpikeExp,
-             StraightThrough, GappedStraightThrough, DecoupledStraightThrough, ARM, DisARM, UnorderedSet, IndeCateR):
+             StraightThrough, GappedStraightThrough, DecoupledStraightThrough, ARM, DisARM, UnorderedSet, IndeCateR,
+             NVIL, MuProp, VIMCO, REBAR, RELAX):
     register_estimator(_cls)
 
 
@@ -253,4 +258,5 @@ __all__ = [
     "estimator_spec", "estimators_of", "eval_noise_key", "expand_for_samples", "get_estimator", "get_estimator_class",
     "gumbel_noise", "keyed_gumbel", "keyed_noise", "keyed_normal", "keyed_uniform", "list_estimators", "num_samples",
     "register_estimator", "registry", "reinmax_sample", "score_tape", "spike_exp_sample", "sub_key",
+    "MuProp", "NVIL", "REBAR", "RELAX", "VIMCO",
 ]

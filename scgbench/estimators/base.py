@@ -249,12 +249,14 @@ class Estimator(nn.Module):
     def sample(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def record(self, log_prob: torch.Tensor) -> None:
-        """Put this call's log q(z) [S·B] on the active score tape (:func:`~scgbench.estimators.contract.score_tape`).
-        Outside a tape (a node call in a tool that differentiates the sample only) nothing is kept."""
+    def record(self, log_prob: torch.Tensor, **extras: torch.Tensor) -> None:
+        """Put this call's log q(z) [S·B] on the active score tape (:func:`~scgbench.estimators.contract.score_tape`),
+        with any per-call ``extras`` [S·B] its :meth:`surrogate_loss` takes as keyword arguments (summed over the
+        estimator's calls of the step, like log q). Outside a tape (a node call in a tool that differentiates the
+        sample only) nothing is kept."""
         tape = current_tape()
         if tape is not None:
-            tape.record(self, log_prob)
+            tape.record(self, log_prob, **extras)
 
     def surrogate_loss(self, cost: torch.Tensor, log_prob: torch.Tensor) -> torch.Tensor:
         """The score-function term for per-sample ``cost`` and the summed log q of this estimator's calls (0 for a

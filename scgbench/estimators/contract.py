@@ -151,6 +151,9 @@ class Estimate:
 class _Entry:
     estimator: "Estimator"
     log_prob: torch.Tensor  # [S·B]: log q of the call's sample, summed over the node's other dimensions
+    #: per-call tensors [S·B] the estimator's surrogate needs besides log q (NVIL's baseline C_ψ(θ)); summed over
+    #: the calls of one estimator like log q, and passed to ``surrogate_loss`` as keyword arguments
+    extras: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -159,21 +162,28 @@ class ScoreTape:
 
     entries: list[_Entry] = field(default_factory=list)
 
-    def record(self, estimator: "Estimator", log_prob: torch.Tensor) -> None:
-        self.entries.append(_Entry(estimator, log_prob))
+    def record(self, estimator: "Estimator", log_prob: torch.Tensor, **extras: torch.Tensor) -> None:
+        self.entries.append(_Entry(estimator, log_prob, extras))
 
     def surrogate(self, cost: torch.Tensor, per_estimator: dict | None = None) -> torch.Tensor:
         """Σ over the tape's estimators of their surrogate for the summed log q of their calls: the cost of a
         node's execution path is ``per_estimator.get(estimator, cost)`` (a task whose nodes have different
         downstream costs passes them). Zero when nothing was recorded (every node pathwise)."""
         total = cost.new_zeros(())
-        grouped: dict[int, tuple["Estimator", list[torch.Tensor]]] = {}
+        grouped: dict[int, tuple["Estimator", list[torch.Tensor], dict[str, list[torch.Tensor]]]] = {}
         for e in self.entries:
-            grouped.setdefault(id(e.estimator), (e.estimator, []))[1].append(e.log_prob)
-        for est, logps in grouped.values():
+            _, logps, extras = grouped.setdefault(id(e.estimator), (e.estimator, [], {}))
+            logps.append(e.log_prob)
+            for key, value in e.extras.items():
+                extras.setdefault(key, []).append(value)
+        for est, logps, extras in grouped.values():
             c = cost if per_estimator is None else per_estimator.get(est, cost)
             log_p = logps[0] if len(logps) == 1 else torch.stack(logps).sum(0)
-            total = total + est.surrogate_loss(c, log_p)
+            if extras:  # only estimators that record extras take them (the older ones keep their signature)
+                kw = {k: v[0] if len(v) == 1 else torch.stack(v).sum(0) for k, v in extras.items()}
+                total = total + est.surrogate_loss(c, log_p, **kw)
+            else:
+                total = total + est.surrogate_loss(c, log_p)
         self.entries.clear()
         return total
 
