@@ -80,7 +80,9 @@ def conditional_gumbel_pair(logits: torch.Tensor, g: torch.Tensor, v: torch.Tens
     log_v = v.log()
     log_vb = (log_v * b).sum(-1, keepdim=True)
     top = -torch.log(-log_vb)
-    others = -torch.log(-log_v * torch.exp(-logp) - log_vb)
+    # −log(−log(v_i)/p_i − log v_b) as a log-sum-exp of its two positive terms: exp(−log p_i) overflows for a category
+    # of probability ~0 (logits ±1e4), and inf · 0 in its backward was a NaN gradient
+    others = -torch.logaddexp(torch.log(-log_v) - logp, torch.log(-log_vb))
     return z, b, torch.where(b.bool(), top, others)
 
 
