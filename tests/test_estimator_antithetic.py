@@ -53,7 +53,8 @@ def _draws(est, theta: torch.Tensor, table: torch.Tensor, draws: int = DRAWS, se
     (each row's share of the batch mean is 1/draws, so the per-row gradient is draws × its .grad)."""
     tt = theta.expand(draws, -1, -1).clone().requires_grad_(True)
     torch.manual_seed(seed)
-    e = est.train().estimate(tt, Objective(sample_cost=None, cost=_table_cost(table), provides=frozenset({COST_ORACLE})))
+    objective = Objective(sample_cost=None, cost=_table_cost(table), provides=frozenset({COST_ORACLE}))
+    e = est.train().estimate(tt, objective)
     e.loss.backward()
     return tt.grad * draws
 

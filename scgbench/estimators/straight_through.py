@@ -4,9 +4,10 @@ references/estimators-more.md §1–3): plain ST, Gapped ST and Decoupled ST.
 All three are pathwise node calls: the forward value is a hard one-hot sample, the backward pass the Jacobian of a
 softmax ("straight-through": the surrogate ``z − sg(s) + s``, computed here as one autograd function whose backward
 is ``J(s)ᵀg / τ`` with ``J(s) = diag(s) − s sᵀ``). They serve every task, categorical and binary (a binary node is
-K = 2: the softmax Jacobian at K = 2 is the sigmoid-adjusted ST of Bengio et al. 2013, ∂b/∂α ≈ σ′(α/τ)/τ).
+K = 2: the softmax Jacobian at K = 2 is the sigmoid-adjusted ST of Bengio et al. 2013, ∂b/∂α := σ′(α/τ)/τ).
 Masked categories are −∞ before every softmax, so they are never sampled and get no gradient; a fully masked row
-comes out as the zero vector with zero gradient (the base class's :func:`masked_logits` / validity flag).
+comes out as the zero vector with zero gradient (told apart by the row maximum in st's and decoupled-st's own
+functions, by the base class's validity flag for gst).
 
 * ``st`` — Bengio, Léonard & Courville 2013 (arXiv 1308.3432), categorical form as in Jang et al. 2017's ST baseline
   and ``chijames/GST`` (mode ``st``): forward an exact sample ``D ~ Cat(softmax θ)`` (Gumbel-max with unit scale),
