@@ -304,7 +304,7 @@ class Run:
         return {
             "schema_version": SCHEMA_VERSION,
             "benchmark": self.bm.name, "variant": self.variant, "profile": self.profile, "seed": self.seed,
-            "estimator": self.estimator,
+            "estimator": self.estimator, "result_version": self.bm.result_version,
             "estimators": estimators,
             "estimator_kwargs": dict(getattr(model, "hparams", {}).get("estimator_kwargs") or {}),
             "tricks": {k: (_describe(cli.tricks[k]) if k in cli.tricks else False) for k in TRICKS},

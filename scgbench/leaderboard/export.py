@@ -4,7 +4,7 @@ One row per record (after deduplication across stores, :func:`scgbench.leaderboa
 seed is a row of its own, unlike on the leaderboard). Columns, in this order:
 
 * identity: ``id``, ``benchmark``, ``row`` (the leaderboard's row name), ``variant``, ``estimator``,
-  ``profile``, ``seed``, ``fingerprint`` and ``modified`` (the experiment; ``modified`` as JSON), ``tricks``,
+  ``profile``, ``seed``, ``result_version``, ``fingerprint`` and ``modified`` (the experiment; ``modified`` as JSON), ``tricks``,
   ``data_source``, ``timestamp``, ``run_name``, ``schema_version``, ``record`` (the file it was read from);
 * ``metric.<name>``: every test metric (``metric.test/acc``…), then the selection metric and its best value;
 * cost: ``num_parameters``, ``batch_size``, ``function_evaluations_per_step``, ``epochs_trained``,
@@ -31,11 +31,12 @@ from typing import Any, Iterable
 
 from ..experiment import _args_to_flat, _legacy_tricks, flatten
 from ..io import atomic_write_bytes
-from .records import read_records, record_id
-from .render import experiment_of, tricks_label
+from ..store import read_records, record_id
+from .table import experiment_of, result_version, tricks_label
 
 FORMATS = ("csv", "parquet")
-IDENTITY = ("id", "benchmark", "row", "variant", "estimator", "profile", "seed", "fingerprint", "modified", "tricks",
+IDENTITY = ("id", "benchmark", "row", "variant", "estimator", "profile", "seed", "result_version", "fingerprint",
+            "modified", "tricks",
             "data_source", "timestamp", "run_name", "schema_version", "record")
 COST = ("num_parameters", "batch_size", "function_evaluations_per_step", "epochs_trained", "global_steps", "resumed",
         "time.fit_s", "time.total_s", "time.epoch_mean_s")
@@ -75,7 +76,8 @@ def row_of(path: Path, rec: dict, benchmark) -> dict[str, Any]:
     selection = rec.get("selection") or {}
     row: dict[str, Any] = {
         "id": record_id(rec), "benchmark": rec["benchmark"], "row": label, "variant": rec["variant"],
-        "estimator": rec["estimator"], "profile": rec["profile"], "seed": rec["seed"], "fingerprint": fp,
+        "estimator": rec["estimator"], "profile": rec["profile"], "seed": rec["seed"],
+        "result_version": result_version(rec), "fingerprint": fp,
         "modified": json.dumps(modified, sort_keys=True, default=str), "tricks": tricks_label(rec.get("tricks", {})),
         "data_source": rec.get("data_source"), "timestamp": rec.get("timestamp"), "run_name": rec.get("run_name"),
         "schema_version": rec.get("schema_version", 1), "record": str(path),
