@@ -7,7 +7,7 @@ import re
 from ..datamodules.listops import ListOpsDataModule
 from ..figures import fig_5_5
 from ..models.listops import ListOpsModule
-from .registry import Benchmark, register
+from .registry import Benchmark, Metric, register
 
 # Which node states `ours` discretises (ListOpsModule `discretise`) and the variant-name suffix of each. The
 # default is `values`: digits and operators, the nodes that carry a value, but not `]`. SPEC §2.2 read
@@ -25,7 +25,8 @@ def row_variant(record: dict) -> str:
     name = record["variant"]
     if not name.startswith("ours"):
         return name
-    discretise = record.get("hparams", {}).get("model", {}).get("discretise", "all")
+    config = record.get("config") or record.get("hparams") or {}  # stored records keep the config (schema 3)
+    discretise = config.get("model", {}).get("discretise", "all")
     base = re.sub(r"-(vals|all|ops)(?=-|$)", "", name)             # ours-vals-notm → ours-notm
     suffix = DISCRETISE_SUFFIX[discretise]
     if base.startswith("ours-gt"):
@@ -40,7 +41,7 @@ def _row(variant: str, source: str, values: tuple, tau: float | None = None, not
     metrics = {k: v / 100 for k, v in zip(_M, values) if v is not None}
     return {"variant": variant, "estimator": "gumbel" if variant != "lstm" else "–",
             "tricks": note or ("tempmatch+dropres" if variant.startswith("ours") else "–"),
-            "source": source, "tau": tau, "metrics": metrics}
+            "setting": f"τ = {tau:g}" if tau is not None else "", "source": source, "tau": tau, "metrics": metrics}
 
 
 REFERENCE = [
@@ -70,7 +71,7 @@ register(Benchmark(
     offline=lambda: True,
     selection_metric="val/acc",
     selection_mode="max",
-    leaderboard_metrics=_M + ("test/acc_sampled", "test/edge_prec_sampled"),
+    metrics=tuple(Metric(m, "%", digits=1) for m in _M + ("test/acc_sampled", "test/edge_prec_sampled")),
     dashboard_plots=({"kind": "levels", "title": "Accuracy by tree depth",
                       "xlabel": "tree depth (test: the trained depths)", "ylabel": "task accuracy (MAP)",
                       "levels": (("test/acc", "1-5 (test)"), ("test/acc_d8", "8"), ("test/acc_d10", "10"))},),

