@@ -32,14 +32,15 @@ def test_markdown_rows_are_median_and_quartiles_and_the_selection_row_is_the_sma
     _write(tmp_path)
     text = render(tmp_path)
     section = text[text.index("## disentanglement"):]
-    rows = {line.split(" | ")[0].lstrip("| "): line for line in section.splitlines() if line.startswith("| ")}
-    # MIG in %: median [25 %, 75 %] with numpy's linear quantiles
-    assert "| 30.00 [20.00, 40.00] |" in rows["dvae"] and "| 3.00 [2.00, 4.00] |" in rows["vae"]
-    assert "| 25.00 [20.00, 30.00] |" in rows["factor-dvae"]
-    sel = [line for name, line in rows.items() if name.startswith("**selection")]
-    assert len(sel) == 1 and "8 discrete runs (dsprites)" in sel[0] and "factor-dvae seed 1" in sel[0]
-    assert "| 25.00 |" in sel[0] and "| 1.5 |" in sel[0]  # the chosen run's own MIG and Gap_ST
-    assert "*dvae* (paper) | gumbel | cosine_scale | paper | Table 6.8 (dSprites) | – | 17.40 [13.20, 20.00]" in section
+    rows = {line.split(" | ")[1]: line for line in section.splitlines() if line.startswith("| ")}
+    # MIG in % (declared: one decimal): median [25 %, 75 %] with numpy's linear quantiles
+    assert "| 30.0 [20.0, 40.0] |" in rows["dvae"] and "| 3.0 [2.0, 4.0] |" in rows["vae"]
+    assert "| 25.0 [20.0, 30.0] |" in rows["factor-dvae"]
+    sel = [line for line in section.splitlines() if line.startswith("| selection: smallest Gap_ST")]
+    assert len(sel) == 1 and "8 discrete runs (dsprites" in sel[0] and "factor-dvae seed 1" in sel[0]
+    assert "| 25.0 |" in sel[0] and "| 1.50 |" in sel[0]  # the chosen run's own MIG and Gap_ST
+    assert ("| dvae | gumbel | cosine_scale | median [25 %, 75 %] over the study's runs | Table 6.8 (dSprites) | "
+            "17.4 [13.2, 20.0] |") in section  # the paper's rows in their own table: source, setting, estimator
 
 
 def test_dashboard_page_shows_medians_and_the_model_selection_table(tmp_path):
@@ -48,7 +49,7 @@ def test_dashboard_page_shows_medians_and_the_model_selection_table(tmp_path):
     _write(tmp_path / "results")
     build_site(tmp_path / "site", tmp_path / "results")
     page = (tmp_path / "site" / "disentanglement.html").read_text()
-    assert "30.00 [20.00, 40.00]" in page and "median [25 %, 75 %]" in page
+    assert "30.0 [20.0, 40.0]" in page and "median [25 %, 75 %]" in page
     assert "Model selection" in page and "factor-dvae seed 1" in page
 
 
@@ -62,7 +63,7 @@ def test_axis_alignment_cells_are_the_share_of_seeds(tmp_path):
         rec["metrics"]["test/axis_aligned"] = 1.0 if seed in (2, 5, 7) else 0.0
         write_record(rec, tmp_path / "results")
     section = render(tmp_path / "results")
-    row = next(line for line in section.splitlines() if line.startswith("| circles-dvae |"))
+    row = next(line for line in section.splitlines() if line.startswith("| 1 | circles-dvae |"))
     assert "| 3 of 10 (30 %) |" in row
     build_site(tmp_path / "site", tmp_path / "results")
     assert "3 of 10 (30 %)" in (tmp_path / "site" / "disentanglement.html").read_text()
@@ -118,9 +119,11 @@ def test_gap_cohorts_do_not_mix_training_lengths():
 
 def test_percent_cells_do_not_show_a_negative_zero():
     """DCI of a constant code comes out as −1e-17: the cell says 0.00, a real negative value keeps its sign."""
-    from scgbench.leaderboard.render import _fmt
+    from scgbench.benchmarks import Metric
+    from scgbench.leaderboard.table import number
 
-    assert _fmt(-1e-17, True) == "0.00" and _fmt(-0.01, True) == "-1.00" and _fmt(0.3, True) == "30.00"
+    pct = Metric("test/dci", "%", digits=2)
+    assert number(-1e-17, pct) == "0.00" and number(-0.01, pct) == "-1.00" and number(0.3, pct) == "30.00"
 
 
 def test_rs_is_never_marked_best_across_models(tmp_path):
