@@ -15,7 +15,7 @@ from collections import defaultdict
 
 from ..datamodules.disentanglement import DisentanglementDataModule
 from ..models.disentanglement import DISCRETE, SEMI, DisentanglementModule
-from .registry import Benchmark, Metric, register
+from .registry import Benchmark, Metric, Pin, register
 
 _SIX = ("test/mig", "test/beta_vae", "test/factor_vae", "test/dci", "test/modularity", "test/sap")
 
@@ -128,6 +128,11 @@ def selections(records: list[dict]) -> list[dict]:
 
 register(Benchmark(
     name="disentanglement",
+    # a few steps at seed 0 (tests/test_result_versions.py): moves only with a result_version bump
+    pin=Pin(overrides=(
+            "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false", "--trainer.num_sanity_val_steps=0",
+            "--data.steps_per_epoch=2", "--data.num_val=16", "--data.num_test=16", "--model.metrics_preset=none"),
+            metric="test/loss", value=2412.46435546875),
     description=("Unsupervised disentanglement on ground-truth data (procedural dSprites by default; "
                  "`--data.dataset`): Gaussian VAE / β-VAE / β-TCVAE / FactorVAE and the discrete D-VAE (10 × 64 categories on "
                  "[−1, 1]) / FactorDVAE, one Locatello et al. (2019) architecture, Bernoulli likelihood. Metrics on "

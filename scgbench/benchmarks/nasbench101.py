@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..datamodules.nasbench101.datamodule import NASBench101DataModule
 from ..models.vsgae import VSGAE
-from .registry import Benchmark, Metric, register
+from .registry import Benchmark, Metric, Pin, register
 
 METRICS = (
     Metric("test/recon_acc", "%"), Metric("test/recon_ci_low", "%", better=None, label="recon 95% CI low"),
@@ -18,6 +18,13 @@ METRICS = (
 
 register(Benchmark(
     name="nasbench101-vsgae",
+    # a few steps at seed 0 (tests/test_result_versions.py): moves only with a result_version bump
+    pin=Pin(overrides=(
+            "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false", "--trainer.num_sanity_val_steps=0",
+            "--data.path={root}/space_v1.parquet", "--data.subset=200", "--data.max_test=6", "--model.dn=16",
+            "--model.dg=6", "--model.prior_samples=20", "--model.recon_z_samples=2", "--model.recon_decodes=2",
+            "--model.prior_decodes=2", "--trainer.limit_train_batches=3"),
+            metric="history:train/loss", value=9.652618408203125),
     description=("VS-GAE on NAS-Bench-101 cells: a bidirectional-GRU graph encoder and a sequential graph "
                  "decoder (GraphProp/AddNode/InitNode/AddEdges) trained with teacher forcing. Metrics: "
                  "reconstruction accuracy (10 z × 10 decodes, exact in node order, 95% CI over graphs), prior "
