@@ -250,8 +250,9 @@ def _scaled(m):
 def _plot_label(x: Row, table: list[Row]) -> str:
     """A row's name in a plot: model, what a modified row changed, estimator (paper points too) and, where the
     page has several, the profile."""
-    if x.paper:
-        return f"{x.label} · {x.estimator} (paper{', ' + x.setting if x.setting else ''})"
+    if x.paper:  # every paper point names its estimator (and its setting, e.g. τ)
+        est = f" · {x.estimator}" if x.estimator not in ("–", "none", "") else ""
+        return f"{x.label}{est} (paper{', ' + x.setting if x.setting else ''})"
     several = len({y.profile for y in table if not y.paper}) > 1
     mod = f" ({modified_text(x.modified, 2)})" if x.modified else ""
     return (x.label + mod + f" · {x.estimator}" + (f" · {x.profile} profile" if several else "")
