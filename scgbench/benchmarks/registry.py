@@ -127,6 +127,9 @@ class Benchmark:
     #: extra leaderboard rows chosen from the records (records → [{"label", "record", "estimator", "profile",
     #: "note"}]), e.g. the smallest-Gap_ST model of each cohort (disentanglement)
     selection_rows: Callable[[list[dict]], list[dict]] | None = None
+    #: what the selection rows select from and by which rule, stated under them (e.g. the criterion for a run that
+    #: did not train)
+    selection_note: str = ""
 
     @property
     def leaderboard_metrics(self) -> tuple[str, ...]:

@@ -92,6 +92,8 @@ def benchmark_section(t: Table) -> list[str]:
         keep = [j for j in range(len(shead)) if j < 5 or any(r[j] != MISSING for r in sbody)]
         lines += ["Selections (one run each, chosen by the benchmark's rule):", ""]
         lines += _tables(shead, sbody, [keep])
+        if t.bm is not None and t.bm.selection_note:
+            lines += [_wrap(t.bm.selection_note), ""]
     if t.papers:
         pm = t.paper_metrics()
         phead = ["model", "estimator", "tricks", "setting", "source"] + [header_cell(m) for m in pm]

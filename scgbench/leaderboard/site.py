@@ -209,12 +209,13 @@ def _selection_table(t: Table) -> str:
     quality = [m for m in t.quality if any(m.key in x.stats for x in t.selections)]
     head = "".join(f"<th>{e(h)}</th>" for h in ["selection", "chosen run", "estimator", "profile", "code"]) + \
         "".join(f"<th>{e(header_cell(m))}</th>" for m in quality)
-    body = "".join(f'<tr class="{"flagged" if "did not train" in x.note else "selection"}">'
+    body = "".join(f'<tr class="{"flagged" if x.flagged else "selection"}">'
                    + _td(e(x.label), cls="name") + _td(e(x.note)) + _td(e(x.estimator)) + _td(e(x.profile))
                    + _td(e(x.provenance["code"].text), title=x.provenance["code"].tip)
                    + "".join(_cell(x.cells[m.key]) for m in quality) + "</tr>" for x in t.selections)
+    note = f'<p class="note">{e(t.bm.selection_note)}</p>' if t.bm is not None and t.bm.selection_note else ""
     return (f'<h2>Model selection</h2><div class="wide"><table id="selection"><thead><tr>{head}</tr></thead>'
-            f"<tbody>{body}</tbody></table></div>")
+            f"<tbody>{body}</tbody></table></div>{note}")
 
 
 def _paper_table(t: Table) -> str:

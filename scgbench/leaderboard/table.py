@@ -255,6 +255,7 @@ class Row:
     source: str = ""
     setting: str = ""
     note: str = ""
+    flagged: bool = False         # a selection that picked a run the benchmark's criterion says did not train
     reference: dict = field(default_factory=dict)
 
     @property
@@ -476,7 +477,7 @@ def _selection_row(sel: dict, metrics: list, current: int) -> Row:
     rec = sel["record"]
     row = Row("selection", sel["label"], sel.get("estimator", "–"), "–", sel.get("profile") or "–",
               rec.get("data_source", "?"), seeds=[rec["seed"]], records=[rec], note=sel.get("note", ""),
-              version=result_version(rec))
+              version=result_version(rec), flagged=bool(sel.get("flagged")))
     _metric_cells(row, metrics, [rec])
     _provenance_cells(row, current)
     return row
