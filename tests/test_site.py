@@ -423,3 +423,97 @@ def test_the_site_of_the_committed_results_shows_every_row_and_plot(tmp_path):
     png = tmp_path / "kg-paths.png"
     _browser(tmp_path, f"--screenshot={png}", "--window-size=1280,2400", (out / "kg-paths.html").resolve().as_uri())
     non_blank_png(png, (1280, 2400))
+
+
+PROBE = """<script>
+window.addEventListener("load", function () {
+  var out = {page: document.documentElement.scrollWidth, view: window.innerWidth, wide: []};
+  Array.prototype.forEach.call(document.querySelectorAll(".wide"), function (w) {
+    var t = w.querySelector("table"), first = t.querySelector("tbody tr td");
+    var before = first.getBoundingClientRect().left - w.getBoundingClientRect().left;
+    w.scrollLeft = w.scrollWidth;
+    var after = first.getBoundingClientRect().left - w.getBoundingClientRect().left;
+    out.wide.push({id: t.id, scrolls: w.scrollWidth > w.clientWidth, fits: w.getBoundingClientRect().right <= window.innerWidth + 1,
+                   before: before, after: after, scrolled: w.scrollLeft});
+  });
+  var pre = document.createElement("pre"); pre.id = "probe"; pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+@needs_browser
+def test_the_dashboard_reads_well_at_1400_px(tmp_path):
+    """Issue 27, item 4, in headless Chromium at 1,400 px: the page never overflows the window, a wide table scrolls
+    inside its box with its first column (the row's name) fixed; the index cell is the page's cell (same statistic,
+    same unit in the header); paper points name their estimator; modified rows say what they modified; screenshots
+    of the index and the disentanglement page are not blank."""
+    import json
+    import re
+
+    from scgbench.benchmarks import load_all
+    from scgbench.leaderboard.table import build, header_cell
+
+    out = tmp_path / "www"
+    build_site(out, REPO / "results", warn=pytest.fail)
+    # layout: a copy of the widest page with a probe script
+    page = (out / "disentanglement.html").read_text()
+    probe = out / "probe.html"
+    probe.write_text(page.replace("</body>", PROBE + "</body>"))
+    doc = parse(_browser(tmp_path, "--window-size=1400,1000", "--dump-dom", probe.resolve().as_uri()).stdout)
+    data = json.loads(doc.find("pre", id="probe").text())
+    assert data["page"] <= data["view"] == 1400, data  # nothing sticks out of the window
+    rows = next(w for w in data["wide"] if w["id"] == "rows")
+    assert rows["scrolls"] and rows["fits"] and rows["scrolled"] > 100, rows  # it scrolls inside its box …
+    assert abs(rows["after"] - rows["before"]) <= 1, rows                    # … and its first column stays put
+    # the index cell is the page's own cell: same statistic, unit in the column header
+    index = dom(tmp_path, out / "index.html")
+    keys, cells, _ = table_rows(index, "matrix")
+    heads = [th.text() for th in index.find("table", id="matrix").find("thead").all("th")]
+    benchmarks = load_all()
+    records: dict[str, list] = {}
+    for _, r in read_records(REPO / "results", warn=pytest.fail):
+        records.setdefault(r["benchmark"], []).append(r)
+    checked = 0
+    for j, key in enumerate(keys[1:], 1):
+        name, profile = key.split(":")
+        table = build(records[name], benchmarks[name], name)
+        assert header_cell(table.main) in heads[j] and table.main.summary in heads[j], heads[j]
+        for c in cells:
+            text = c[j].text()
+            if text == "–":
+                continue
+            shown = re.match(r"★? ?#\d+ of \d+ · (.*) \(n \d+\)( \[v\d\])?( †)?$", text).group(1)
+            row = next(x for x in table.rows if x.estimator == c[0].text() and x.label == benchmarks[name].default_variant
+                       and not x.modified and x.profile == profile)
+            assert shown == row.cells[table.main.key].text, (name, c[0].text())
+            checked += 1
+    assert checked >= 10
+    # modified rows say what they modified: no two rows of a page read the same
+    for name in records:
+        keys_, cells_, _ = table_rows(dom(tmp_path, out / f"{name}.html"), "rows")
+        names = [(c[0].text(), c[1].text(), c[2].text(), c[3].text()) for c in cells_]
+        assert len(names) == len(set(names)), name
+    # every paper point names its estimator
+    dvae = dom(tmp_path, out / "discrete-vae.html")
+    texts = " ".join(t.text() for t in plots(dvae)[0].all("text"))
+    assert "20x10 · direct (paper)" in texts and "30x10 · igr (paper, τ = 0.50)" in texts
+    assert "20x10 · gumbel [v1] †" in texts  # an older result version, from a tree with uncommitted changes
+    for name in ("index", "disentanglement"):
+        png = tmp_path / f"{name}-1400.png"
+        _browser(tmp_path, f"--screenshot={png}", "--window-size=1400,2400", "--hide-scrollbars",
+                 (out / f"{name}.html").resolve().as_uri())
+        non_blank_png(png, (1400, 2400))
+
+
+def test_quality_against_time_labels_only_the_trade_off_front():
+    """Labels of crowded points overlapped: only the rows no other row beats on both time and quality are written
+    on the plot (numbered), every row is in the legend."""
+    from scgbench import figures
+
+    pts = [{"label": f"row {i}", "key": i, "times": [t], "mean": m, "interval": None}
+           for i, (t, m) in enumerate([(10, 50), (11, 50.5), (12, 50.2), (100, 80), (105, 79), (1000, 90)])]
+    fig = figures.quality_vs_time(pts, "s", "acc", "t")
+    ax = fig.axes[0]
+    assert sorted(t.get_text() for t in ax.texts) == ["1", "2", "4", "6"]  # row 0 fastest, 1, 3 and 5 each better
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [f"{i + 1}: row {i}" for i in range(6)]

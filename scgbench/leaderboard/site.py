@@ -257,7 +257,7 @@ def _plot_label(x: Row, table: list[Row]) -> str:
     several = len({y.profile for y in table if not y.paper}) > 1
     mod = f" ({modified_text(x.modified, 2)})" if x.modified else ""
     return (x.label + mod + f" · {x.estimator}" + (f" · {x.profile} profile" if several else "")
-            + (f" {DIRTY_MARK}" if x.dirty else ""))
+            + (f" [v{x.version}]" if x.outdated else "") + (f" {DIRTY_MARK}" if x.dirty else ""))
 
 
 def _seed_plot(name: str, table: list[Row], main) -> tuple[str, str] | str:
@@ -437,16 +437,20 @@ def matrix(boards: list[Board]) -> tuple[list[tuple[Board, str]], dict[str, dict
             best: dict[str, Row] = {}
             for x in b.table.rows:
                 c = x.cells.get(main.key)
-                if (x.modified or x.outdated or x.profile != profile or x.label != b.bm.default_variant or c is None
+                if (x.modified or x.profile != profile or x.label != b.bm.default_variant or c is None
                         or c.value is None or x.estimator in ("none", "–")):
                     continue
-                if x.estimator not in best or sign * c.value > sign * best[x.estimator].cells[main.key].value:
+                # a row of the current result version wins over an older one; an older one is shown (marked [vN])
+                # while no current run exists, so the index still ranks what was measured
+                rank_key = (not x.outdated, sign * c.value)
+                if x.estimator not in best or rank_key > (not best[x.estimator].outdated,
+                                                          sign * best[x.estimator].cells[main.key].value):
                     best[x.estimator] = x
             if not best:
                 continue
             ranked = sorted(best.items(), key=lambda kv: -sign * kv[1].cells[main.key].value)
-            sep = separated_best([x.stats[main.key] for _, x in ranked], main.lower) if main.summary == "mean" \
-                else None
+            sep = separated_best([x.stats[main.key] for _, x in ranked], main.lower) \
+                if main.summary == "mean" and not any(x.outdated for _, x in ranked) else None
             columns.append((b, profile))
             for rank, (est, x) in enumerate(ranked, 1):
                 cells[est][b.name, profile] = {"entry": x, "rank": rank, "of": len(ranked), "best": sep == rank - 1}
@@ -464,10 +468,12 @@ def index_page(boards: list[Board], nav: str, sources: list[Path], skipped: list
     parts.append("<h2>Estimators × benchmarks</h2>")
     if columns:
         parts.append('<p class="note">Each cell: the estimator\'s rank among the estimators run on the benchmark\'s '
-                     "default model (its unmodified row of that variant and profile, of the current result version; "
-                     "the best if there are several) on the benchmark's main metric, then the same cell as on the "
-                     "benchmark's page (the statistic and unit in the column header) and n. ★ where rank 1 is "
-                     "separated from every other estimator by the criterion below.</p>")
+                     "default model (its unmodified row of that variant and profile; the best if there are several, "
+                     "a row of the current result version before an older one) on the benchmark's main metric, then "
+                     "the same cell as on the benchmark's page (the statistic and unit in the column header) and n. "
+                     f"[vN]: only a row of an older result version exists (never starred); {DIRTY_MARK}: the row "
+                     "rests on records from a tree with uncommitted changes. ★ where rank 1 is separated from every "
+                     "other estimator by the criterion below.</p>")
         head = [_th("estimator", "estimator")] + [
             _th(f"{b.name}:{p}", f"{b.name} ({p}) · {header_cell(b.main)} · {b.main.summary}", "asc",
                 f"main metric {b.main.key}, default variant {b.bm.default_variant}, profile {p}") for b, p in columns]
@@ -480,8 +486,10 @@ def index_page(boards: list[Board], nav: str, sources: list[Path], skipped: list
                     row.append(_td("–", None, True))
                     continue
                 x = c["entry"]
+                old = f" [v{x.version}]" if x.outdated else ""
+                dirty = f" {DIRTY_MARK}" if x.dirty else ""
                 text = (f'<a href="{e(b.page)}">{"★ " if c["best"] else ""}#{c["rank"]} of {c["of"]}</a>'
-                        f" · {e(x.cells[b.main.key].text)} (n {len(x.seeds)})")
+                        f" · {e(x.cells[b.main.key].text)} (n {len(x.seeds)}){old}{dirty}")
                 row.append(_td(text, c["rank"], True, "best" if c["best"] else "",
                                f"{x.name} · {x.estimator} · {x.tricks}"))
             body.append('<tr class="run">' + "".join(row) + "</tr>")
