@@ -396,8 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      "./leaderboard.md), or records.csv / records.parquet with --export")
     lb.add_argument("--verify", metavar="RECORD", help="re-run RECORD's experiment (its resolved config and seed) in a "
                                                        "scratch directory and report each metric's difference")
-    lb.add_argument("--export", choices=("csv", "parquet"),
-                    help="write every record as one table row (metric.*, config.*, cost and env columns) instead")
+    lb.add_argument("--export", choices=("csv", "parquet", "table-csv"),
+                    help="csv/parquet: every record as one table row (metric.*, config.*, cost and env columns); "
+                         "table-csv: the leaderboard's rows and cells as leaderboard.md shows them")
     lb.add_argument("--html", metavar="DIR", help="write a self-contained static site into DIR instead (index.html: "
                                                   "estimator × benchmark ranks; a page per benchmark: tables, plots)")
     pr = sub.add_parser("profile", help="steps/s of Lightning vs a bare loop, loader vs step, estimator vs softmax",

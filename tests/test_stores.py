@@ -190,3 +190,20 @@ def test_exports_hold_one_row_per_record_and_read_back_with_pyarrow_and_csv(tmp_
     read = pacsv.read_csv(tmp_path / "r.csv").to_pydict()  # typed by a CSV reader, as pandas would
     assert read["seed"] == cols["seed"] and read["metric.test/acc"] == pytest.approx(cols["metric.test/acc"])
     assert read["config.data.batch_size"] == cols["config.data.batch_size"]
+
+
+def test_the_table_export_holds_the_leaderboard_cells(tmp_path):
+    """``--export table-csv`` renders the one table model: the cells leaderboard.md shows, with their numbers."""
+    a = tmp_path / "a"
+    for seed, acc in enumerate((0.9, 0.8, 0.85)):
+        write_record(_rec(seed, acc), a)
+    out = tmp_path / "lb.csv"
+    assert main(["leaderboard", "--results-dir", str(a), "--export", "table-csv", "--output", str(out)]) == 0
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    run = next(r for r in rows if r["kind"] == "run")
+    assert run["test/acc [acc (%)]"] == "85.00 ± 5.00" and float(run["test/acc.value"]) == pytest.approx(85.0)
+    assert run["n"] == "3" and run["seeds"] == "0 1 2" and run["result version"] == "v1"
+    assert "| 1 | ours | gumbel | none | quick | D1 | 3 | 85.00 ± 5.00 |" in render(a)  # the same cell
+    paper = [r for r in rows if r["kind"] == "paper"]
+    assert [r["source"] for r in paper] == ["Table 6.6"] * 3 and paper[0]["test/acc [acc (%)]"] == "98.10"
