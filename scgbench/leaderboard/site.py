@@ -510,9 +510,10 @@ def index_page(boards: list[Board], nav: str, sources: list[Path], skipped: list
     for b in boards:
         main = b.main
         runs = [x for x in b.table.rows if main is not None and x.cells.get(main.key) is not None
-                and x.cells[main.key].value is not None and not x.outdated]
+                and x.cells[main.key].value is not None]
         sign = -1 if main is not None and main.lower else 1
-        top = max(runs, key=lambda x: sign * x.cells[main.key].value) if runs else None
+        # the current result version's rows first; an older version's only where none is current (marked [vN])
+        top = max(runs, key=lambda x: (not x.outdated, sign * x.cells[main.key].value)) if runs else None
         top_text = "–" if top is None else (f"{e(top.name)} · {e(top.estimator)}, profile {e(top.profile)}: "
                                             f"{e(top.cells[main.key].text)}")
         body.append('<tr class="run">' + "".join([
