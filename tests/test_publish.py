@@ -113,3 +113,23 @@ def test_verify_reruns_a_record_and_finds_every_metric_exact_on_the_same_machine
     tampered.write_text(json.dumps(rec))
     assert main(["leaderboard", "--verify", str(tampered)]) == 1
     assert "test/acc:" in capsys.readouterr().out
+
+
+def test_verify_judges_another_machine_against_the_rows_spread():
+    """Elsewhere (another CPU) a re-run is judged against the std of the record's row: within 2 std passes, a
+    larger difference is named; on the same machine and version anything but equality is named."""
+    from scgbench.benchmarks import get_benchmark
+    from scgbench.verify import compare
+
+    bm = get_benchmark("discrete-vae")
+    row = [{"metrics": {"test/neg_elbo": v}} for v in (141.0, 141.5, 142.0)]  # std 0.5
+    old = {"metrics": {"test/neg_elbo": 141.17}, "device": {"cpu": "A", "cpu_count": 2}, "result_version": 1}
+    near = {"metrics": {"test/neg_elbo": 141.46}, "device": {"cpu": "B", "cpu_count": 2}, "result_version": 1}
+    far = {"metrics": {"test/neg_elbo": 143.0}, "device": {"cpu": "B", "cpu_count": 2}, "result_version": 1}
+    (r,), ok = compare(old, near, row, bm)
+    assert ok and r["diff"] == pytest.approx(0.29) and "within the row's spread (0.58 std)" in r["verdict"]
+    (r,), ok = compare(old, far, row, bm)
+    assert not ok and "OUTSIDE the row's spread (3.66 std)" in r["verdict"]
+    same = {**near, "device": old["device"]}
+    (r,), ok = compare(old, same, row, bm)
+    assert not ok and "expected exact" in r["verdict"]
