@@ -44,7 +44,7 @@ from .config import BenchmarkCLI, ConfigError, benchmark_args, check_families
 from .estimators import estimators_of
 from .experiment import fingerprint, modifications
 from .io import atomic_write_bytes, atomic_write_json
-from .leaderboard.records import SCHEMA_VERSION, record_name, results_dir, write_record
+from .store import SCHEMA_VERSION, record_name, results_dir, write_record
 from .nn.state import schedule_values
 from .provenance import git_commit, hardware, load_average, package_versions
 
