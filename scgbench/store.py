@@ -147,7 +147,8 @@ REDUNDANT = ("args", "hparams", "path")
 
 def portable(text: str) -> str:
     """An absolute path of the machine that ran a record, made relative: a path in a runs directory from ``runs/``
-    on, else to the working directory when under it, else to its last two components (``/tmp/x/data/space.parquet`` → ``…/data/space.parquet``); other text as is."""
+    on, else to the working directory when under it, else to its last two components
+    (``/tmp/x/data/space.parquet`` → ``…/data/space.parquet``); other text as is."""
     if not isinstance(text, str) or not os.path.isabs(text) or len(text) < 2 or "\n" in text:
         return text
     if "/runs/" in text:  # a run directory or a checkpoint in it: relative to where runs live

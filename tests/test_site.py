@@ -17,7 +17,7 @@ import pytest
 from scipy.stats import t as student_t
 
 from scgbench.cli import main
-from scgbench.leaderboard import read_records, rows, write_record
+from scgbench.leaderboard import read_records, write_record
 from scgbench.leaderboard.site import CRITERION, Stat, build_site, separated_best, stat
 
 REPO = Path(__file__).resolve().parents[1]

@@ -38,7 +38,8 @@ REFERENCE = [
     {"variant": "selection (smallest Gap_ST)", "estimator": "gumbel", "tricks": "cosine_scale",
      "setting": "one run: the smallest Gap_ST of the D-VAE and FactorDVAE runs", "source": "Table 6.8 (dSprites)",
      "metrics": {"test/mig": 0.395}},
-    {"variant": "circles-vae", "estimator": "–", "tricks": "–", "setting": "50 seeds", "source": "§4.2.3, Fig. B.2 (Circles)",
+    {"variant": "circles-vae", "estimator": "–", "tricks": "–", "setting": "50 seeds",
+     "source": "§4.2.3, Fig. B.2 (Circles)",
      "metrics": {"test/axis_aligned": "rotated, even the best"}},
     {"variant": "circles-dvae", "estimator": "gumbel", "tricks": "cosine_scale", "setting": "50 seeds",
      "source": "§4.2.3, Fig. B.3 (Circles)", "metrics": {"test/axis_aligned": "> 25 % of 50"}},
@@ -225,8 +226,8 @@ register(Benchmark(
     reference=REFERENCE,
     node_shape=(64, 10, 64),
     selection_rows=selections,
-    selection_note=("Gap_ST rows: the thesis' rule (§5.4.4, Table 6.8) picks the smallest test Gap_ST of a cohort. A run "
-                    "did not train when its test reconstruction is at least 90 % of that of the best decoder that "
+    selection_note=("Gap_ST rows: the thesis' rule (§5.4.4, Table 6.8) picks the smallest test Gap_ST of a cohort. "
+                    "A run did not train when its test reconstruction is at least 90 % of that of the best decoder that "
                     "ignores the code (each pixel's mean over the same test set): its code is unused, so its Gap_ST is "
                     "near 0 and the rule picks it. Such a pick is flagged, and the smallest Gap_ST among the runs "
                     "that trained is the row below it. R_s rows: the smallest R_s on the held-out labels per "

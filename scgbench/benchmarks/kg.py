@@ -20,7 +20,8 @@ def _t63(variant: str) -> dict:
     metrics["test/mrr_drop"] = (vals[4] - vals[9]) / 100
     return {"variant": variant, "estimator": "gumbel" if variant == "ours" else "–",
             "tricks": "dropres+tempmatch" if variant == "ours" else "–", "source": "Table 6.3 (FB15k-237 paths)",
-            "setting": "τ = 4" if variant == "ours" else "", "profile": "paper", "tau": 4 if variant == "ours" else None,
+            "setting": "τ = 4" if variant == "ours" else "", "profile": "paper",
+            "tau": 4 if variant == "ours" else None,
             "metrics": metrics}
 
 

@@ -71,9 +71,10 @@ UNITS = {"%", "nats", "s", "", "steps"}
 @dataclass(frozen=True)
 class Pin:
     """A cheap fixed-seed computation whose value is pinned with the benchmark's ``result_version`` (issue 27,
-    item 2): ``tests/test_result_versions.py`` runs ``scgbench run <benchmark> --seed 0`` with ``overrides`` (``{root}``:
-    a scratch data directory) and compares ``metric`` of the record (a test metric, or ``history:<key>`` for the
-    first epoch's logged value, e.g. ``history:train/loss``) with ``value``. Code that moves it must bump ``result_version`` and re-pin."""
+    item 2): ``tests/test_result_versions.py`` runs ``scgbench run <benchmark> --seed 0`` with ``overrides``
+    (``{root}``: a scratch data directory) and compares ``metric`` of the record (a test metric, or ``history:<key>`` for the
+    first epoch's logged value, e.g. ``history:train/loss``) with ``value``. Code that moves it must bump
+    ``result_version`` and re-pin."""
 
     overrides: tuple[str, ...]
     metric: str

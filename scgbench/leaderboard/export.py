@@ -4,7 +4,8 @@ One row per record (after deduplication across stores, :func:`scgbench.leaderboa
 seed is a row of its own, unlike on the leaderboard). Columns, in this order:
 
 * identity: ``id``, ``benchmark``, ``row`` (the leaderboard's row name), ``variant``, ``estimator``,
-  ``profile``, ``seed``, ``result_version``, ``fingerprint`` and ``modified`` (the experiment; ``modified`` as JSON), ``tricks``,
+  ``profile``, ``seed``, ``result_version``, ``fingerprint`` and ``modified`` (the experiment; ``modified`` as
+  JSON), ``tricks``,
   ``data_source``, ``timestamp``, ``run_name``, ``schema_version``, ``record`` (the file it was read from);
 * ``metric.<name>``: every test metric (``metric.test/acc``…), then the selection metric and its best value;
 * cost: ``num_parameters``, ``batch_size``, ``function_evaluations_per_step``, ``epochs_trained``,

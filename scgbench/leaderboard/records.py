@@ -1,5 +1,9 @@
 """Compatibility: the results store moved below the runner and the leaderboard, to :mod:`scgbench.store`."""
 
-from ..store import *  # noqa: F401,F403
-from ..store import (_check, _content_hash, _env_dirs, _write_new, check_readable, record_id,  # noqa: F401
-                     record_name, results_dir, results_dirs)
+import os  # noqa: F401 — tests patch ``records.os``
+
+from ..store import (SCHEMA_VERSION, ResultsDirError, UnknownSchema, check_readable,  # noqa: F401 — re-exported
+                     published_dir, read_records, record_id, record_name, results_dir, results_dirs, write_record)
+
+__all__ = ["SCHEMA_VERSION", "ResultsDirError", "UnknownSchema", "check_readable", "published_dir", "read_records",
+           "record_id", "record_name", "results_dir", "results_dirs", "write_record"]

@@ -79,7 +79,8 @@ def benchmark_section(t: Table) -> list[str]:
                 lines += [f"{title}:", ""]
             lines += _tables(head, body, [cols])
         # cost and provenance, apart from quality
-        chead = ["#"] + [h for _, h, _ in COST] + [header_cell(m) for m in t.cost_metrics] + [h for _, h, _ in PROVENANCE]
+        chead = (["#"] + [h for _, h, _ in COST] + [header_cell(m) for m in t.cost_metrics]
+                 + [h for _, h, _ in PROVENANCE])
         cbody = [[str(x.number)] + [x.cost[k].text for k, _, _ in COST] + [x.cells[m.key].text for m in t.cost_metrics]
                  + [x.provenance[k].text for k, _, _ in PROVENANCE] for x in t.rows]
         keep = [j for j in range(len(chead)) if j == 0 or any(r[j] != MISSING for r in cbody)]
@@ -159,7 +160,7 @@ def render(results: str | os.PathLike | None = None, warn=None) -> str:
                    "experiment of one result version (the resolved config without the seed; runs that change their "
                    "profile are rows of their own, marked modified): mean ± std over distinct seeds (the latest "
                    "record of a repeated seed counts), or the summary the benchmark declares; one seed shows its "
-                   "value alone. Units are in the column headers."), "", _wrap(CRITERION.replace("★ marks", "★ marks")),
+                   "value alone. Units are in the column headers."), "", _wrap(CRITERION),
              ""]
     for name in sorted(by_benchmark):
         lines += benchmark_section(build(by_benchmark[name], benchmarks.get(name), name))

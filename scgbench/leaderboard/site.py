@@ -181,7 +181,8 @@ def _run_rows_table(t: Table) -> str:
     head = [_th("model", "model"), _th("estimator", "estimator"), _th("tricks", "tricks"),
             _th("profile", "profile"), _th("n", "n", "desc", "distinct seeds")]
     head += [_th(m.key, header_cell(m), "asc" if m.lower else "desc",
-                 m.key + {"lower": " (lower is better)", "higher": " (higher is better)", None: " (not ranked)"}[m.better]
+                 m.key + {"lower": " (lower is better)", "higher": " (higher is better)",
+                          None: " (not ranked)"}[m.better]
                  + f"; cells: {m.summary}") for m in quality]
     cost_cols = [(k, h, tip) for k, h, tip in COST if any(x.cost[k].text != MISSING for x in t.rows)]
     head += [_th(k, h, "asc", tip) for k, h, tip in cost_cols]
@@ -396,7 +397,8 @@ def benchmark_page(b: Board, nav: str) -> bytes:
     parts.append(f'<p class="note">{t.n_records} records, {len(t.rows)} rows. A row is one experiment of one result '
                  "version (the resolved config without the seed); a run that changed its profile is a row of its own, "
                  "marked modified with what it changed. Cells: each metric's declared summary over distinct seeds "
-                 "(mean ± std, or median [25 %, 75 %], or the share of seeds meeting a criterion; one seed: its value), "
+                 "(mean ± std, or median [25 %, 75 %], or the share of seeds meeting a criterion; one seed: its "
+                 "value), "
                  "in the unit of the column header; hover a cell for each seed. Cost and provenance columns follow the "
                  f"quality columns. {DIRTY_MARK}: rests on records written from a tree with uncommitted changes. Click "
                  "a header to sort.</p>")

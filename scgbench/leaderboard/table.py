@@ -389,8 +389,8 @@ def _values(records: list[dict], *path: str) -> list:
 def _cost_cells(row: Row) -> None:
     recs = row.records
     fit = [v for v in map(_finite, _values(recs, "wall_clock_s", "fit")) if v is not None]
-    row.cost["fit_s"] = Cell(duration(sum(fit) / len(fit)), sum(fit) / len(fit),
-                             tip="fit seconds per seed: " + ", ".join(f"{v:.0f}" for v in fit)) if fit else Cell(MISSING)
+    tip = "fit seconds per seed: " + ", ".join(f"{v:.0f}" for v in fit)
+    row.cost["fit_s"] = Cell(duration(sum(fit) / len(fit)), sum(fit) / len(fit), tip=tip) if fit else Cell(MISSING)
     for key, path in (("steps", ("global_steps",)), ("params", ("num_parameters",)), ("batch", ("batch_size",)),
                       ("evals", ("function_evaluations_per_step",)), ("threads", ("torch_threads",))):
         vals = [v for v in map(_finite, _values(recs, *path)) if v is not None]
