@@ -176,9 +176,10 @@ def rerun_command(command: list | None, record: dict) -> list[str]:
     argv = [str(a) for a in (command or [])]
     if argv and argv[0].endswith("grid.py"):  # a `compare` cell: grid.py <cell file> <the cell's run arguments>
         argv = ["scgbench", "run", *argv[2:]]
-    elif argv and (argv[0].endswith("scgbench") or argv[0].endswith("__main__.py")) and "run" in argv[1:2]:
+    elif argv and (argv[0].endswith("scgbench") or argv[0].endswith("__main__.py")) and \
+            ("run" in argv[1:2] or record.get("kind", "run") != "run"):
         argv = ["scgbench", *argv[1:]]
-    elif record.get("benchmark"):  # run from Python (a test, a notebook): the equivalent command line
+    elif record.get("benchmark") and record.get("kind", "run") == "run":  # run from Python: the equivalent command
         est = record.get("estimator")
         argv = ["scgbench", "run", str(record["benchmark"]), "--profile", str(record.get("profile")),
                 "--variant", str(record.get("variant")), "--seed", str(record.get("seed")),
