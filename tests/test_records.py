@@ -13,7 +13,7 @@ import pytest
 
 from scgbench.cli import main
 from scgbench.leaderboard import read_records, render, rows, write_record
-from scgbench.leaderboard.records import record_name
+from scgbench.leaderboard.records import record_id, record_name
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -184,3 +184,31 @@ def test_figure_refuses_panels_without_data_and_never_overwrites_the_committed_f
         del os.environ["SCGBENCH_RUNS_DIR"]
     out = runs / "mnist-addition" / "figures" / "fig4.2.png"
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_migration_is_deterministic_and_a_second_run_changes_nothing(tmp_path, capsys):
+    """scripts/migrate_records_v3.py on a copy of the published records: nothing left to rewrite or rename; on an
+    old-form record it stores the rebuilt experiment and drops the other config forms."""
+    import importlib.util
+    import shutil
+
+    spec = importlib.util.spec_from_file_location("migrate", REPO / "scripts" / "migrate_records_v3.py")
+    migrate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migrate)
+    shutil.copytree(REPO / "results", tmp_path / "results")
+    assert migrate.main(str(tmp_path / "results")) == 0
+    assert "0 records rewritten, 0 renamed" in capsys.readouterr().out
+    from scgbench.benchmarks import load_all
+
+    old = {"benchmark": "mnist-addition", "variant": "ours", "estimator": "gumbel", "profile": "quick", "seed": 0,
+           "schema_version": 1, "metrics": {"test/acc": 0.9}, "tricks": {},
+           "args": ["--model.tau=8.0", "--data.seed=0", "--trainer.max_epochs=2"],
+           "hparams": {"model": {"_instantiator": "x", "tau": 8.0}}, "git": {"commit": None, "dirty": None},
+           "command": ["/home/me/.venv/bin/scgbench", "run", "mnist-addition"],
+           "selection": {"checkpoint": "/home/me/runs/mnist-addition/r/checkpoints/best.ckpt"}}
+    new = migrate.migrate(old, load_all())
+    assert new["schema_version"] == 3 and new["result_version"] == 1 and new["modified"] == {"trainer.max_epochs": 2}
+    assert new["experiment"]["trainer.max_epochs"] == 2 and new["config"] == {"model": {"tau": 8.0}}
+    assert not {"args", "hparams"} & set(new) and new["id"] == record_id(old)
+    assert new["command"] == ["scgbench", "run", "mnist-addition"]
+    assert new["selection"]["checkpoint"] == "checkpoints/best.ckpt" and migrate.migrate(new, load_all()) == new
