@@ -214,8 +214,8 @@ def cmd_compare(args, overrides) -> int:
         for cell, out in failures:
             print(f"   {cell.label}: {out['error']}\n      {cell.command}", file=sys.stderr)
     existing = [d for d in stores if d.exists()]
-    if existing:
-        print(f"leaderboard: {write_leaderboard(existing, args.output)}")
+    if existing:  # your leaderboard goes next to your records (the committed leaderboard.md stays untouched)
+        print(f"leaderboard: {write_leaderboard(existing, args.output or stores[0] / 'leaderboard.md')}")
     else:
         print(f"no results directory yet ({stores[0]}): leaderboard not written")
     return 1 if failures else 0
@@ -231,13 +231,29 @@ def cmd_leaderboard(args, overrides) -> int:
             raise ValueError("--html DIR writes the site into DIR: give it without --export and --output")
         print(f"wrote {build_site(args.html, args.results_dir)}")
         return 0
+    if args.verify:  # re-run one record and compare (exit 1 when a metric misses its expectation)
+        from .verify import verify
+
+        return 0 if verify(args.verify, args.results_dir) else 1
     if args.export:  # one row per record instead of the rendered table; --output names the file
         from .leaderboard.export import write_export
 
         print(f"wrote {write_export(args.results_dir, args.output, args.export)}")
         return 0
-    path = write_leaderboard(args.results_dir, args.output or "leaderboard.md")
+    from .store import results_dir
+
+    default = "leaderboard.md" if args.results_dir else results_dir() / "leaderboard.md"
+    path = write_leaderboard(args.results_dir, args.output or default)
     print(f"wrote {path}")
+    return 0
+
+
+def cmd_publish(args, overrides) -> int:
+    """Copy records into the published store; a record from a dirty tree is refused (exit 2, one line)."""
+    from .store import publish
+
+    for path, what in publish(args.runs, args.to):
+        print(f"{what}: {path}")
     return 0
 
 
@@ -326,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("--estimators", help="comma-separated estimator names")
             q.add_argument("--variants", help="comma-separated variants")
             q.add_argument("--seeds", default="0-2", help="e.g. 0-2 or 0,3,5")
-            q.add_argument("--output", default="leaderboard.md")
+            q.add_argument("--output", help="the grid's leaderboard (default: leaderboard.md in the results directory)")
             q.add_argument("--rerun", action="store_true", help="run cells that already have a complete record")
             q.add_argument("--sweep", action="append", metavar="KEY=V1,V2,…",
                            help="also sweep a config option over values, e.g. model.gamma=10,20,40 (repeatable: "
@@ -334,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("--results-dir", action="append", metavar="DIR",
                            help="a results directory (repeatable): new records go into the first, cells with a "
                                 "complete record in any are skipped (default $SCGBENCH_RESULTS_DIR, a path list, "
-                                "or ./results)")
+                                "or ./scgbench-results)")
             q.add_argument("--jobs", type=int, default=1, metavar="N",
                            help="cells running at once, each in its own process (default 1); a local pool gives "
                                 "each job max(1, cores // N) threads unless --threads or $OMP_NUM_THREADS say")
@@ -360,7 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="estimator option, e.g. baseline=loo or num_samples=4")
         q.add_argument("--no-trick", action="append", metavar="NAME", help="switch a trick off (tempmatch, dropres…)")
         if not grid:
-            q.add_argument("--results-dir", help="where records go (default $SCGBENCH_RESULTS_DIR or ./results)")
+            q.add_argument("--results-dir", help="where records go (default $SCGBENCH_RESULTS_DIR or ./scgbench-results; "
+                                                 "`scgbench publish` copies one into the published results/)")
         q.add_argument("--threads", type=int, help="intra-op threads per process (default: $OMP_NUM_THREADS, else 1)")
 
     r = sub.add_parser("run", help="train and test one benchmark configuration", epilog=overrides_help,
@@ -375,11 +392,15 @@ def build_parser() -> argparse.ArgumentParser:
     common(c, grid=True)
     lb = sub.add_parser("leaderboard", help="render leaderboard.md from all result records", allow_abbrev=False)
     lb.add_argument("--results-dir", action="append", metavar="DIR",
-                    help="a results directory to read (repeatable; records in several count once; default "
-                         "$SCGBENCH_RESULTS_DIR, an os.pathsep-separated list, or ./results)")
-    lb.add_argument("--output", help="default leaderboard.md, or records.csv / records.parquet with --export")
-    lb.add_argument("--export", choices=("csv", "parquet"),
-                    help="write every record as one table row (metric.*, config.*, cost and env columns) instead")
+                    help="a results directory to read (repeatable; records in several count once; default: your "
+                         "stores ($SCGBENCH_RESULTS_DIR, a path list, or ./scgbench-results) and the published results/)")
+    lb.add_argument("--output", help="default: leaderboard.md in your results directory (with --results-dir: "
+                                     "./leaderboard.md), or records.csv / records.parquet with --export")
+    lb.add_argument("--verify", metavar="RECORD", help="re-run RECORD's experiment (its resolved config and seed) in a "
+                                                       "scratch directory and report each metric's difference")
+    lb.add_argument("--export", choices=("csv", "parquet", "table-csv"),
+                    help="csv/parquet: every record as one table row (metric.*, config.*, cost and env columns); "
+                         "table-csv: the leaderboard's rows and cells as leaderboard.md shows them")
     lb.add_argument("--html", metavar="DIR", help="write a self-contained static site into DIR instead (index.html: "
                                                   "estimator × benchmark ranks; a page per benchmark: tables, plots)")
     pr = sub.add_parser("profile", help="steps/s of Lightning vs a bare loop, loader vs step, estimator vs softmax",
@@ -416,12 +437,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch", type=int, default=16, help="test images in the fixed batch (default 16)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--max-configurations", type=int, default=65_536, help="cap on K^N (default 65,536 = 8x4)")
-    g.add_argument("--results-dir", help="where the records go (default $SCGBENCH_RESULTS_DIR or ./results)")
+    g.add_argument("--results-dir", help="where the records go (default $SCGBENCH_RESULTS_DIR or ./scgbench-results)")
     g.add_argument("--figure", help="bias-vs-std PNG (default runs/<benchmark>/gradcheck/bias_std-<latent>-<model>.png)")
     g.add_argument("--threads", type=int, help="intra-op threads (default: $OMP_NUM_THREADS, else 1)")
     g.add_argument("--match-evaluations", type=int, metavar="N",
                    help="set each estimator's sample count so that it spends N decoder evaluations per image and "
                         "draw (the largest count below N where N cannot be met); estimators without one keep theirs")
+    pb = sub.add_parser("publish", help="copy result records into the published store (refuses a dirty tree's)",
+                        allow_abbrev=False)
+    pb.add_argument("runs", nargs="+", metavar="RUN", help="a result record (JSON) or a run directory with record.json")
+    pb.add_argument("--to", metavar="DIR", help="the published store (default $SCGBENCH_PUBLISHED or the checkout's "
+                                                "results/)")
     d = sub.add_parser("data", help="download / convert / generate a dataset")
     d.add_argument("name")
     d.add_argument("--root", help="data root (default $SCGBENCH_DATA or ./data)")
@@ -433,7 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS = {"list": lambda a, o: cmd_list(a), "run": cmd_run, "compare": cmd_compare,
             "leaderboard": cmd_leaderboard, "profile": cmd_profile, "figure": cmd_figure, "data": cmd_data,
-            "gradcheck": cmd_gradcheck}
+            "gradcheck": cmd_gradcheck, "publish": cmd_publish}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -388,19 +388,26 @@ def levels(curves: list[dict], ticks: list[str], xlabel: str, ylabel: str, title
 
 
 @_plain_text
-def quality_vs_time(points: list[dict], xlabel: str, ylabel: str, title: str, bounds=None):
+def quality_vs_time(points: list[dict], xlabel: str, ylabel: str, title: str, bounds=None, lower: bool = False):
     """Quality against cost: one point per row at its mean training time (horizontal bar: the seeds' range)
-    and mean metric (vertical bar: its confidence interval), labelled with the row. ``points``: {"label",
-    "key", "times", "mean", "interval"}."""
+    and mean metric (vertical bar: its confidence interval). ``points``: {"label", "key", "times", "mean",
+    "interval"}. Labels on the plot overlapped where rows crowd, so only the rows on the trade-off front (no other
+    row both faster and better; ``lower``: lower metric is better) are written next to their point, numbered, and
+    every row is in the legend beside the plot."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
-    for p in points:
-        t = sum(p["times"]) / len(p["times"])
+    fig, ax = plt.subplots(figsize=(9.5, 4.4))
+    sign = -1 if lower else 1
+    means = [(sum(p["times"]) / len(p["times"]), p["mean"]) for p in points]
+    front = {i for i, (t, m) in enumerate(means)
+             if not any(t2 <= t and sign * m2 >= sign * m and (t2, m2) != (t, m) for t2, m2 in means)}
+    for i, (p, (t, m)) in enumerate(zip(points, means)):
         colour = _colour(p["key"])
         yerr = _interval_err(p["mean"], p["interval"]) if p["interval"] is not None else None
         ax.errorbar([t], [p["mean"]], xerr=[[t - min(p["times"])], [max(p["times"]) - t]], yerr=yerr, fmt="o",
-                    color=colour, capsize=3, ms=5, lw=1)
-        ax.annotate(p["label"], (t, p["mean"]), xytext=(4, 4), textcoords="offset points", fontsize=7)
+                    color=colour, capsize=3, ms=5, lw=1, label=f"{i + 1}: {p['label']}")
+        if i in front:
+            ax.annotate(str(i + 1), (t, p["mean"]), xytext=(4, 4), textcoords="offset points", fontsize=8,
+                        fontweight="bold")
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     ax.set_xscale("log")
@@ -409,7 +416,8 @@ def quality_vs_time(points: list[dict], xlabel: str, ylabel: str, title: str, bo
     ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title + " (numbered: the trade-off front)")
     ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1), ncol=1 if len(points) <= 22 else 2)
     fig.tight_layout()
     return fig

@@ -44,7 +44,7 @@ from .config import BenchmarkCLI, ConfigError, benchmark_args, check_families
 from .estimators import estimator_origin, estimators_of
 from .experiment import fingerprint, modifications
 from .io import atomic_write_bytes, atomic_write_json
-from .leaderboard.records import SCHEMA_VERSION, record_name, results_dir, write_record
+from .store import SCHEMA_VERSION, record_name, results_dir, write_record
 from .nn.state import schedule_values
 from .provenance import git_commit, hardware, load_average, package_versions
 
@@ -309,7 +309,7 @@ class Run:
         return {
             "schema_version": SCHEMA_VERSION,
             "benchmark": self.bm.name, "variant": self.variant, "profile": self.profile, "seed": self.seed,
-            "estimator": self.estimator,
+            "estimator": self.estimator, "result_version": self.bm.result_version,
             "estimators": estimators,
             "estimator_kwargs": dict(getattr(model, "hparams", {}).get("estimator_kwargs") or {}),
             "tricks": {k: (_describe(cli.tricks[k]) if k in cli.tricks else False) for k in TRICKS},

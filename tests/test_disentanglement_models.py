@@ -174,10 +174,10 @@ def test_missing_official_file_is_a_clear_error(tmp_path):
 
 def test_leaderboard_median_quartiles_and_smallest_gap_selection():
     from scgbench.benchmarks.disentanglement import gap_selection
-    from scgbench.leaderboard.render import _median_iqr
+    from scgbench.leaderboard.table import median_iqr
 
-    assert _median_iqr([1, 2, 3, 4, 5]) == (3.0, 2.0, 4.0)
-    assert _median_iqr([0.0, 1.0]) == (0.5, 0.25, 0.75)
+    assert median_iqr([1, 2, 3, 4, 5]) == (3.0, 2.0, 4.0)
+    assert median_iqr([0.0, 1.0]) == (0.5, 0.25, 0.75)
 
     def rec(model, seed, gap, mig, dataset="dsprites"):
         return {"variant": model, "seed": seed, "profile": "quick", "estimator": "gumbel",

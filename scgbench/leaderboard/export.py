@@ -4,7 +4,8 @@ One row per record (after deduplication across stores, :func:`scgbench.leaderboa
 seed is a row of its own, unlike on the leaderboard). Columns, in this order:
 
 * identity: ``id``, ``benchmark``, ``row`` (the leaderboard's row name), ``variant``, ``estimator``,
-  ``profile``, ``seed``, ``fingerprint`` and ``modified`` (the experiment; ``modified`` as JSON), ``tricks``,
+  ``profile``, ``seed``, ``result_version``, ``fingerprint`` and ``modified`` (the experiment; ``modified`` as
+  JSON), ``tricks``,
   ``data_source``, ``timestamp``, ``run_name``, ``schema_version``, ``record`` (the file it was read from);
 * ``metric.<name>``: every test metric (``metric.test/acc``…), then the selection metric and its best value;
 * cost: ``num_parameters``, ``batch_size``, ``function_evaluations_per_step``, ``epochs_trained``,
@@ -17,6 +18,10 @@ seed is a row of its own, unlike on the leaderboard). Columns, in this order:
 A column holds one type: numbers (integers stay integers unless a float shares the column), booleans, or text;
 lists and objects are JSON text. Parquet is written with pyarrow, CSV with the ``csv`` module (empty cell =
 missing); both atomically.
+
+``table-csv`` is the leaderboard itself, not the records: one line per row of :mod:`scgbench.leaderboard.table`
+(runs, selections, paper rows), each metric's cell as ``leaderboard.md`` and the dashboard show it (``<metric>``) and
+its number in the declared unit (``<metric>.value``), the cost and provenance cells beside.
 """
 
 from __future__ import annotations
@@ -31,11 +36,12 @@ from typing import Any, Iterable
 
 from ..experiment import _args_to_flat, _legacy_tricks, flatten
 from ..io import atomic_write_bytes
-from .records import read_records, record_id
-from .render import experiment_of, tricks_label
+from ..store import read_records, record_id
+from .table import experiment_of, result_version, tricks_label
 
-FORMATS = ("csv", "parquet")
-IDENTITY = ("id", "benchmark", "row", "variant", "estimator", "profile", "seed", "fingerprint", "modified", "tricks",
+FORMATS = ("csv", "parquet", "table-csv")
+IDENTITY = ("id", "benchmark", "row", "variant", "estimator", "profile", "seed", "result_version", "fingerprint",
+            "modified", "tricks",
             "data_source", "timestamp", "run_name", "schema_version", "record")
 COST = ("num_parameters", "batch_size", "function_evaluations_per_step", "epochs_trained", "global_steps", "resumed",
         "time.fit_s", "time.total_s", "time.epoch_mean_s")
@@ -75,7 +81,8 @@ def row_of(path: Path, rec: dict, benchmark) -> dict[str, Any]:
     selection = rec.get("selection") or {}
     row: dict[str, Any] = {
         "id": record_id(rec), "benchmark": rec["benchmark"], "row": label, "variant": rec["variant"],
-        "estimator": rec["estimator"], "profile": rec["profile"], "seed": rec["seed"], "fingerprint": fp,
+        "estimator": rec["estimator"], "profile": rec["profile"], "seed": rec["seed"],
+        "result_version": result_version(rec), "fingerprint": fp,
         "modified": json.dumps(modified, sort_keys=True, default=str), "tricks": tricks_label(rec.get("tricks", {})),
         "data_source": rec.get("data_source"), "timestamp": rec.get("timestamp"), "run_name": rec.get("run_name"),
         "schema_version": rec.get("schema_version", 1), "record": str(path),
@@ -189,11 +196,58 @@ def to_parquet(rows: list[dict]) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
+def table_csv(results=None, warn=None) -> bytes:
+    """The table model's rows as CSV: the same cells as ``leaderboard.md`` and the dashboard."""
+    from collections import defaultdict
+
+    from ..benchmarks import load_all
+    from .table import COST, PROVENANCE, build, header_cell
+
+    benchmarks = load_all()
+    kwargs = {"warn": warn} if warn else {}
+    by_benchmark: dict[str, list[dict]] = defaultdict(list)
+    for _, rec in read_records(results, **kwargs):
+        by_benchmark[rec["benchmark"]].append(rec)
+    out_rows, columns = [], ["benchmark", "kind", "row", "name", "estimator", "tricks", "profile", "data", "n", "seeds",
+                             "source", "setting", "note"]
+    for name in sorted(by_benchmark):
+        t = build(by_benchmark[name], benchmarks.get(name), name)
+        for m in t.metrics + t.paper_metrics():
+            for c in (f"{m.key} [{header_cell(m)}]", f"{m.key}.value"):
+                if c not in columns:
+                    columns.append(c)
+        for x in t.rows + t.selections + t.papers:
+            row = {"benchmark": name, "kind": x.kind, "row": x.number or "", "name": x.name, "estimator": x.estimator,
+                   "tricks": x.tricks, "profile": x.profile, "data": x.data, "n": len(x.seeds) or "",
+                   "seeds": " ".join(map(str, x.seeds)), "source": x.source, "setting": x.setting, "note": x.note}
+            for m in t.metrics + t.paper_metrics():
+                cell = x.cells.get(m.key)
+                if cell is not None and cell.text != "–":
+                    row[f"{m.key} [{header_cell(m)}]"] = cell.text
+                    row[f"{m.key}.value"] = "" if cell.value is None else repr(cell.value)
+            for k, h, _ in COST:
+                if k in x.cost:
+                    row[h] = x.cost[k].text
+            for k, h, _ in PROVENANCE:
+                if k in x.provenance:
+                    row[h] = x.provenance[k].text
+            out_rows.append(row)
+    for _, h, _ in COST + PROVENANCE:
+        columns.append(h)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", restval="")
+    w.writeheader()
+    w.writerows(out_rows)
+    return buf.getvalue().encode()
+
+
 def write_export(results=None, output: str | os.PathLike | None = None, fmt: str = "csv", warn=None) -> Path:
     """Write every record of ``results`` (one results directory or a list) as a ``fmt`` table to ``output``
     (default ``records.<fmt>``), atomically."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    if fmt == "table-csv":
+        return atomic_write_bytes(Path(output or "leaderboard.csv"), table_csv(results, warn=warn))
     rows = export_rows(results, warn=warn)
     data = to_csv(rows) if fmt == "csv" else to_parquet(rows)
     return atomic_write_bytes(Path(output or f"records.{fmt}"), data)

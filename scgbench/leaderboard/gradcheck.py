@@ -13,6 +13,11 @@ from collections import defaultdict
 from pathlib import Path
 
 KIND = "gradcheck"
+PROSE = ("`scgbench gradcheck`: per estimator setting, D gradient draws w.r.t. the encoder logits of a fixed batch "
+         "against the exact gradient by enumeration (relative bias and std, mean cosine; the bias floor is the "
+         "Monte-Carlo error of the bias: a bias below it is not resolved), and the cost of a draw (decoder evaluations "
+         "per image, ms for the batch). ‖g‖: the exact gradient's norm (the fixed batch's objective is the mean over "
+         "images).")
 COLUMNS = ("rel_bias", "rel_std", "cosine", "bias_floor", "evals_per_draw", "ms_per_draw")
 
 
@@ -42,23 +47,31 @@ def tables(records: list[dict]) -> list[str]:
         by_benchmark[rec["benchmark"]].append(rec)
     lines: list[str] = []
     for name in sorted(by_benchmark):
-        lines += [f"## {name}: gradient check", "",
-                  "`scgbench gradcheck`: per estimator setting, D gradient draws w.r.t. the encoder logits of a fixed "
-                  "batch against the exact gradient by enumeration (relative bias and std, mean cosine; the bias floor "
-                  "is the Monte-Carlo error of the bias: a bias below it is not resolved), and the cost of a draw "
-                  "(decoder evaluations per image, ms for the batch). ‖g‖: the exact gradient's norm (the fixed batch's objective is the mean over images).", "",
-                  "| latent | model | ‖g‖ | estimator | setting | rel. bias | rel. std | cosine | bias floor | "
-                  "evals/draw | ms/draw | draws | batch |", "|" + "---|" * 13]
-        for r in by_benchmark[name]:
-            m = r["metrics"]
-            lines.append("| " + " | ".join([
-                r["variant"], r.get("state", "–"), f"{r.get('exact_grad_norm', float('nan')):.3g}", r["estimator"],
-                setting_label(r.get("setting", {})),
-                f"{m['rel_bias']:.3f}", f"{m['rel_std']:.3f}", f"{m['cosine']:.3f}", f"{m['bias_floor']:.3f}",
-                f"{m['evals_per_draw']:g}", f"{m['ms_per_draw']:.1f}", str(r.get("draws", "–")),
-                str(r.get("batch", "–"))]) + " |")
+        import textwrap
+
+        head, body = table_rows(by_benchmark[name])
+        lines += [f"## {name}: gradient check", "", *textwrap.wrap(PROSE, 120), "",
+                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(r) + " |" for r in body]
         lines.append("")
     return lines
+
+
+HEAD = ("latent", "model", "‖g‖", "estimator", "setting", "rel. bias", "rel. std", "cosine", "bias floor", "evals/draw",
+        "ms/draw", "draws", "batch")
+
+
+def table_rows(records: list[dict]) -> tuple[tuple[str, ...], list[list[str]]]:
+    """The gradient-check table's header and cells (the latest record per setting), for ``leaderboard.md`` and the
+    dashboard alike."""
+    body = []
+    for r in latest(records):
+        m = r["metrics"]
+        body.append([r["variant"], r.get("state", "–"), f"{r.get('exact_grad_norm', float('nan')):.3g}", r["estimator"],
+                     setting_label(r.get("setting", {})), f"{m['rel_bias']:.3f}", f"{m['rel_std']:.3f}",
+                     f"{m['cosine']:.3f}", f"{m['bias_floor']:.3f}", f"{m['evals_per_draw']:g}",
+                     f"{m['ms_per_draw']:.1f}", str(r.get("draws", "–")), str(r.get("batch", "–"))])
+    return HEAD, body
 
 
 def figure(records: list[dict], output: str | Path) -> Path:

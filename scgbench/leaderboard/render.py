@@ -1,111 +1,145 @@
-"""Render ``leaderboard.md`` from result records: one table per benchmark, one row per experiment.
+"""Render ``leaderboard.md``: the cells of :mod:`scgbench.leaderboard.table` laid out as Markdown (issue 27, item 3).
 
-A row pools only records of the same experiment (:mod:`scgbench.experiment`: the resolved config minus the seed
-and what cannot change results, compared by fingerprint). A run that departs from its profile ⊕ variant ⊕
-estimator (other epochs, ``limit_*_batches``, any model/data override) is its own row, marked *modified* with
-what it changed. ``n`` counts distinct seeds; when a seed was run more than once the latest record counts and
-the row says how many were dropped. The paper's reference rows sit beside.
+Per benchmark: the description once; the run rows' quality metrics (one table per declared column group, so that
+no line passes :data:`MAX_LINE` characters), each row with a short dataset key; the cost and provenance table
+(training time, steps, parameters, batch, evaluations per step, threads, the benchmark's declared cost metrics,
+result version, code, CPU); the selection rows; the paper's rows in their own table (source, setting,
+estimator); then the datasets, seeds and modifications of the rows as footnotes. Columns no row has are dropped.
+The header names the stores the records were read from.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections import defaultdict
 from pathlib import Path
 
-from ..experiment import fingerprint, legacy_experiment
 from ..io import atomic_write_bytes
-from .records import read_records
+from ..store import read_records, reading_stores
+from .table import (COST, CRITERION, DIRTY_MARK, MISSING, PROVENANCE, Table, build, experiment_of, header_cell,
+                    modified_text, rows, seeds_text, tricks_label)
+
+__all__ = ["MAX_LINE", "experiment_of", "render", "rows", "tricks_label", "write_leaderboard"]
+
+#: the longest line ``leaderboard.md`` may hold
+MAX_LINE = 250
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    m = sum(values) / len(values)
-    s = math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
-    return m, s
+def _esc(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _median_iqr(values: list[float]) -> tuple[float, float, float]:
-    """Median and the 25 % / 75 % quantiles (linear interpolation, numpy's default), as thesis Table 6.8 reports."""
-    import numpy as np
-
-    q25, med, q75 = np.percentile(np.asarray(values, dtype=float), [25, 50, 75])
-    return float(med), float(q25), float(q75)
+def _line(cells) -> str:
+    return "| " + " | ".join(_esc(c) for c in cells) + " |"
 
 
-def median_text(values: list[float], pct: bool) -> str:
-    """Thesis Table 6.8's cell: "median [25 %, 75 %]"."""
-    med, q25, q75 = _median_iqr(values)
-    return f"{_fmt(med, pct)} [{_fmt(q25, pct)}, {_fmt(q75, pct)}]"
-
-
-def share_text(values: list[float]) -> str:
-    """A 0/1 criterion over seeds: "k of n (x %)" — k seeds meet it (value 1)."""
-    k, n = sum(1 for v in values if v >= 0.5), len(values)
-    return f"{k} of {n} ({100.0 * k / n:.0f} %)"
-
-
-def is_percent(metric: str) -> bool:
-    """Metrics shown in % (accuracies, precisions, MRR, hits, validity, quantiles)."""
-    return any(t in metric for t in ("acc", "prec", "mrr", "hits", "validity", "quantile"))
-
-
-def _fmt(v: float, pct: bool) -> str:
-    if pct:
-        text = f"{100 * v:.2f}"
-        return "0.00" if text == "-0.00" else text  # a rounding residue below zero (e.g. DCI of a constant code)
-    return f"{v:.4g}"
-
-
-def tricks_label(tricks: dict) -> str:
-    from ..callbacks import TRICKS
-
-    on = sorted(k.replace("-", "_") for k, v in (tricks or {}).items() if v and k.replace("-", "_") in TRICKS)
-    return "+".join(on) if on else "none"
-
-
-def experiment_of(record: dict, benchmark) -> tuple[str, dict]:
-    """(fingerprint, modifications) of a record; schema-1 records are rebuilt from their arguments."""
-    if "fingerprint" in record:
-        return record["fingerprint"], record.get("modified") or {}
-    if benchmark is None:
-        return fingerprint({"args": record.get("args"), "tricks": record.get("tricks")}), {}
-    exp, modified = legacy_experiment(record, benchmark)
-    return fingerprint(exp), modified
-
-
-def _modified_label(modified: dict) -> str:
-    if not modified:
-        return ""
-    shown = ", ".join(f"{k}={v}" for k, v in list(modified.items())[:4])
-    more = f", +{len(modified) - 4} more" if len(modified) > 4 else ""
-    return f" (modified: {shown}{more})"
-
-
-def rows(records: list[dict], benchmark) -> list[dict]:
-    """Group records by experiment; per group the latest record of each seed counts."""
-    groups: dict[str, list[dict]] = defaultdict(list)
-    modified_of: dict[str, dict] = {}
-    for rec in records:
-        fp, modified = experiment_of(rec, benchmark)
-        groups[fp].append(rec)
-        modified_of[fp] = modified
+def _tables(head: list[str], body: list[list[str]], groups: list[list[int]]) -> list[str]:
+    """One Markdown table per column group (indices into the metric part of ``head``/``body`` after the ``fixed``
+    leading columns), each group split further until every line fits :data:`MAX_LINE`."""
     out = []
-    for fp, recs in groups.items():
-        recs = sorted(recs, key=lambda r: str(r.get("timestamp", "")))
-        by_seed: dict[int, dict] = {}
-        repeats = 0
-        for r in recs:
-            repeats += r["seed"] in by_seed
-            by_seed[r["seed"]] = r  # the latest complete run of a seed counts once
-        latest = recs[-1]
-        label = benchmark.row_variant(latest) if benchmark and benchmark.row_variant else latest["variant"]
-        out.append({"fingerprint": fp, "records": list(by_seed.values()), "repeats": repeats, "label": label,
-                    "modified": modified_of[fp], "estimator": latest["estimator"],
-                    "tricks": tricks_label(latest.get("tricks", {})), "profile": latest["profile"],
-                    "data": latest.get("data_source", "?")})
-    return sorted(out, key=lambda r: (r["profile"], bool(r["modified"]), r["label"], r["estimator"], r["tricks"],
-                                      r["fingerprint"]))
+    for group in groups:
+        chunks, cur = [], []
+        for j in group:
+            trial = cur + [j]
+            width = max(len(_line([r[j2] for j2 in trial])) for r in [head] + body)
+            if cur and width > MAX_LINE:
+                chunks.append(cur)
+                cur = [j]
+            else:
+                cur = trial
+        if cur:
+            chunks.append(cur)
+        for cols in chunks:
+            out += [_line([head[j] for j in cols]), "|" + "---|" * len(cols)]
+            out += [_line([r[j] for j in cols]) for r in body]
+            out.append("")
+    return out
+
+
+def benchmark_section(t: Table) -> list[str]:
+    lines = [f"## {t.name}", ""]
+    if t.bm is not None:
+        lines += [_wrap(t.bm.description), ""]
+        lines += [_wrap(f"Result version v{t.version}. " + " ".join(f"v{h}" for h in t.bm.result_history)), ""]
+    ident = ["#", "model", "estimator", "tricks", "profile", "data", "n"]
+    n_id = len(ident)
+    quality = t.quality
+    if t.rows:
+        head = ident + [header_cell(m) for m in quality]
+        body = [[str(x.number), x.short_name, x.estimator, x.tricks, x.profile, x.data_key, str(len(x.seeds))]
+                + [("★ " if x.cells[m.key].best else "") + x.cells[m.key].text for m in quality] for x in t.rows]
+        groups: dict[str, list[int]] = defaultdict(list)
+        for j, m in enumerate(quality):
+            groups[m.group].append(n_id + j)
+        short = list(range(3))  # #, model, estimator repeat in every further group table
+        layout = [list(range(n_id)) + groups.pop("", [])] + [short + g for g in groups.values()]
+        titles = [""] + [g for g in groups]
+        for title, cols in zip(titles, layout):
+            if title:
+                lines += [f"{title}:", ""]
+            lines += _tables(head, body, [cols])
+        # cost and provenance, apart from quality
+        chead = (["#"] + [h for _, h, _ in COST] + [header_cell(m) for m in t.cost_metrics]
+                 + [h for _, h, _ in PROVENANCE])
+        cbody = [[str(x.number)] + [x.cost[k].text for k, _, _ in COST] + [x.cells[m.key].text for m in t.cost_metrics]
+                 + [x.provenance[k].text for k, _, _ in PROVENANCE] for x in t.rows]
+        keep = [j for j in range(len(chead)) if j == 0 or any(r[j] != MISSING for r in cbody)]
+        lines += ["Cost and provenance:", ""]
+        lines += _tables(chead, cbody, [keep])
+    if t.selections:
+        shead = ["selection", "estimator", "profile", "data", "chosen run"] + [header_cell(m) for m in quality]
+        sbody = [[x.label, x.estimator, x.profile, x.data_key, x.note] + [x.cells[m.key].text for m in quality]
+                 for x in t.selections]
+        keep = [j for j in range(len(shead)) if j < 5 or any(r[j] != MISSING for r in sbody)]
+        lines += ["Selections (one run each, chosen by the benchmark's rule):", ""]
+        lines += _tables(shead, sbody, [keep])
+        if t.bm is not None and t.bm.selection_note:
+            lines += [_wrap(t.bm.selection_note), ""]
+    if t.papers:
+        pm = t.paper_metrics()
+        phead = ["model", "estimator", "tricks", "setting", "source"] + [header_cell(m) for m in pm]
+        pbody = [[x.label, x.estimator, x.tricks, x.setting or MISSING, x.source] + [x.cells[m.key].text for m in pm]
+                 for x in t.papers]
+        lines += ["The paper's numbers (for reference: other data scale and hardware where a row's profile is "
+                  "`quick`):", ""]
+        lines += _tables(phead, pbody, [list(range(len(phead)))])
+    notes = []
+    if t.datasets:
+        notes.append("Data: " + "; ".join(f"**{k}** = {_esc(v)}" for k, v in t.datasets.items()) + ".")
+    if t.rows:
+        notes.append(f"Seeds: {_seed_notes(t)}.")
+    mods = [f"#{x.number}: {modified_text(x.modified)}" for x in t.rows if x.modified]
+    if mods:
+        notes.append("Modified rows change: " + "; ".join(mods) + ".")
+    if any(x.dirty for x in t.rows + t.selections):
+        notes.append(f"{DIRTY_MARK}: rests on records written from a tree with uncommitted changes (see the code "
+                     "column) until clean re-runs replace them.")
+    if any(x.outdated for x in t.rows):
+        notes.append(f"[vN]: a row of an older result version than the current v{t.version}: its numbers come "
+                     "from code that has since changed them (never pooled with current runs).")
+    for n in notes:
+        lines += [_wrap(n), ""]
+    return lines
+
+
+def _seed_notes(t: Table) -> str:
+    """"#1–#4: 0–9; #5: 0–2 (1 repeat dropped)": consecutive rows with the same seeds share one entry."""
+    items = [(seeds_text(x.seeds) + (f" ({x.repeats} repeat{'s' if x.repeats > 1 else ''} dropped)" if x.repeats
+                                     else ""), x.number) for x in t.rows]
+    out, start = [], 0
+    for i in range(1, len(items) + 1):
+        if i == len(items) or items[i][0] != items[start][0]:
+            a, b = items[start][1], items[i - 1][1]
+            out.append(f"#{a}{f'–#{b}' if b != a else ''}: {items[start][0]}")
+            start = i
+    return "; ".join(out)
+
+
+def _wrap(text: str, width: int = 120) -> str:
+    """A footnote paragraph wrapped at word boundaries (Markdown joins the lines)."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False))
 
 
 def render(results: str | os.PathLike | None = None, warn=None) -> str:
@@ -113,72 +147,44 @@ def render(results: str | os.PathLike | None = None, warn=None) -> str:
 
     benchmarks = load_all()
     kwargs = {"warn": warn} if warn else {}
+    stores, _ = reading_stores(results)
     by_benchmark: dict[str, list[dict]] = defaultdict(list)
-    for _, rec in read_records(results, **kwargs):
+    per_store: dict[Path, int] = defaultdict(int)
+    for path, rec in read_records(results, **kwargs):
         by_benchmark[rec["benchmark"]].append(rec)
-
+        store = next((s for s in stores if Path(path).is_relative_to(s)), None)
+        per_store[store] += 1
+    read = ", ".join(f"`{_store_name(s)}` ({per_store.get(s, 0)} records)" for s in stores)
     lines = ["# scgbench leaderboard", "",
-             "Generated by `scgbench leaderboard` from the result records in `results/`. Each row is one experiment "
-             "(the resolved config without the seed; runs that change their profile are rows of their own, marked "
-             "modified): mean ± std over distinct seeds, n = number of seeds (the latest record of a repeated seed "
-             "counts); accuracies in %. Paper rows are the source tables' numbers, for reference (different data "
-             "scale and hardware where the profile is `quick`).", ""]
+             _wrap(f"Generated by `scgbench leaderboard` from the result records of {read}. Each row is one "
+                   "experiment of one result version (the resolved config without the seed; runs that change their "
+                   "profile are rows of their own, marked modified): mean ± std over distinct seeds (the latest "
+                   "record of a repeated seed counts), or the summary the benchmark declares; one seed shows its "
+                   "value alone. Units are in the column headers."), "", _wrap(CRITERION),
+             ""]
     for name in sorted(by_benchmark):
-        bm = benchmarks.get(name)
-        table = rows(by_benchmark[name], bm)
-        metrics = list(bm.leaderboard_metrics) if bm else sorted({m for r in by_benchmark[name] for m in r["metrics"]})
-        pct = {m: is_percent(m) or m in getattr(bm, "percent_metrics", ()) for m in metrics}
-        median = getattr(bm, "summary", "mean") == "median"
-        share = set(getattr(bm, "share_metrics", ()))
-        lines += [f"## {name}", ""]
-        if bm:
-            lines += [bm.description, ""]
-        header = ["model", "estimator", "tricks", "profile", "data", "n"] + [m.removeprefix("test/") for m in metrics]
-        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for row in table:
-            recs = row["records"]
-            seeds = sorted(r["seed"] for r in recs)
-            cells = []
-            for m in metrics:
-                vals = [float(r["metrics"][m]) for r in recs if m in r["metrics"]]
-                if not vals:
-                    cells.append("–")
-                    continue
-                if m in share:
-                    cells.append(share_text(vals))
-                    continue
-                if median:
-                    cells.append(median_text(vals, pct[m]))
-                    continue
-                mu, sd = _mean_std(vals)
-                cells.append(f"{_fmt(mu, pct[m])} ± {_fmt(sd, pct[m])}")
-            n = f"{len(seeds)} (seeds {','.join(map(str, seeds))}"
-            n += f"; {row['repeats']} repeat{'s' if row['repeats'] > 1 else ''} dropped)" if row["repeats"] else ")"
-            lines.append("| " + " | ".join([row["label"] + _modified_label(row["modified"]), row["estimator"],
-                                            row["tricks"], row["profile"], row["data"], n, *cells]) + " |")
-        for sel in (bm.selection_rows(by_benchmark[name]) if bm and getattr(bm, "selection_rows", None) else []):
-            rec = sel["record"]
-            cells = ["–" if m not in rec["metrics"] else _fmt(float(rec["metrics"][m]), pct[m]) for m in metrics]
-            lines.append("| " + " | ".join([f"**{sel['label']}**: {sel['note']}", sel["estimator"], "–",
-                                            sel["profile"], rec.get("data_source", "?"), f"1 (seed {rec['seed']})",
-                                            *cells]) + " |")
-        for ref in (bm.reference if bm else []):
-            cells = []
-            for m in metrics:
-                v = ref["metrics"].get(m)
-                q = (ref.get("quantiles") or {}).get(m)
-                cell = "–" if v is None else (f"{v}" if isinstance(v, str) else _fmt(v, pct[m]))
-                if q is not None:
-                    cell += f" [{_fmt(q[0], pct[m])}, {_fmt(q[1], pct[m])}]"
-                cells.append(cell)
-            lines.append("| " + " | ".join([f"*{ref['variant']}* (paper)", ref.get("estimator", "–"),
-                                            ref.get("tricks", "–"), "paper", ref["source"], "–", *cells]) + " |")
-        lines.append("")
+        lines += benchmark_section(build(by_benchmark[name], benchmarks.get(name), name))
     from .gradcheck import tables as gradcheck_tables
 
     # the run pass above already named every unreadable record: this second pass over the same files stays quiet
     lines += gradcheck_tables([rec for _, rec in read_records(results, kind="gradcheck", warn=lambda msg: None)])
     return "\n".join(lines)
+
+
+def _store_name(store: Path | None) -> str:
+    from ..store import published_dir
+
+    if store is None:
+        return "?"
+    pub = published_dir()
+    try:
+        text = os.path.relpath(store, os.getcwd()) if not store.is_absolute() or store.is_relative_to(os.getcwd()) \
+            else str(store)
+    except ValueError:
+        text = str(store)
+    if pub is not None and store.resolve() == pub.resolve():
+        return "results/ (published)"
+    return text + "/"
 
 
 def write_leaderboard(results=None, output: str | os.PathLike = "leaderboard.md", warn=None) -> Path:
