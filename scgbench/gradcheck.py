@@ -23,6 +23,7 @@ IGR is not checked: its parameters are Gaussian (μ, log σ), not the logits who
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -251,7 +252,10 @@ def run_gradcheck(benchmark_name: str, latent: str | None = None, checkpoint: st
     if any(not t > 0 for t in taus) or any(not 0 < e <= 1 for e in epsilons):
         raise ValueError(f"--taus must be > 0 and --epsilons in (0, 1], got {list(taus)} and {list(epsilons)}")
     if latent is not None:
-        parse_latent(latent)
+        try:
+            parse_latent(latent)
+        except ValueError as e:  # the model names its own option; here the user typed --latent
+            raise ValueError("--latent: " + re.sub(r"\s*\(--model\.latent\)\s*$", "", str(e))) from None
     if checkpoint is None and latent is not None:
         check_size(*parse_latent(latent), cap=max_configurations)
     thread_info = choose_threads(threads)

@@ -192,6 +192,10 @@ class Run:
             probe_writable(self.results / self.bm.name, "results directory", "--results-dir")
         if not self._is_ddp_worker():
             probe_writable(self._base_dir().parent, "runs directory", "--run-dir or $SCGBENCH_RUNS_DIR")
+            # Data that must be downloaded is fetched now: without network the run fails here, with no directory.
+            fetch = getattr(self.datamodule, "fetch_sources", None)
+            if fetch is not None:
+                fetch()
         return self
 
     @property
