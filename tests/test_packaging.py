@@ -74,10 +74,8 @@ def test_installed_wheel_lists_and_runs(wheel, tmp_path):
     for name in ("mnist-addition", "listops", "kg-paths", "nasbench101-vsgae", "disentanglement", "discrete-vae"):
         assert f"  {name} " in listed.stdout, (name, listed.stdout)
 
-    ran = subprocess.run([scgbench, "run", "mnist-addition", "--estimator", "gumbel", "--trainer.max_epochs=1",
-                          "--trainer.enable_progress_bar=false", "--trainer.num_sanity_val_steps=0",
-                          "--data.max_train_examples=48", "--data.eval_batch_size=500"],
-                         cwd=work, env=env, capture_output=True, text=True)
+    ran = subprocess.run([scgbench, "run", "mnist-addition", "--profile", "smoke"], cwd=work, env=env,
+                         capture_output=True, text=True)
     assert ran.returncode == 0, ran.stderr[-3000:]
     assert "test metrics: {'test/acc'" in ran.stdout, ran.stdout
     assert list((work / "results" / "mnist-addition").glob("*.json")), "no result record"
