@@ -160,7 +160,9 @@ def settings(names: list[str], taus=DEFAULT_TAUS, epsilons=DEFAULT_EPSILONS) -> 
             raise ValueError(f"gradcheck cannot check {name!r}: its parameters are not the categorical logits whose "
                              "exact gradient is enumerated (IGR: Gaussian (mu, log sigma)); leave it out")
         if name == "direct":
-            out += [(name, {"epsilon": float(e), "epsilon_floor": min(float(e), 0.1)}) for e in epsilons]
+            # one ε per setting, as its record says: Direct's training schedule (ε decayed every 1,000 calls) off
+            out += [(name, {"epsilon": float(e), "epsilon_floor": min(float(e), 0.1), "epsilon_rate": 0.0})
+                    for e in epsilons]
         elif cls.uses_temperature:
             out += [(name, {"tau": float(t)}) for t in taus]
         else:
