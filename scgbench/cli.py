@@ -156,10 +156,9 @@ def _sweeps(items: list[str] | None) -> list[list[str]]:
 
 
 def cmd_compare(args, overrides) -> int:
-    import os
-
     from . import grid
     from .benchmarks import get_benchmark
+    from .io import runs_root
     from .leaderboard import read_records, write_leaderboard
     from .leaderboard.records import check_readable, results_dirs
     from .leaderboard.render import experiment_of
@@ -185,7 +184,7 @@ def cmd_compare(args, overrides) -> int:
             check_readable(store)
     results = str(stores[0].absolute()) if args.results_dir else None
     bm = get_benchmark(args.benchmark)
-    runs = Path(os.environ.get("SCGBENCH_RUNS_DIR", "runs"))
+    runs = runs_root()
     if args.executor == "slurm":  # no SLURM here is found before any cell is configured
         folder = Path(args.slurm_folder or runs / bm.name / "submitit" / "%j").absolute()
         executor = grid.slurm_executor(folder, name=f"scgbench-{bm.name}", time_min=args.slurm_time or 60,
@@ -291,9 +290,8 @@ def cmd_profile(args, overrides) -> int:
 
 
 def cmd_figure(args, overrides) -> int:
-    import os
-
     from .benchmarks import get_benchmark
+    from .io import runs_root
     from .leaderboard import read_records
 
     bm = get_benchmark(args.benchmark)
@@ -303,7 +301,7 @@ def cmd_figure(args, overrides) -> int:
     if bm.row_variant:  # figures select runs by the leaderboard's row names
         records = [{**r, "variant": bm.row_variant(r)} for r in records]
     # Never onto a committed figure by default: under the runs directory unless --output says where.
-    out = Path(args.output or Path(os.environ.get("SCGBENCH_RUNS_DIR", "runs")) / bm.name / "figures"
+    out = Path(args.output or runs_root() / bm.name / "figures"
                / f"{args.name}.png")
     print(f"wrote {bm.figures[args.name](records, out)}")
     return 0

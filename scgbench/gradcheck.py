@@ -234,9 +234,8 @@ def run_gradcheck(benchmark_name: str, latent: str | None = None, checkpoint: st
                   results_dir=None, figure_path=None, threads: int | None = None, echo=print) -> list[Path]:
     """``scgbench gradcheck``: every check of the options first (exit 2 before any work), then the exact gradient,
     then each estimator setting; one record per setting and the bias-versus-std figure."""
-    import os
-
     from .benchmarks import get_benchmark
+    from .io import runs_root
     from .leaderboard.gradcheck import KIND, figure, setting_label
     from .leaderboard.records import results_dir as _results_dir, write_record
     from .models.discrete_vae import parse_latent
@@ -274,7 +273,7 @@ def run_gradcheck(benchmark_name: str, latent: str | None = None, checkpoint: st
                                                           if name == "exact" else {})}, n, k)) for name, opts in plan]
     out_dir = _results_dir(results_dir)
     probe_writable(out_dir, "results directory", "--results-dir or $SCGBENCH_RESULTS_DIR")
-    figure_path = Path(figure_path or Path(os.environ.get("SCGBENCH_RUNS_DIR", "runs")) / bm.name / "gradcheck"
+    figure_path = Path(figure_path or runs_root() / bm.name / "gradcheck"
                        / f"bias_std-{latent}-{state.replace(' ', '-')}.png")
     probe_writable(figure_path.parent, "figure directory", "--figure")
 

@@ -217,6 +217,12 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
     return Path(root if root is not None else os.environ.get("SCGBENCH_DATA", "data")).expanduser()
 
 
+def runs_root() -> Path:
+    """Where run directories, grid logs and figures of commands go by default: ``$SCGBENCH_RUNS_DIR``, else
+    ``./runs`` (the one place that reads it)."""
+    return Path(os.environ.get("SCGBENCH_RUNS_DIR", "runs")).expanduser()
+
+
 def check_output_path(path: str | os.PathLike, flag: str, directory: bool = False) -> Path:
     """Raise ``ValueError`` now, before anything is rendered or computed, unless ``path`` (a file, or with
     ``directory`` a directory) can be created there: its nearest existing ancestor must be a writable directory,

@@ -44,7 +44,7 @@ from .callbacks import TRICKS, EpochLine, ProgressBar, RunCheckpoint, SelectionC
 from .config import BenchmarkCLI, ConfigError, benchmark_args, check_families
 from .estimators import estimators_of
 from .experiment import fingerprint, modifications
-from .io import atomic_write_bytes, atomic_write_json
+from .io import atomic_write_bytes, atomic_write_json, runs_root
 from .leaderboard.records import SCHEMA_VERSION, record_name, results_dir, write_record
 from .nn.state import schedule_values
 from .provenance import git_commit, hardware, load_average, package_versions
@@ -226,7 +226,7 @@ class Run:
 
     def _base_dir(self) -> Path:
         return (Path(self.run_dir_arg) if self.run_dir_arg
-                else Path(os.environ.get("SCGBENCH_RUNS_DIR", "runs")) / self.bm.name / self.run_name)
+                else runs_root() / self.bm.name / self.run_name)
 
     def _claim_dir(self) -> Path:
         if self._is_ddp_worker():
