@@ -158,10 +158,10 @@ def _sweeps(items: list[str] | None) -> list[list[str]]:
 def cmd_compare(args, overrides) -> int:
     from . import grid
     from .benchmarks import get_benchmark
+    from .experiment import record_experiment
     from .io import runs_root
     from .leaderboard import read_records, write_leaderboard
     from .leaderboard.records import check_readable, results_dirs
-    from .leaderboard.render import experiment_of
 
     slurm_flags = [f for f, v in (("--slurm-partition", args.slurm_partition), ("--slurm-time", args.slurm_time),
                                   ("--slurm-cpus-per-task", args.slurm_cpus_per_task),
@@ -210,7 +210,7 @@ def cmd_compare(args, overrides) -> int:
                         "--seed", str(s), *shared, *point]
                 run = build_run(argv).prepare()
                 cells.append((grid.Cell(run.bm.name, run.variant, run.estimator, s, tuple(argv)), run.fingerprint))
-    done = {(experiment_of(r, bm)[0], r["seed"])
+    done = {(record_experiment(r, bm)[0], r["seed"])
             for _, r in read_records(stores, warn=lambda m: None, missing_ok=True) if r["benchmark"] == bm.name}
     todo = []
     for cell, fp in cells:

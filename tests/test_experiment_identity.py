@@ -30,3 +30,13 @@ def test_a_setting_that_changes_test_numbers_is_a_new_experiment(name, option):
 def test_the_evaluation_batch_size_is_the_same_experiment(name):
     """The control: an option that cannot change a number keeps the fingerprint (so the check above can tell)."""
     assert _fingerprint(name, "--data.eval_batch_size=7") == _fingerprint(name)
+
+
+def test_a_records_experiment_is_its_fingerprint_and_modifications():
+    """What ``compare`` asks to skip a complete cell and what the leaderboard groups by: one function, below both."""
+    from scgbench.experiment import record_experiment
+    from scgbench.leaderboard.render import experiment_of
+
+    assert experiment_of is record_experiment
+    assert record_experiment({"fingerprint": "abc", "modified": {"model.tau": 2}}, None) == ("abc", {"model.tau": 2})
+    assert record_experiment({"fingerprint": "abc", "modified": None}, None) == ("abc", {})

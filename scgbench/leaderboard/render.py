@@ -14,7 +14,7 @@ import os
 from collections import defaultdict
 from pathlib import Path
 
-from ..experiment import fingerprint, legacy_experiment
+from ..experiment import record_experiment as experiment_of  # noqa: F401 - export.py and tests import it here
 from ..io import atomic_write_bytes
 from .records import read_records
 
@@ -62,16 +62,6 @@ def tricks_label(tricks: dict) -> str:
 
     on = sorted(k.replace("-", "_") for k, v in (tricks or {}).items() if v and k.replace("-", "_") in TRICKS)
     return "+".join(on) if on else "none"
-
-
-def experiment_of(record: dict, benchmark) -> tuple[str, dict]:
-    """(fingerprint, modifications) of a record; schema-1 records are rebuilt from their arguments."""
-    if "fingerprint" in record:
-        return record["fingerprint"], record.get("modified") or {}
-    if benchmark is None:
-        return fingerprint({"args": record.get("args"), "tricks": record.get("tricks")}), {}
-    exp, modified = legacy_experiment(record, benchmark)
-    return fingerprint(exp), modified
 
 
 def _modified_label(modified: dict) -> str:
