@@ -26,3 +26,13 @@ def test_help_and_usage_errors_import_only_the_cli(argv, rc):
     assert out["rc"] == rc, p.stderr
     assert out["heavy"] == [], out["heavy"]
     assert out["scgbench"] == ["scgbench", "scgbench.cli"], out["scgbench"]
+
+
+def test_loading_the_benchmark_registry_does_not_import_torch_geometric():
+    """Every command that names a benchmark loads the whole registry: the VS-GAE graphs' torch-geometric is imported
+    when graphs are built, not there (a quarter of a CPU second of each such command)."""
+    code = ("import sys; from scgbench.benchmarks import load_all; load_all(); "
+            "print(sorted(m for m in sys.modules if m.startswith('torch_geometric')))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip().splitlines()[-1] == "[]"
