@@ -11,14 +11,16 @@ from scgbench import gradcheck as gc
 
 
 def test_summary_of_draws_with_known_moments():
-    # deviations from the mean (0, 0) of norms 1, 1, 3, 3: RMS √5 ≈ 2.236, while their mean norm would be 2
-    grads = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 3.0], [0.0, -3.0]])
+    # draws around their mean (1, 1) with deviations of norms 1, 1, 3, 3: RMS √5 ≈ 2.236, while their mean norm
+    # would be 2; against g = (2, 0): bias ‖(1, 1) − g‖ = √2, and the per-draw cosines 2/√5, 0, 1/√17, 1/√5 (their
+    # mean, 0.396, is not the cosine of the mean draw, 1/√2)
+    grads = torch.tensor([[2.0, 1.0], [0.0, 1.0], [1.0, 4.0], [1.0, -2.0]])
     exact = torch.tensor([2.0, 0.0])
     s = gc.summarise(grads, exact)
     assert s["rel_std"] == pytest.approx(math.sqrt(5) / 2)
-    assert s["bias_floor"] == pytest.approx(math.sqrt(5) / 2 / 2)
-    assert s["rel_bias"] == pytest.approx(1.0)          # ‖mean − g‖ / ‖g‖ = ‖(−2, 0)‖ / 2
-    assert s["cosine"] == pytest.approx(0.0, abs=1e-12)  # (1 − 1 + 0 + 0) / 4
+    assert s["bias_floor"] == pytest.approx(math.sqrt(5) / 2 / 2)     # rel_std / √D, D = 4
+    assert s["rel_bias"] == pytest.approx(math.sqrt(2) / 2)
+    assert s["cosine"] == pytest.approx((2 / math.sqrt(5) + 0 + 1 / math.sqrt(17) + 1 / math.sqrt(5)) / 4)
 
 
 def test_summary_is_a_root_mean_square_over_draws_of_any_shape():
