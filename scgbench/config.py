@@ -139,12 +139,22 @@ class BenchmarkCLI(LightningCLI):
             log.setLevel(level)
 
     # -- what the config says ------------------------------------------------------------------------------------
-    def resolved(self) -> dict:
-        """The resolved config as plain data (what ``--print_config`` prints)."""
-        return yaml.safe_load(self.parser.dump(self.config, skip_link_targets=False, skip_unset=False))
+    def resolved(self, config=None) -> dict:
+        """The resolved config as plain data (what ``--print_config`` prints); ``config``: another parse of this
+        CLI's parser (default: the run's own)."""
+        return yaml.safe_load(self.parser.dump(self.config if config is None else config, skip_link_targets=False,
+                                               skip_unset=False))
 
-    def experiment(self) -> dict[str, Any]:
-        return experiment(flatten(self.resolved()), self.benchmark)
+    def experiment(self, args: Sequence[str] | None = None) -> dict[str, Any]:
+        """The run's experiment, or with ``args`` that of other arguments of this benchmark, parsed by the same
+        parser (e.g. the run's profile ⊕ variant ⊕ estimator layers alone: no second CLI is built)."""
+        if args is None:
+            return experiment(flatten(self.resolved()), self.benchmark)
+        try:
+            config = self.parser.parse_args(list(args))
+        except ArgumentError as e:
+            raise ConfigError(explain(str(e), self.parser)) from None
+        return experiment(flatten(self.resolved(config)), self.benchmark)
 
 
 def benchmark_args(benchmark: Benchmark, profile: str, variant: str | None, seed: int,

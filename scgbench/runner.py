@@ -191,7 +191,7 @@ class Run:
         check_families(self.cli)
         self.experiment = self.cli.experiment()
         self.fingerprint = fingerprint(self.experiment)
-        self.modified = modifications(BenchmarkCLI(self.bm, self.base_args).experiment(), self.experiment)
+        self.modified = modifications(self.cli.experiment(self.base_args), self.experiment)  # the same parser
         self.cli.instantiate()
         self.cli.check_trainer()
         self.model, self.datamodule = self.cli.model, self.cli.datamodule

@@ -40,3 +40,21 @@ def test_a_records_experiment_is_its_fingerprint_and_modifications():
     assert experiment_of is record_experiment
     assert record_experiment({"fingerprint": "abc", "modified": {"model.tau": 2}}, None) == ("abc", {"model.tau": 2})
     assert record_experiment({"fingerprint": "abc", "modified": None}, None) == ("abc", {})
+
+
+def test_a_run_is_parsed_by_one_cli_and_its_modifications_by_the_same_parser(isolated, monkeypatch):
+    """Run.prepare builds one BenchmarkCLI; the profile ⊕ variant ⊕ estimator layers alone go through its parser
+    again, and what the run modifies is exactly what differs from a CLI built from those layers."""
+    from scgbench.config import BenchmarkCLI
+    from scgbench.experiment import modifications
+    from scgbench.runner import Run
+
+    built = []
+    init = BenchmarkCLI.__init__
+    monkeypatch.setattr(BenchmarkCLI, "__init__", lambda self, *a, **k: (built.append(a[0].name), init(self, *a, **k))[1])
+    run = Run("disentanglement", variant="factor-dvae", estimator="st-gumbel", disable_tricks=["cosine_scale"],
+              overrides=["--model.gamma=20", "--data.num_val=64"]).prepare()
+    assert built == ["disentanglement"]
+    assert run.modified == {"data.num_val": 64, "model.gamma": 20, "tricks.cosine_scale.class_path": None}
+    monkeypatch.setattr(BenchmarkCLI, "__init__", init)
+    assert run.modified == modifications(BenchmarkCLI(run.bm, run.base_args).experiment(), run.experiment)
