@@ -85,8 +85,33 @@ def _shown(metrics: dict) -> dict:
     return {k: round(v, 4) for k, v in metrics.items()}
 
 
+def check_config_files(overrides: list[str]) -> None:
+    """Each ``--config FILE`` of the user's that exists must be YAML: a malformed one is named with the line and
+    column of the problem (jsonargparse would name ``"<unicode string>"``); a missing one is LightningCLI's to
+    report."""
+    import yaml
+
+    files = [overrides[i + 1] for i, a in enumerate(overrides[:-1]) if a == "--config"]
+    files += [a.split("=", 1)[1] for a in overrides if a.startswith("--config=")]
+    for name in files:
+        path = Path(name)
+        if not path.is_file():
+            continue
+        try:
+            yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ValueError(f"--config {name}: not valid YAML ({problem}{where}); fix the file") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"--config {name}: cannot be read ({e}); fix the file or its permissions") from None
+
+
 def _make_run(args, overrides):
     from .runner import Run
+
+    check_config_files(overrides)
 
     return Run(args.benchmark, seed=args.seed, run_dir=args.run_dir, resume=args.resume,
                checkpoint_every=args.checkpoint_every, **_run_kwargs(args, overrides))
@@ -132,13 +157,12 @@ def _sweeps(items: list[str] | None) -> list[list[str]]:
 
 
 def cmd_compare(args, overrides) -> int:
-    import os
-
     from . import grid
     from .benchmarks import get_benchmark
+    from .experiment import record_experiment
+    from .io import runs_root
     from .leaderboard import read_records, write_leaderboard
-    from .leaderboard.records import check_readable, results_dirs
-    from .leaderboard.render import experiment_of
+    from .store import check_readable, results_dirs
 
     slurm_flags = [f for f, v in (("--slurm-partition", args.slurm_partition), ("--slurm-time", args.slurm_time),
                                   ("--slurm-cpus-per-task", args.slurm_cpus_per_task),
@@ -147,6 +171,9 @@ def cmd_compare(args, overrides) -> int:
                                   ("--slurm-setup", args.slurm_setup), ("--slurm-folder", args.slurm_folder)) if v]
     if args.executor != "slurm" and slurm_flags:
         raise ValueError(f"{slurm_flags[0]} needs --executor slurm")
+    from .io import check_output_path
+
+    check_output_path(args.output, "--output")  # the leaderboard written after the grid
     grid.check_jobs(args.jobs, args.oversubscribe, args.executor)
     if args.executor == "slurm":
         threads = args.threads if args.threads is not None else args.slurm_cpus_per_task or 1
@@ -158,7 +185,7 @@ def cmd_compare(args, overrides) -> int:
             check_readable(store)
     results = str(stores[0].absolute()) if args.results_dir else None
     bm = get_benchmark(args.benchmark)
-    runs = Path(os.environ.get("SCGBENCH_RUNS_DIR", "runs"))
+    runs = runs_root()
     if args.executor == "slurm":  # no SLURM here is found before any cell is configured
         folder = Path(args.slurm_folder or runs / bm.name / "submitit" / "%j").absolute()
         executor = grid.slurm_executor(folder, name=f"scgbench-{bm.name}", time_min=args.slurm_time or 60,
@@ -184,7 +211,7 @@ def cmd_compare(args, overrides) -> int:
                         "--seed", str(s), *shared, *point]
                 run = build_run(argv).prepare()
                 cells.append((grid.Cell(run.bm.name, run.variant, run.estimator, s, tuple(argv)), run.fingerprint))
-    done = {(experiment_of(r, bm)[0], r["seed"])
+    done = {(record_experiment(r, bm)[0], r["seed"])
             for _, r in read_records(stores, warn=lambda m: None, missing_ok=True) if r["benchmark"] == bm.name}
     todo = []
     for cell, fp in cells:
@@ -222,6 +249,7 @@ def cmd_compare(args, overrides) -> int:
 
 
 def cmd_leaderboard(args, overrides) -> int:
+    from .io import check_output_path
     from .leaderboard import write_leaderboard
 
     if args.html:  # the static site (DIR/index.html, a page per benchmark) instead of leaderboard.md
@@ -229,20 +257,23 @@ def cmd_leaderboard(args, overrides) -> int:
 
         if args.export or args.output:
             raise ValueError("--html DIR writes the site into DIR: give it without --export and --output")
+        check_output_path(args.html, "--html", directory=True)
         print(f"wrote {build_site(args.html, args.results_dir)}")
         return 0
     if args.verify:  # re-run one record and compare (exit 1 when a metric misses its expectation)
         from .verify import verify
 
         return 0 if verify(args.verify, args.results_dir) else 1
+    from .store import results_dir
+
+    default = "leaderboard.md" if args.results_dir else results_dir() / "leaderboard.md"
+    if args.output or not args.export:
+        check_output_path(str(args.output or default), "--output")
     if args.export:  # one row per record instead of the rendered table; --output names the file
         from .leaderboard.export import write_export
 
         print(f"wrote {write_export(args.results_dir, args.output, args.export)}")
         return 0
-    from .store import results_dir
-
-    default = "leaderboard.md" if args.results_dir else results_dir() / "leaderboard.md"
     path = write_leaderboard(args.results_dir, args.output or default)
     print(f"wrote {path}")
     return 0
@@ -276,9 +307,8 @@ def cmd_profile(args, overrides) -> int:
 
 
 def cmd_figure(args, overrides) -> int:
-    import os
-
     from .benchmarks import get_benchmark
+    from .io import runs_root
     from .leaderboard import read_records
 
     bm = get_benchmark(args.benchmark)
@@ -288,7 +318,7 @@ def cmd_figure(args, overrides) -> int:
     if bm.row_variant:  # figures select runs by the leaderboard's row names
         records = [{**r, "variant": bm.row_variant(r)} for r in records]
     # Never onto a committed figure by default: under the runs directory unless --output says where.
-    out = Path(args.output or Path(os.environ.get("SCGBENCH_RUNS_DIR", "runs")) / bm.name / "figures"
+    out = Path(args.output or runs_root() / bm.name / "figures"
                / f"{args.name}.png")
     print(f"wrote {bm.figures[args.name](records, out)}")
     return 0
@@ -328,9 +358,19 @@ def cmd_data(args, overrides) -> int:
     return 0
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the suite's error format: one line naming the problem and where the options are listed (the
+    subcommands' parsers are of this class too), exit 2; ``--help`` prints the usage."""
+
+    def error(self, message: str):
+        print(f"scgbench: error: {self.prog.removeprefix('scgbench ') + ': ' if ' ' in self.prog else ''}{message}"
+              f" (see `{self.prog} --help`)", file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="scgbench", description=__doc__.split("\n\n")[0], allow_abbrev=False,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="scgbench", description=__doc__.split("\n\n")[0], allow_abbrev=False,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="benchmarks, estimators, tricks, profiles and datasets", allow_abbrev=False)
     overrides_help = ("Everything else is LightningCLI's: --config FILE (a config layer of your own), --print_config "
@@ -464,9 +504,12 @@ COMMANDS = {"list": lambda a, o: cmd_list(a), "run": cmd_run, "compare": cmd_com
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args, overrides = parser.parse_known_args(argv)
-    if overrides and args.command not in ("run", "compare", "profile"):
-        parser.error(f"unrecognised arguments: {' '.join(overrides)}")
+    try:
+        args, overrides = parser.parse_known_args(argv)
+        if overrides and args.command not in ("run", "compare", "profile"):
+            parser.error(f"unrecognised arguments: {' '.join(overrides)}")
+    except SystemExit as e:  # a usage error (one line, exit 2) or --help (exit 0)
+        return e.code if isinstance(e.code, int) else 0
     try:
         return COMMANDS[args.command](args, overrides)
     except SystemExit as e:  # --print_config and --help exit from inside LightningCLI's parser

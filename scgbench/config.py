@@ -34,6 +34,7 @@ import yaml
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningCLI
 
+from ._lightning import JSONARGPARSE_MESSAGES
 from .benchmarks import Benchmark
 from .callbacks import CALLBACKS
 from .estimators import compatibility, get_estimator_class
@@ -138,12 +139,22 @@ class BenchmarkCLI(LightningCLI):
             log.setLevel(level)
 
     # -- what the config says ------------------------------------------------------------------------------------
-    def resolved(self) -> dict:
-        """The resolved config as plain data (what ``--print_config`` prints)."""
-        return yaml.safe_load(self.parser.dump(self.config, skip_link_targets=False, skip_unset=False))
+    def resolved(self, config=None) -> dict:
+        """The resolved config as plain data (what ``--print_config`` prints); ``config``: another parse of this
+        CLI's parser (default: the run's own)."""
+        return yaml.safe_load(self.parser.dump(self.config if config is None else config, skip_link_targets=False,
+                                               skip_unset=False))
 
-    def experiment(self) -> dict[str, Any]:
-        return experiment(flatten(self.resolved()), self.benchmark)
+    def experiment(self, args: Sequence[str] | None = None) -> dict[str, Any]:
+        """The run's experiment, or with ``args`` that of other arguments of this benchmark, parsed by the same
+        parser (e.g. the run's profile ⊕ variant ⊕ estimator layers alone: no second CLI is built)."""
+        if args is None:
+            return experiment(flatten(self.resolved()), self.benchmark)
+        try:
+            config = self.parser.parse_args(list(args))
+        except ArgumentError as e:
+            raise ConfigError(explain(str(e), self.parser)) from None
+        return experiment(flatten(self.resolved(config)), self.benchmark)
 
 
 def benchmark_args(benchmark: Benchmark, profile: str, variant: str | None, seed: int,
@@ -209,34 +220,35 @@ def _one_line(msg: str) -> str:
 
 def explain(message: str, parser) -> str:
     """jsonargparse's multi-line error → one line naming the key, what was wrong and the closest valid keys."""
+    M = JSONARGPARSE_MESSAGES
     inner = [ln.strip()[2:] for ln in message.splitlines() if ln.strip().startswith("- ")
-             and "Expected a <class" not in ln and "Problem with given class_path" not in ln]
-    key = re.search(r'Parser key "([\w.]+)":', message)
-    if inner and "Union subtypes" in message and not re.search(r"Option '\w+' is not accepted", message):
+             and not re.search(M["expected"], ln) and not re.search(M["class_path"], ln)]
+    key = re.search(M["parser_key"], message)
+    if inner and re.search(M["union"], message) and not re.search(M["not_accepted"], message):
         # a constructor's own check inside a Union (the tricks): its message is the useful one
         return (f"invalid --{key.group(1)}: " if key else "") + _one_line(inner[0])
-    m = re.search(r"unrecognized arguments: (--?[\w.\-]+)", message)
+    m = re.search(M["unrecognized"], message)
     if m:
         key = m.group(1).lstrip("-").split("=", 1)[0]
         return f"unknown option --{key}{_suggest(key, parser)}"
-    m = re.search(r"Group '(\w+)' does not accept option '([\w.]+)'", message)
+    m = re.search(M["group_option"], message)
     if m:
         key = f"{m.group(1)}.{m.group(2)}"
         return f"unknown option {key!r} in a config file{_suggest(key, parser)}"
-    m = re.search(r"Linked \"([\w.]+)\" must be given via \"([\w.]+)\"", message)
+    m = re.search(M["linked"], message)
     if m:
         return f"--{m.group(1)} cannot be set on its own: it is linked to --{m.group(2)}; set that instead"
-    m = re.search(r'Parser key "([\w.]+)":', message)
+    m = re.search(M["parser_key"], message)
     if m:
         key = m.group(1)
         if key == "config":
             return _one_line(message.split(":", 1)[1])
-        opt = re.search(r"Option '(\w+)' is not accepted", message)
+        opt = re.search(M["not_accepted"], message)
         if opt:
             full = f"{key}.{opt.group(1)}"
             return f"unknown option --{full}{_suggest(full, parser)}"
-        expected = sorted(set(re.findall(r"Expected a <class '(\w+)'>", message)) - {"NoneType"})
-        given = re.search(r"(?:Given value|Got value): (.*)", message)
+        expected = sorted(set(re.findall(M["expected"], message)) - {"NoneType"})
+        given = re.search(M["given"], message)
         what = f"expected {' or '.join(expected)}" if expected else _one_line(message.split(":", 1)[1])[:200]
         return f"invalid value for --{key}: {what}" + (f", got {given.group(1).strip()!r}" if given else "")
     return _one_line(message)[:300]

@@ -177,3 +177,15 @@ def legacy_experiment(record: dict, benchmark) -> tuple[dict[str, Any], dict[str
     full = experiment({**_args_to_flat(args), **tricks}, benchmark)
     base = experiment({**_args_to_flat(args[:cut]), **tricks}, benchmark)
     return full, modifications(base, full)
+
+
+def record_experiment(record: dict, benchmark) -> tuple[str, dict[str, Any]]:
+    """(fingerprint, modifications) of a result record: what makes it one experiment with other records, for the
+    leaderboard's rows and for ``compare``'s "is this cell done"; schema-1 records are rebuilt from their
+    arguments (:func:`legacy_experiment`)."""
+    if "fingerprint" in record:
+        return record["fingerprint"], record.get("modified") or {}
+    if benchmark is None:
+        return fingerprint({"args": record.get("args"), "tricks": record.get("tricks")}), {}
+    exp, modified = legacy_experiment(record, benchmark)
+    return fingerprint(exp), modified

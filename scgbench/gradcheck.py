@@ -26,6 +26,7 @@ the same compatibility check as everywhere else.
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,7 +163,9 @@ def settings(names: list[str], taus=DEFAULT_TAUS, epsilons=DEFAULT_EPSILONS) -> 
             raise ValueError(f"{why} (gradcheck differentiates the categorical logits whose exact gradient it "
                              f"enumerates); leave it out")
         if name == "direct":
-            out += [(name, {"epsilon": float(e), "epsilon_floor": min(float(e), 0.1)}) for e in epsilons]
+            # one ε per setting, as its record says: Direct's training schedule (ε decayed every 1,000 calls) off
+            out += [(name, {"epsilon": float(e), "epsilon_floor": min(float(e), 0.1), "epsilon_rate": 0.0})
+                    for e in epsilons]
         elif cls.uses_temperature:
             out += [(name, {"tau": float(t)}) for t in taus]
         else:
@@ -252,11 +255,10 @@ def run_gradcheck(benchmark_name: str, latent: str | None = None, checkpoint: st
     then each estimator setting; one record per setting and the bias-versus-std figure. ``match_evaluations``
     (``--match-evaluations N``) sets each estimator's sample count to spend N decoder evaluations per image and
     draw where it has one (:func:`matched_settings`); the record says the setting and whether it was matched."""
-    import os
-
     from .benchmarks import get_benchmark
+    from .io import runs_root
     from .leaderboard.gradcheck import KIND, figure, setting_label
-    from .leaderboard.records import results_dir as _results_dir, write_record
+    from .store import results_dir as _results_dir, write_record
     from .models.discrete_vae import parse_latent
     from .provenance import git_commit, hardware, load_average, package_versions
     from .runner import choose_threads, probe_writable
@@ -275,7 +277,10 @@ def run_gradcheck(benchmark_name: str, latent: str | None = None, checkpoint: st
         raise ValueError(f"--match-evaluations must be an integer >= 1 (decoder evaluations per image and draw), got "
                          f"{match_evaluations}")
     if latent is not None:
-        parse_latent(latent)
+        try:
+            parse_latent(latent)
+        except ValueError as e:  # the model names its own option; here the user typed --latent
+            raise ValueError("--latent: " + re.sub(r"\s*\(--model\.latent\)\s*$", "", str(e))) from None
     if checkpoint is None and latent is not None:
         check_size(*parse_latent(latent), cap=max_configurations)
     thread_info = choose_threads(threads)
@@ -295,7 +300,7 @@ def run_gradcheck(benchmark_name: str, latent: str | None = None, checkpoint: st
             for name, opts, matched in plan]
     out_dir = _results_dir(results_dir)
     probe_writable(out_dir, "results directory", "--results-dir or $SCGBENCH_RESULTS_DIR")
-    figure_path = Path(figure_path or Path(os.environ.get("SCGBENCH_RUNS_DIR", "runs")) / bm.name / "gradcheck"
+    figure_path = Path(figure_path or runs_root() / bm.name / "gradcheck"
                        / f"bias_std-{latent}-{state.replace(' ', '-')}.png")
     probe_writable(figure_path.parent, "figure directory", "--figure")
 
@@ -328,7 +333,7 @@ def run_gradcheck(benchmark_name: str, latent: str | None = None, checkpoint: st
         echo(f"  {name:13s} {setting_label(opts):8s} bias {stats['rel_bias']:.3f}  std {stats['rel_std']:.3f}  "
              f"cos {stats['cosine']:.3f}  floor {stats['bias_floor']:.3f}  {stats['evals_per_draw']:g} evals  "
              f"{stats['ms_per_draw']:.1f} ms{note}")
-    from .leaderboard.records import read_records
+    from .store import read_records
 
     mine = [r for _, r in read_records(out_dir, kind=KIND) if r["benchmark"] == bm.name and r["variant"] == latent
             and r.get("state") == state]

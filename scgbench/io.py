@@ -215,3 +215,28 @@ def download(url: str, dest: str | os.PathLike, checksum: str | None = None, alg
 def data_root(root: str | os.PathLike | None = None) -> Path:
     """Where datasets live: ``root`` if given, else ``$SCGBENCH_DATA``, else ``./data``."""
     return Path(root if root is not None else os.environ.get("SCGBENCH_DATA", "data")).expanduser()
+
+
+def runs_root() -> Path:
+    """Where run directories, grid logs and figures of commands go by default: ``$SCGBENCH_RUNS_DIR``, else
+    ``./runs`` (the one place that reads it)."""
+    return Path(os.environ.get("SCGBENCH_RUNS_DIR", "runs")).expanduser()
+
+
+def check_output_path(path: str | os.PathLike, flag: str, directory: bool = False) -> Path:
+    """Raise ``ValueError`` now, before anything is rendered or computed, unless ``path`` (a file, or with
+    ``directory`` a directory) can be created there: its nearest existing ancestor must be a writable directory,
+    and the path itself must not exist as the other kind. The message names ``flag``, the culprit and the fix."""
+    p = Path(path)
+    if directory and p.exists() and not p.is_dir():
+        raise ValueError(f"{flag} {path}: that is a file, not a directory; choose another {flag}")
+    if not directory and p.is_dir():
+        raise ValueError(f"{flag} {path}: that is a directory; give a file path, e.g. {flag} {p / p.name}.out")
+    existing = p.absolute().parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{flag} {path}: {existing} is a file, not a directory; choose another {flag}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {path}: {existing} is not writable; choose another {flag} or fix its permissions")
+    return p

@@ -50,11 +50,10 @@ from torch.utils.data import DataLoader
 
 from .benchmarks import get_benchmark
 from .callbacks import CALLBACKS, TRICKS, RunCheckpoint, SelectionCheckpoint
-from .config import BenchmarkCLI, benchmark_args, check_families
 from .estimators import (SCORE_FUNCTION, estimators_of as _estimators, get_estimator, list_estimators, registry,
                          score_tape)
 from .models.base import SCGModule
-from .runner import NullProfiler, choose_threads, progress_callbacks, quiet_lightning
+from .runner import NullProfiler, Run, choose_threads, progress_callbacks, quiet_lightning
 
 
 class _PairedTimer(pl.Callback):
@@ -325,13 +324,12 @@ def profile(benchmark: str, profile_name: str = "quick", variant: str | None = N
         result = {"benchmark": bm.name, "torch_threads": threads["torch_threads"], "node_shape": list(bm.node_shape),
                   "estimator_timing": timing}
         return _report(result, output)
-    # The same builder as `scgbench run`; diagnostics off (they write figures and are no part of a step's cost).
-    args = benchmark_args(bm, profile_name, variant, 0, estimator) + [
-        f"--tricks.{k}=null" for k in CALLBACKS if k not in TRICKS] + list(overrides)
-    cli = BenchmarkCLI(bm, args)
-    check_families(cli)
-    cli.instantiate()
-    dm, model = cli.datamodule, cli.model
+    # The builder and every check of `scgbench run` (Run.prepare: the config, the estimator's family, Lightning's
+    # trainer checks, the model's demands on the data); diagnostics off (they write figures and are no part of a
+    # step's cost); no record is written.
+    built = Run(bm.name, estimator=estimator, profile=profile_name, variant=variant, overrides=overrides,
+                disable_tricks=[k for k in CALLBACKS if k not in TRICKS], write=False).prepare()
+    cli, dm, model = built.cli, built.datamodule, built.model
     steps = chunk * max(1, math.ceil(steps / chunk))
     total = warmup + steps
     with tempfile.TemporaryDirectory() as tmp:

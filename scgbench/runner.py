@@ -22,6 +22,7 @@ import errno
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -43,7 +44,7 @@ from .callbacks import TRICKS, EpochLine, ProgressBar, RunCheckpoint, SelectionC
 from .config import BenchmarkCLI, ConfigError, benchmark_args, check_families
 from .estimators import estimator_origin, estimators_of
 from .experiment import fingerprint, modifications
-from .io import atomic_write_bytes, atomic_write_json
+from .io import atomic_write_bytes, atomic_write_json, runs_root
 from .store import SCHEMA_VERSION, record_name, results_dir, write_record
 from .nn.state import schedule_values
 from .provenance import git_commit, hardware, load_average, package_versions
@@ -61,20 +62,34 @@ class NullProfiler(PassThroughProfiler):
 
 
 class _NoTips(logging.Filter):
-    """Drops Lightning's advertising tips (LitLogger, litmodels): nothing a user of this suite can act on."""
+    """Drops Lightning's lines that tell a user of this suite nothing: advertising tips (LitLogger, litmodels), the
+    absent accelerators ("GPU available: False, used: False"; a GPU that is present but unused is still named),
+    and the restore notices of the test on the selected checkpoint (the record names that checkpoint). A resumed
+    run's "Restored all states from the checkpoint at …" stays."""
+
+    CHATTER = re.compile(r"💡 Tip|(GPU|TPU|HPU|IPU) available: False\b|Restoring states from the checkpoint path at |"
+                         r"Loaded model weights from the checkpoint at ")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("💡 Tip")
+        return not self.CHATTER.match(str(record.msg))
 
 
 def quiet_lightning() -> None:
-    """Silence output a user cannot act on: Lightning's tips and a deprecation notice Lightning itself triggers
-    with this torch (``_pytree``'s ``LeafSpec``). Warnings about the user's own configuration stay."""
+    """Silence output a user cannot act on: Lightning's tips and absent-accelerator and restore notices
+    (:class:`_NoTips`), and a deprecation notice Lightning itself triggers with this torch (``_pytree``'s
+    ``LeafSpec``). Warnings about the user's own configuration stay."""
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         log = logging.getLogger(name)
         if not any(isinstance(f, _NoTips) for f in log.filters):
             log.addFilter(_NoTips())
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+
+
+def quiet_ddp_worker() -> None:
+    """A DDP worker re-executes the owner's command: everything it would report, the owner (global rank 0) reports
+    too, so each message appears once; a worker's errors still show."""
+    for name in ("scgbench", "lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 # -- threads --------------------------------------------------------------------------------------------------
@@ -177,7 +192,7 @@ class Run:
         check_families(self.cli)
         self.experiment = self.cli.experiment()
         self.fingerprint = fingerprint(self.experiment)
-        self.modified = modifications(BenchmarkCLI(self.bm, self.base_args).experiment(), self.experiment)
+        self.modified = modifications(self.cli.experiment(self.base_args), self.experiment)  # the same parser
         self.cli.instantiate()
         self.cli.check_trainer()
         self.model, self.datamodule = self.cli.model, self.cli.datamodule
@@ -197,6 +212,10 @@ class Run:
             probe_writable(self.results / self.bm.name, "results directory", "--results-dir")
         if not self._is_ddp_worker():
             probe_writable(self._base_dir().parent, "runs directory", "--run-dir or $SCGBENCH_RUNS_DIR")
+            # Data that must be downloaded is fetched now: without network the run fails here, with no directory.
+            fetch = getattr(self.datamodule, "fetch_sources", None)
+            if fetch is not None:
+                fetch()
         return self
 
     @property
@@ -212,7 +231,7 @@ class Run:
 
     def _base_dir(self) -> Path:
         return (Path(self.run_dir_arg) if self.run_dir_arg
-                else Path(os.environ.get("SCGBENCH_RUNS_DIR", "runs")) / self.bm.name / self.run_name)
+                else runs_root() / self.bm.name / self.run_name)
 
     def _claim_dir(self) -> Path:
         if self._is_ddp_worker():
@@ -236,6 +255,8 @@ class Run:
         # Seeded again here: `compare` prepares every cell before the first one trains.
         pl.seed_everything(self.seed, workers=True, verbose=False)
         quiet_lightning()
+        if self._is_ddp_worker():
+            quiet_ddp_worker()
         threads = choose_threads(self.threads_requested)
         shared = {k: os.environ.get(k) for k in ("SCGBENCH_RUN_DIR", "SCGBENCH_RUN_OWNER")}
         try:

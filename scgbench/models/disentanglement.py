@@ -65,6 +65,7 @@ from ..estimators import Categorical, score_tape
 from ..step_logging import log_step_scalars
 from ..specs.disentanglement import PROCEDURAL_FACTOR_SIZES
 from ..nn.state import schedule_values
+from .._lightning import attached_trainer
 from .base import SCGModule
 
 GAUSSIAN = ("vae", "beta-vae", "beta-tcvae", "factor-vae", "vae-semi")
@@ -414,8 +415,9 @@ class DisentanglementModule(SCGModule):
                              f"{self.kind} ignores labels: drop --data.num_labels or choose a -semi variant")
 
     def setup(self, stage: str) -> None:
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if self.factor and stage == "fit" and self._trainer is not None and self.trainer.world_size > 1:
+        trainer = attached_trainer(self)
+        dm = getattr(trainer, "datamodule", None)
+        if self.factor and stage == "fit" and trainer is not None and trainer.world_size > 1:
             raise ValueError(f"{self.kind} trains on one process: its two backward passes per iteration (VAE, then "
                              "discriminator) leave parameters without gradients that DDP would wait for; run it "
                              "with --trainer.devices 1")
@@ -502,7 +504,7 @@ class DisentanglementModule(SCGModule):
     def _reduce(self, prefix: str) -> dict[str, float]:
         out = {}
         for k, acc in sorted(self._eval.items()):
-            if self._trainer is not None and self.trainer.world_size > 1:
+            if attached_trainer(self) is not None and self.trainer.world_size > 1:
                 acc = self.trainer.strategy.reduce(acc, reduce_op="sum")
             out[f"{prefix}/{k}"] = (acc[0] / acc[1].clamp_min(1)).item()
         self._eval = {}

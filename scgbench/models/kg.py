@@ -32,6 +32,7 @@ from torch import nn
 
 from ..metrics.ranking import FilteredRankingMetric, GuuRankingMetric
 from ..nn import DiscreteContinuous
+from .._lightning import attached_trainer
 from .base import SCGModule
 from .evaluation import TEST, VAL, eval_noise, log_reduced
 
@@ -111,7 +112,7 @@ class KGPathModule(SCGModule):
         self.built = True
 
     def setup(self, stage: str) -> None:
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        dm = getattr(attached_trainer(self), "datamodule", None)
         if dm is not None and hasattr(dm, "num_entities"):
             self.build(dm.num_entities, dm.num_relations, dm.eval_protocol)
         elif not self.built:

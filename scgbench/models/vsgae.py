@@ -50,6 +50,7 @@ from ..estimators.noise import eval_noise_key, keyed_normal, keyed_uniform, sub_
 from ..figures import prediction_curve_figure
 from ..metrics.graphs import GenerationMetrics, ReconstructionAccuracy
 from ..metrics.prediction import DEFAULT_SIZES, curve_scalars, prediction_curve
+from .._lightning import attached_trainer
 from .evaluation import TEST, log_reduced
 
 NUM_TYPES = len(NODE_TYPES)
@@ -331,7 +332,7 @@ class VSGAE(pl.LightningModule):
 
     # -- Lightning ------------------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        dm = getattr(attached_trainer(self), "datamodule", None)
         if stage == "fit":
             # no accuracy anywhere in the data: the head gets no gradient, and DDP would wait for it
             self.train_predictor = bool(getattr(dm, "has_targets", True))
@@ -441,7 +442,7 @@ class VSGAE(pl.LightningModule):
         log_reduced(self, {f"test/recon_{k}" if k != "acc" else "test/recon_acc": v.float() for k, v in r.items()})
         self.recon.reset()
         # prior: samples 0..prior_samples−1 whatever the world size; this rank decodes every world_size-th one
-        world = self.trainer.world_size if self._trainer is not None else 1
+        world = self.trainer.world_size if attached_trainer(self) is not None else 1
         mine = torch.arange(self.global_rank, self.hparams.prior_samples, world, device=self.device)
         if self.generation is None:
             self.generation = GenerationMetrics()
@@ -452,7 +453,7 @@ class VSGAE(pl.LightningModule):
         log_reduced(self, {f"test/prior_{k}": v.float() for k, v in gen.items()})
         self.generation.reset()
         seen = torch.tensor(float(self._pred_seen), device=self.device)
-        if self._trainer is not None:
+        if attached_trainer(self) is not None:
             seen = self.trainer.strategy.reduce(seen, reduce_op="max")  # compute() below is a collective
         if seen > 0:
             log_reduced(self, {"test/pred_rmse": self.pred_rmse.compute(),
@@ -466,7 +467,7 @@ class VSGAE(pl.LightningModule):
         training-set size (:func:`~scgbench.metrics.prediction.prediction_curve`), logged as
         ``test/pred_curve_*`` and drawn into the run directory's ``figures/pred_curve.png``. Every rank computes
         the same curve (the cells and subsets come from the data seed), so the logged values are exact."""
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        dm = getattr(attached_trainer(self), "datamodule", None)
         if dm is None or not getattr(dm, "has_targets", False):
             return
         train_rows, test_rows = dm.prediction_index(max_train=max(DEFAULT_SIZES))

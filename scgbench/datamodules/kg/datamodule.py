@@ -26,6 +26,7 @@ from scgbench.datamodules.base import SeededDataModule
 from scgbench.datamodules.kg.dataset import PathQueryDataset
 from scgbench.datamodules.kg.graph import KnowledgeGraph, reverse_paths
 from scgbench.seeding import torch_generator
+from scgbench.specs.kg import SPECS
 
 #: stream of the fixed validation subset (``max_valid_queries``), keyed by the data seed
 VALID_SUBSET = "kg-valid-subset"
@@ -112,6 +113,8 @@ class KGPathDataModule(SeededDataModule):
                  num_workers: int = 0, seed: int = 0, dataset_options: dict | None = None,
                  data_seed: int = 0) -> None:
         super().__init__(batch_size, eval_batch_size, num_workers, seed)
+        if dataset not in SPECS:  # checked here, before any work: the dataset itself is built in prepare_data
+            raise ValueError(f"unknown dataset {dataset!r} (--data.dataset); choose one of: {', '.join(sorted(SPECS))}")
         if train_max_length is not None and train_max_length < 1:
             raise ValueError(f"train_max_length must be >= 1 or None, got {train_max_length}")
         if max_valid_queries is not None and max_valid_queries < 1:
@@ -147,6 +150,12 @@ class KGPathDataModule(SeededDataModule):
 
     def prepare_data(self) -> None:
         _ = self.dataset  # download/generate/cache once, on one process
+
+    def fetch_sources(self) -> None:
+        """What a run does before its run directory exists: build the dataset, downloading its sources where
+        they are missing (FB15k-237, Guu et al.'s sets); without network that raises ``ConnectionError`` naming
+        the URL, the file and ``scgbench data``. The built dataset is kept for this run's fit."""
+        _ = self.dataset
 
     def _queries(self, split: str, evaluate: bool, both: bool, keep=None) -> QuerySet:
         d = self.dataset

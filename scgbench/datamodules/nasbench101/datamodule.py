@@ -28,16 +28,17 @@ over them in that order (for embedding).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset, SequentialSampler
-from torch_geometric.data import Batch, Data
+from torch.utils.data import DataLoader, SequentialSampler
 
 from ...seeding import numpy_rng
 from ..base import SeededDataModule
-from ...specs.nasbench101 import NODE_TYPES
 from .store import METRICS_FILE, SPACE_FILE, CellTable, default_dir, load_cells, load_space
+
+if TYPE_CHECKING:
+    from torch_geometric.data import Batch
 
 #: stream of the held-out split (and the subset), keyed by the data seed
 SPLIT_STREAM = "nasbench101-split"
@@ -45,39 +46,20 @@ SPLIT_STREAM = "nasbench101-split"
 PREDICTION_CELLS_STREAM = "nasbench101-prediction-cells"
 
 
-class CellData(Data):
-    """A cell graph whose ``cell_index`` batches as it is: torch-geometric offsets every attribute named
-    ``*index*`` by the nodes of the graphs before it in the batch, which would make the row (the cell's
-    identity, e.g. for keyed evaluation noise) depend on the batch's composition."""
+def collate_graphs(items: list) -> Batch:
+    """A torch-geometric ``Batch`` of cell graphs (:mod:`.graphs`, imported on first use: torch-geometric costs
+    every command that loads the benchmark registry a quarter of a second of CPU otherwise)."""
+    from .graphs import collate
 
-    def __inc__(self, key, value, *args, **kwargs):
-        return 0 if key == "cell_index" else super().__inc__(key, value, *args, **kwargs)
-
-
-class CellGraphs(Dataset):
-    """Cells of a :class:`CellTable` (rows ``index``) as torch-geometric graphs, built on access."""
-
-    def __init__(self, table: CellTable, index: np.ndarray, target: np.ndarray | None) -> None:
-        self.table, self.index, self.target = table, np.asarray(index), target
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __getitem__(self, i: int) -> Data:
-        r = int(self.index[i])
-        v = int(self.table.num_vertices[r])
-        adj = self.table.adjacency[r, :v, :v]
-        src, dst = np.nonzero(adj)
-        order = np.lexsort((src, dst))
-        types = torch.as_tensor(self.table.types[r, :v], dtype=torch.long)
-        y = float(self.target[r]) if self.target is not None else float("nan")
-        return CellData(x=torch.nn.functional.one_hot(types, len(NODE_TYPES)).float(), node_type=types,
-                    edge_index=torch.as_tensor(np.stack([src[order], dst[order]]), dtype=torch.long),
-                    y=torch.tensor([y], dtype=torch.float), cell_index=torch.tensor([r]), num_nodes=v)
+    return collate(items)
 
 
-def collate_graphs(items: list[Data]) -> Batch:
-    return Batch.from_data_list(items)
+def __getattr__(name: str):
+    if name in ("CellData", "CellGraphs"):  # the graph classes, importable from here as before
+        from . import graphs
+
+        return getattr(graphs, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class NASBench101DataModule(SeededDataModule):
@@ -160,6 +142,8 @@ class NASBench101DataModule(SeededDataModule):
         self.eval_index = self.test_index[: self.max_test] if self.max_test else self.test_index
         target = self.table.metrics.get("validation_accuracy")
         self.has_targets = target is not None and bool(np.isfinite(target).any())
+        from .graphs import CellGraphs
+
         self.train_set = CellGraphs(self.table, self.train_index, target)
         self.val_set = self.test_set = CellGraphs(self.table, self.eval_index, target)
         self.data_source = self._source_text()
@@ -239,6 +223,8 @@ class NASBench101DataModule(SeededDataModule):
     def cells_loader(self, index: np.ndarray, batch_size: int | None = None) -> DataLoader:
         """The cells of table rows ``index`` in that order, not split across ranks (every rank sees all
         of them), batched by ``batch_size`` (default the evaluation batch size)."""
+        from .graphs import CellGraphs
+
         ds = CellGraphs(self.table, np.asarray(index, dtype=np.int64), self.table.metrics.get("validation_accuracy"))
         return DataLoader(ds, batch_size=batch_size or self.eval_batch_size, sampler=SequentialSampler(ds),
                           num_workers=0, collate_fn=self.collate_fn)

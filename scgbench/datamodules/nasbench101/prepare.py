@@ -37,6 +37,9 @@ def prepare(root: Path, tfrecord: str | None = None, skip_corrupt: bool = False,
     from .store import SchemaError
     from .tfrecord import convert_tfrecord
 
+    if tfrecord and not Path(tfrecord).is_file():  # before the enumeration (minutes) that precedes the conversion
+        raise FileNotFoundError(f"--option tfrecord={tfrecord}: no such file; give the path of the official "
+                                f"{' or '.join(TFRECORD_NAMES)}")
     out = default_dir(root)
     t0 = time.time()
     space_path = ensure_space(root, log=(lambda s: print(s, flush=True)) if progress else None, force=force,

@@ -38,7 +38,7 @@ What is reproduced (sklearn 1.9.1 ``ensemble/_gb.py``, ``tree/_splitter.pyx``, `
 
 Equality: on data without tied splits the trees are sklearn's and importances / raw predictions agree to
 ~1e-14 (sums are accumulated in another order, so not bit for bit); predictions are identical
-(``tests/test_disent_gbt.py``). Two things are not reproducible by any re-implementation:
+(``tests/test_disentanglement_gbt.py``). Two things are not reproducible by any re-implementation:
 
 * exact ties — several candidate splits with the same proxy (within a bound on both implementations'
   summation rounding): two codes isolating the same few points of a tiny node, duplicated codes, or
