@@ -173,7 +173,8 @@ def cmd_compare(args, overrides) -> int:
         raise ValueError(f"{slurm_flags[0]} needs --executor slurm")
     from .io import check_output_path
 
-    check_output_path(args.output, "--output")  # the leaderboard written after the grid
+    if args.output:  # the leaderboard written after the grid (default: in the results directory)
+        check_output_path(args.output, "--output")
     grid.check_jobs(args.jobs, args.oversubscribe, args.executor)
     if args.executor == "slurm":
         threads = args.threads if args.threads is not None else args.slurm_cpus_per_task or 1

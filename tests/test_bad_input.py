@@ -28,7 +28,7 @@ def _no_work(root) -> None:
 @pytest.mark.parametrize("argv,needle", [
     (["run", "mnist-addition", "--seed", "abc"], r"run: argument --seed: invalid int value: 'abc' \(see `scgbench "
                                                  r"run --help`\)"),
-    (["leaderboard", "--export", "xlsx"], r"--export: invalid choice: 'xlsx' \(choose from 'csv', 'parquet'\)"),
+    (["leaderboard", "--export", "xlsx"], r"--export: invalid choice: 'xlsx' \(choose from 'csv', 'parquet', 'table-csv'\)"),
     (["lisst"], r"invalid choice: 'lisst' \(choose from 'list', 'run'"),
     (["compare", "mnist-addition", "--jobs", "two"], r"--jobs: invalid int value: 'two'"),
 ])

@@ -11,7 +11,8 @@ import scgbench
 PACKAGE = Path(scgbench.__file__).parent
 
 #: the one reader of each user-facing default
-READERS = {"SCGBENCH_RUNS_DIR": "io.py", "SCGBENCH_DATA": "io.py", "SCGBENCH_RESULTS_DIR": "leaderboard/records.py"}
+READERS = {"SCGBENCH_RUNS_DIR": "io.py", "SCGBENCH_DATA": "io.py", "SCGBENCH_RESULTS_DIR": "store.py",
+           "SCGBENCH_PUBLISHED": "store.py"}
 
 
 def _env_reads(tree: ast.AST) -> set[str]:
