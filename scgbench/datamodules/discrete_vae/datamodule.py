@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 from ...seeding import seed_sequence
 from ..base import SeededDataModule
 from ..mnist import collate_batched
-from .sources import DATASETS, fetch, load_images, missing_files
+from .sources import DATASETS, fashion_problem, fetch, load_images, missing_files
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,9 @@ class DiscreteVAEDataModule(SeededDataModule):
         missing = None if download else missing_files(dataset, root)
         if missing:  # nothing will fetch them: say so before any work
             raise FileNotFoundError(f"{missing} (--data.download is false)")
+        corrupt = fashion_problem() if dataset == "fashion-mnist" else None
+        if corrupt:  # Debian's files are used when installed: a corrupt one stops the run before any work
+            raise ValueError(corrupt)
         self.save_hyperparameters()
         self.dataset, self.source, self.binarization = dataset, source, binarization
         self.val_size, self.data_seed, self.root = val_size, data_seed, root
