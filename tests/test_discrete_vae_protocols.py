@@ -190,3 +190,42 @@ def test_linear_and_leaky_relu_networks():
     acts = [m for m in nonlinear.encoder if isinstance(m, torch.nn.LeakyReLU)]
     assert len(acts) == 2 and acts[0].negative_slope == 0.3
     assert [m.out_features for m in nonlinear.encoder if isinstance(m, torch.nn.Linear)] == [200, 200, 200]
+
+
+# -- the shipped protocols ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("profile,variant,want", [
+    ("fmnist", "20x10", {"data.dataset": "fashion-mnist", "data.binarization": "dynamic", "data.batch_size": 100,
+                         "model.lr": 0.001, "model.iw_samples": 1000, "model.latent": "20x10",
+                         "trainer.max_epochs": 100, "model.likelihood": "bernoulli"}),
+    ("fmnist", "30x10-igr-gaussian", {"data.binarization": "none", "model.binarization": "none",
+                                      "data.batch_size": 64, "model.lr": 0.001, "model.latent": "30x10",
+                                      "model.likelihood": "gaussian", "trainer.max_epochs": 100, "tricks.tauann": None}),
+    ("disarm", "200b-linear", {"data.binarization": "redraw", "model.binarization": "redraw", "data.batch_size": 50,
+                               "model.lr": 0.0001, "model.prior": "learned", "model.prior_lr": 0.01,
+                               "model.iw_samples": 100, "trainer.max_steps": 1_000_000, "model.hidden": [],
+                               "model.binary_logit": True, "model.latent": "200x2"}),
+    ("disarm-1e5", "200b-nonlinear", {"trainer.max_steps": 100_000, "model.hidden": [200, 200],
+                                      "model.activation": "leaky_relu", "model.prior": "learned"}),
+])
+def test_protocol_profiles_say_what_their_sources_say(profile, variant, want):
+    from scgbench.benchmarks import get_benchmark
+    from scgbench.config import BenchmarkCLI, benchmark_args
+
+    bm = get_benchmark("discrete-vae")
+    cfg = BenchmarkCLI(bm, benchmark_args(bm, profile, variant, 0)).resolved()
+    for key, value in want.items():
+        section, name = key.split(".")
+        got = (cfg.get(section) or {}).get(name)
+        if section == "model" and isinstance(got, (list, tuple)):
+            got = list(got)
+        assert got == value, (key, got)
+
+
+def test_fashion_reference_rows_sit_on_the_grey_level_variant_only():
+    from scgbench.benchmarks import get_benchmark
+
+    bm = get_benchmark("discrete-vae")
+    rows = [r for r in bm.reference if "FMNIST" in r["source"]]
+    assert {r["variant"] for r in rows} == {"30x10-igr-gaussian"} and "30x10-igr-gaussian" in bm.variants
+    # seed 003 Table 1, FMNIST column: -0.366, -0.5193, -0.438, -0.542 (x 100, ELBO) -> -ELBO in nats
+    assert sorted(r["metrics"]["test/neg_elbo"] for r in rows) == [36.6, 43.8, 51.93, 54.2]
