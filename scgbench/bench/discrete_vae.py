@@ -186,7 +186,15 @@ def time_steps(profile: str, variant: str | None, estimator: str | None, steps: 
             max_steps=warmup + steps + 1, max_epochs=None, limit_val_batches=0, num_sanity_val_steps=0,
             accelerator="cpu", devices=1)
         trainer.fit(model, datamodule=_ReplayData(dm, batches))
+        # the per-epoch cost the timed steps do not see: RunCheckpoint writes last.ckpt (weights, optimizer state)
+        # at every epoch's end, so that an interrupted run resumes exactly
+        saves = []
+        for i in range(3):
+            t0 = time.perf_counter()
+            trainer.save_checkpoint(Path(tmp) / f"probe{i}.ckpt", weights_only=False)
+            saves.append(time.perf_counter() - t0)
     out = timer.summary()
+    out["checkpoint_save_s"] = min(saves)
     out.update(steps_per_epoch=len(dm.train_dataloader()), n_val=len(dm.val_set), n_test=len(dm.test_set),
                eval_batch_size=dm.eval_batch_size)
     return out, cli
@@ -247,9 +255,11 @@ def main(argv: list[str] | None = None) -> int:
         train_s = steps * result["suite_ms_per_step_cpu"] / 1e3  # one core to itself
         val_s = validations * batches(result["n_val"]) * ev["val_batch_s"]
         test_s = batches(result["n_test"]) * ev["test_batch_s"]
+        ckpt_s = math.ceil(steps / result["steps_per_epoch"]) * result["checkpoint_save_s"]
         result.update(planned_steps=steps, planned_validations=validations, estimated_train_min=train_s / 60,
                       estimated_validation_min=val_s / 60, estimated_test_min=test_s / 60,
-                      estimated_total_min=(train_s + val_s + test_s) / 60)
+                      estimated_checkpoint_min=ckpt_s / 60,
+                      estimated_total_min=(train_s + val_s + test_s + ckpt_s) / 60)
     result["load_end"] = os.getloadavg()
     for k, v in result.items():
         print(f"{k:36s} {v:.4g}" if isinstance(v, float) else f"{k:36s} {v}")
