@@ -232,8 +232,15 @@ class DiscreteVAE(SCGModule):
         return torch.log_softmax(torch.cat([torch.zeros_like(beta[:, :1]), beta], -1), -1)
 
     def learned_prior_kl(self, params: torch.Tensor) -> torch.Tensor:
-        """KL(q ‖ p) [B] summed over nodes, closed form: Σ_n Σ_k q_nk (log q_nk − log p_nk), q = softmax(params)."""
-        logq = torch.log_softmax(params.float(), -1)
+        """KL(q ‖ p) [B] summed over nodes, closed form: Σ_n Σ_k q_nk (log q_nk − log p_nk), q = softmax(params).
+
+        Bernoulli nodes ([0, α]) take log q = (log σ(−α), log σ(α)): the same numbers as a log-softmax over the last
+        dimension of size 2, which costs ~3.5× as much CPU time at [100, 200, 2] here."""
+        if self.binary_logit:
+            alpha = (params[..., 1] - params[..., 0]).float()
+            logq = torch.stack([F.logsigmoid(-alpha), F.logsigmoid(alpha)], -1)
+        else:
+            logq = torch.log_softmax(params.float(), -1)
         return (logq.exp() * (logq - self.prior_log_probs())).sum((-1, -2))
 
     def binarize_eval(self, x: torch.Tensor, ids: torch.Tensor, stage: int, step: int | None = None) -> torch.Tensor:
