@@ -327,18 +327,22 @@ class ListOpsModule(SCGModule):
         node_mask = {"all": mask, "operators": mask & _is_operator(tokens),
                      "values": mask & (tokens != CLOSE_ID)}[self.hparams.discretise][..., None]
         W_r, W_s = self.msg1.weight[:, :self.dim], self.msg1.weight[:, self.dim:]
+        fused = self.edge_chain != "reference" and not torch.is_autocast_enabled(xe.device.type)
+        # `ours` receives on the token embedding in every round: its receiver term is the same in each
+        a_fixed = xe.reshape(B * L, -1) @ W_r.T if fused and self.discrete else None
         x = xe
         for r in range(1, rounds + 1):
             flat = x.reshape(B * L, -1)
             recv_state = xe.reshape(B * L, -1) if self.discrete or r == 1 else flat
-            # Lin₁([x_recv; x_send]) = W_r x_recv + W_s x_send + b, evaluated per node then gathered per edge
-            a, c = recv_state @ W_r.T, flat @ W_s.T + self.msg1.bias
-            if self.edge_chain != "reference" and not torch.is_autocast_enabled(flat.device.type):
+            if fused:
+                # Lin₁([x_recv; x_send]) = W_r x_recv + W_s x_send + b: per node, gathered per edge in the chain
+                a_recv = a_fixed if a_fixed is not None else recv_state @ W_r.T
                 bits, cut = self._dropout_bits((len(recv), self.dim), flat.device)
-                m = _EdgeMessages.apply(a, c, w[:, 0], self.msg2.weight, self.msg2.bias, recv, send, bits,
-                                        -32768 + cut, 65536.0 / (65536 - cut), self.edge_chain == "compiled")
-            else:  # the reference, and under autocast (mixed precision): autograd's graph, op by op
-                pre = a[recv] + c[send]
+                m = _EdgeMessages.apply(a_recv, flat @ W_s.T + self.msg1.bias, w[:, 0], self.msg2.weight,
+                                        self.msg2.bias, recv, send, bits, -32768 + cut, 65536.0 / (65536 - cut),
+                                        self.edge_chain == "compiled")
+            else:  # the reference (today's autograd graph, op by op), and under autocast (mixed precision)
+                pre = (recv_state @ W_r.T)[recv] + (flat @ W_s.T + self.msg1.bias)[send]
                 msg = F.relu(self.msg2(self._dropout(F.relu(pre))))
                 m = torch.zeros_like(flat).index_add_(0, recv, w * msg)
             x = x + m.view(B, L, -1)
