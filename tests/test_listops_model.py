@@ -89,6 +89,8 @@ def test_fused_edge_chain_equals_the_reference(items, variant, estimator):
         results[chain] = (loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None},
                           torch.rand(4))
     ref_loss, ref_grads, ref_next = results["reference"]
+    from scgbench.models.listops import _COMPILED
+    assert all(_COMPILED[("cpu", f)] is not None for f in ("_edge_forward", "_edge_backward"))  # no eager fallback
     assert ref_grads["msg2.weight"].abs().sum() > 0 and ref_grads["msg1.weight"].abs().sum() > 0
     for chain in ("eager", "compiled"):
         loss, grads, after = results[chain]
@@ -97,6 +99,26 @@ def test_fused_edge_chain_equals_the_reference(items, variant, estimator):
         for n in ref_grads:
             torch.testing.assert_close(grads[n], ref_grads[n], msg=f"{chain}: {n}")
         assert torch.equal(after, ref_next), chain  # the same number of draws from the global stream
+
+
+@pytest.mark.parametrize("width", [16, 60])
+def test_compiled_dropout_mask_is_the_int16_comparison_for_every_pattern(width):
+    """The compiled CPU kernel reads the int16 dropout bits through a bfloat16 view (_cpu_bits); for all 65,536
+    patterns (NaN payloads of bfloat16 included; width 60 also runs the loop's scalar tail) it drops exactly the
+    entries with bits < cut."""
+    from scgbench.models.listops import _COMPILED, _edge_forward, _run
+
+    values = torch.arange(-32768, 32768, dtype=torch.int32).to(torch.int16)
+    rows = -(-len(values) // width)
+    bits = torch.cat([values, values[:rows * width - len(values)]]).view(rows, width)
+    a, c = torch.ones(rows, width), torch.zeros(rows, width)  # relu(a[i] + c[i]) = 1 everywhere
+    idx = torch.arange(rows)
+    w, w2, b2 = torch.ones(rows), torch.eye(width), torch.zeros(width)
+    for p in (0.1, 0.5, 0.9):
+        cut = -32768 + round(p * 65536)
+        _, h, _ = _run(_edge_forward, True, torch.device("cpu"), a, c, w, w2, b2, idx, idx, bits, cut, 2.0)
+        assert torch.equal(h == 0, bits < cut) and torch.all(h[bits >= cut] == 2.0)
+    assert _COMPILED[("cpu", "_edge_forward")] is not None  # the compiled kernel ran (no fallback to eager)
 
 
 def test_fused_edge_chain_drops_the_reference_entries(items):

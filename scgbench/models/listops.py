@@ -101,11 +101,18 @@ def _edge_forward(a, c, w, w2, b2, recv, send, bits, cut: int, scale: float):
     """The message chain of one round on E packed edges (see :class:`_EdgeMessages`): ``(m, h, y)``.
 
     Written for :func:`torch.compile` (which fuses the gathers, the add, ReLU and the dropout mask into one loop,
-    and bias, ReLU, the edge weight and the scatter into another) and correct eagerly too (the fallback)."""
+    and bias, ReLU, the edge weight and the scatter into another, around one matmul) and correct eagerly too (the
+    fallback)."""
     h = torch.relu(a.index_select(0, recv) + c.index_select(0, send))
     if bits is not None:
-        h = h.masked_fill(bits < cut, 0.0) * scale                    # the reference's relu(pre)·keep·scale
-    y = torch.relu(h @ w2.t() + b2)
+        if bits.dtype == torch.bfloat16:  # the int16 bits in disguise (_cpu_bits): widened, they read bits·2¹⁶
+            drop = bits.float().view(torch.int32) < cut * 65536
+        else:
+            drop = bits < cut
+        h = h.masked_fill(drop, 0.0) * scale                           # the reference's relu(pre)·keep·scale
+    # relu(u + b) bit for bit (u ≤ −b ⇒ fl(u + b) ≤ 0): not the addmm pattern, whose CPU kernel first copies the
+    # bias into its output and then reads it back; here the bias is added in the loop that reads u anyway
+    y = torch.maximum(h @ w2.t(), -b2) + b2
     m = torch.zeros_like(a).index_add_(0, recv, y * w[:, None])
     return m, h, y
 
@@ -122,13 +129,22 @@ def _edge_backward(gm, w, w2, recv, send, h, y, scale: float):
     return ga, gc, gw, g.t() @ h, g.sum(0)
 
 
+def _cpu_bits(bits: torch.Tensor) -> torch.Tensor:
+    """The int16 dropout bits viewed as bfloat16 (no copy), for the compiled CPU kernel: torch.compile's C++ code
+    does not vectorize int16 loads, and the gather + dropout loop then ran scalar (1.4× slower). bfloat16 → float32
+    appends 16 zero bits, so ``bits.view(bfloat16).float().view(int32)`` is exactly ``int32(bits) · 2¹⁶`` for every
+    pattern, NaN payloads included (a test checks all 65,536), and compares with ``cut · 2¹⁶`` as bits with cut."""
+    return bits.view(torch.bfloat16)
+
+
 #: the compiled kernels per (device type, direction); None after a failed compile (then the eager functions run)
 _COMPILED: dict = {}
 
 
 def _run(fn, compiled: bool, device: torch.device, *args):
-    """``fn(*args)``, through :func:`torch.compile` (dynamic shapes: E changes every batch; one compiled kernel per
-    device type) unless ``compiled`` is False, or compiling failed once in this process (no C++ compiler, say:
+    """``fn(*args)``, through :func:`torch.compile` (one compiled kernel per device type; the sizes that change
+    between calls, E and N, become symbolic at the second call and the width stays static, so the loops over it
+    vectorize) unless ``compiled`` is False, or compiling failed once in this process (no C++ compiler, say:
     warned, and the same function runs eagerly from then on), or on a CPU with more than one intra-op thread:
     there the compiled scatter adds from several threads in a varying order, and a run would no longer repeat
     bit for bit from its seed (eager ``index_add_`` on the CPU is serial)."""
@@ -136,7 +152,9 @@ def _run(fn, compiled: bool, device: torch.device, *args):
     if not compiled or _COMPILED.get(key, 0) is None or (device.type == "cpu" and torch.get_num_threads() > 1):
         return fn(*args)
     if key not in _COMPILED:
-        _COMPILED[key] = torch.compile(fn, dynamic=True)
+        _COMPILED[key] = torch.compile(fn)
+    if device.type == "cpu" and fn is _edge_forward and args[7] is not None:
+        args = (*args[:7], _cpu_bits(args[7]), *args[8:])
     try:
         return _COMPILED[key](*args)
     except Exception as e:  # the compiler is missing or failed: the same function eagerly, from now on
