@@ -268,16 +268,19 @@ def _estimator_timing(shape: Sequence[int], iters: int | None = None, rounds: in
     softmax, ``torch.nn.functional.gumbel_softmax`` with ``hard`` False and True, all at τ = 1), **interleaved**:
     ``rounds`` rounds, each timing ``iters`` repetitions of every candidate in turn, so that a machine whose
     speed drifts over seconds slows all of them alike (timing one after the other favours whichever ran while the
-    machine was fast). ``iters`` defaults to about 2·10⁶ elements' worth per round (1 at KG's 512 × 14,541).
+    machine was fast). ``iters`` defaults to about 2·10⁶ elements' worth per round (1 at KG's 512 × 14,541), at
+    most 500.
 
     ``{name}_vs_softmax`` is the cost ratio (estimator µs / softmax µs, > 1: slower); ``{name}_speed_vs_gumbel_softmax``
     and ``{name}_speed_vs_gumbel_softmax_hard`` are speed ratios (F.gumbel_softmax µs / estimator µs, ≥ 1: at least
-    as fast). An estimator with its own parameterisation (IGR: 2(K−1) numbers) gets parameters of that size."""
+    as fast). ``{name}_speed_vs_peer`` is the speed against the estimator's own peer (:data:`PEERS`) in thread CPU
+    time, with the quartiles of its per-round values and a status (:func:`figure_status`). An estimator with its
+    own parameterisation (IGR: 2(K−1) numbers) gets parameters of that size."""
     import torch.nn.functional as F
 
     k = int(shape[-1])
-    if iters is None:
-        iters = max(1, min(50, int(2e6 // math.prod(shape))))
+    if iters is None:  # a round of a small node lasts tens of ms: the machine's jitter averages out within it
+        iters = max(1, min(500, int(2e6 // math.prod(shape))))
     torch.manual_seed(0)
     theta = torch.randn(*shape, requires_grad=True)
     w = torch.randn(k)
@@ -315,6 +318,7 @@ def _estimator_timing(shape: Sequence[int], iters: int | None = None, rounds: in
 
         steps[name] = step
     per_round: dict[str, list[float]] = {name: [] for name in steps}
+    cpu_round: dict[str, list[float]] = {name: [] for name in steps}
     for fn in steps.values():  # warm-up: allocator, lazy inits
         for _ in range(2):
             fn()
@@ -322,10 +326,11 @@ def _estimator_timing(shape: Sequence[int], iters: int | None = None, rounds: in
     for r in range(rounds):
         for name in (names if r % 2 == 0 else names[::-1]):  # alternate the order: no one always runs first
             fn = steps[name]
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             for _ in range(iters):
                 fn()
             per_round[name].append(time.perf_counter() - t0)
+            cpu_round[name].append(time.thread_time() - c0)
     us = {name: 1e6 * sum(t) / (rounds * iters) for name, t in per_round.items()}
     out = {f"{b}_us": us[b] for b in _BASELINES if b in us}
     if "reinmax_package" in us:
@@ -337,9 +342,11 @@ def _estimator_timing(shape: Sequence[int], iters: int | None = None, rounds: in
         out[f"{name}_speed_vs_gumbel_softmax"] = us["gumbel_softmax"] / us[name]
         out[f"{name}_speed_vs_gumbel_softmax_hard"] = us["gumbel_softmax_hard"] / us[name]
         peer = PEERS.get(name)
-        if peer in us:  # the speed against its own peer, with its spread over the rounds
-            q1, _, q3 = _quartiles([p / e for p, e in zip(per_round[peer], per_round[name])])
-            out.update(_figure(f"{name}_speed_vs_peer", us[peer] / us[name], q1, q3, 1.0, count=rounds))
+        if peer in us:  # the speed against its own peer in thread CPU time (on a shared machine the steadier
+            # clock: it leaves out the time other processes hold the core), with its spread over the rounds
+            q1, _, q3 = _quartiles([p / e for p, e in zip(cpu_round[peer], cpu_round[name])])
+            out.update(_figure(f"{name}_speed_vs_peer", sum(cpu_round[peer]) / sum(cpu_round[name]), q1, q3, 1.0,
+                               count=rounds))
             out[f"{name}_peer"] = peer
     return out
 
@@ -348,7 +355,7 @@ def estimator_table(timing: dict[str, dict[str, float]]) -> str:
     """The per-shape estimator timings as a text table: µs, cost vs softmax, speed vs F.gumbel_softmax (soft, hard),
     and speed vs the estimator's own peer (:data:`PEERS`) with its spread over the rounds and its status."""
     lines = [f"{'shape':>12s}  {'estimator':12s} {'µs':>11s} {'vs softmax':>10s} {'speed vs F.gs':>13s} "
-             f"{'vs F.gs hard':>12s}  speed vs peer [q1, q3 over rounds]"]
+             f"{'vs F.gs hard':>12s}  speed vs peer, CPU time [q1, q3 over rounds]"]
     for key, t in timing.items():
         lines.append(f"{key:>12s}  {'softmax':12s} {t['softmax_us']:11.1f}")
         lines.append(f"{key:>12s}  {'F.gs soft':12s} {t['gumbel_softmax_us']:11.1f}")
