@@ -121,6 +121,32 @@ def test_compiled_dropout_mask_is_the_int16_comparison_for_every_pattern(width):
     assert _COMPILED[("cpu", "_edge_forward")] is not None  # the compiled kernel ran (no fallback to eager)
 
 
+def test_a_failing_compile_falls_back_to_the_eager_chain_with_a_warning(items, monkeypatch):
+    """No C++ compiler (say): the same functions run eagerly from then on, with one warning; the results match."""
+    import scgbench.models.listops as listops
+
+    def broken(*args):
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(listops, "_COMPILED", {("cpu", "_edge_forward"): broken, ("cpu", "_edge_backward"): broken})
+    torch.manual_seed(0)
+    model = ListOpsModule(variant="ours", dim=16, rounds=2).train()
+    batch = collate_listops(items)
+    losses = []
+    for chain in ("compiled", "eager"):
+        model.edge_chain = chain
+        torch.manual_seed(3)
+        if chain == "compiled":
+            with pytest.warns(UserWarning, match="torch.compile failed"):
+                losses.append(model.training_loss(batch)[0])
+        else:
+            losses.append(model.training_loss(batch)[0])
+    assert listops._COMPILED[("cpu", "_edge_forward")] is None
+    torch.testing.assert_close(losses[0], losses[1])
+    losses[0].backward()  # the backward falls back too
+    assert listops._COMPILED[("cpu", "_edge_backward")] is None
+
+
 def test_fused_edge_chain_drops_the_reference_entries(items):
     """Control for the test above: another dropout draw changes the loss (the mask is no bystander there)."""
     torch.manual_seed(0)
