@@ -37,7 +37,10 @@ Efficiency and padding: messages are computed only on (sender, receiver) pairs i
 metrics. When the sampled graph is hard and carries no pathwise gradient (evaluation, REINFORCE) only the
 chosen edge per node is evaluated. ``edge_topk=k`` optionally keeps, per child, the k candidate parents
 with the largest relaxed weight (exact when k ≥ length; the dropped weights carry at most their own
-probability mass, and by Theorem 1 their gradient is bounded by (√2/τ)·z_j); ``None`` is exact.
+probability mass, and by Theorem 1 their gradient is bounded by (√2/τ)·z_j); ``None`` is exact. Each round's
+messages on the E edges run as one autograd Function with a hand-written backward (:class:`_EdgeMessages`),
+compiled by ``torch.compile`` on one CPU thread or a GPU; ``edge_chain = "reference"`` keeps the op-by-op graph it
+replaced (``python -m scgbench.bench.listops_step`` times the two; the same loss, gradients and random draws).
 """
 
 from __future__ import annotations
