@@ -104,6 +104,9 @@ class GumbelSoftmax(Estimator):
     _hard = False
 
     def forward(self, params: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if (mask is None and self.training and params.dtype == torch.float32
+                and params.numel() <= (_SMALL if params.shape[-1] >= _SHORT_ROW else _SMALL_SHORT)):
+            return _gumbel_softmax_small(params, self._beta_f, self._tau_f, self._hard)  # no dtype round trip
         x = params.float()
         if mask is not None:
             x = x.masked_fill(~mask.bool(), _NEG_INF)
