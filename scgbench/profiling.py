@@ -30,12 +30,20 @@
 
 All timings skip warm-up steps and use ``time.perf_counter``; they are ratios within one process, so they
 are comparable across machines even where the absolute numbers are not.
+
+Every timed figure (ratios and per-step overheads of (1)–(3b), each estimator's speed against its peer in (5))
+is reported with the interquartile range of its per-chunk (per-round) values and a status
+(:func:`figure_status`): **unresolved** when that spread is larger than the effect (the distance from no
+effect: a ratio of 1, an overhead of 0) — a difference of two pairings adds their spreads — and always when a
+ratio exceeds its own ceiling (it then measures the noise); such figures are named at the end as no findings.
+The load averages before and after and the core count are recorded with the numbers.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import os
 import statistics
 import tempfile
 import time
@@ -94,12 +102,61 @@ class _PairedTimer(pl.Callback):
     def summary(self) -> dict[str, float]:
         n = min(len(self.lightning), len(self.bare))
         light, bare = sum(self.lightning[:n]), sum(self.bare[:n])
-        per_chunk = sorted(b / l for b, l in zip(self.bare[:n], self.lightning[:n]))
-        quartiles = statistics.quantiles(per_chunk, n=4) if n > 1 else per_chunk * 3
+        quartiles = _quartiles([b / l for b, l in zip(self.bare[:n], self.lightning[:n])])
+        overheads = _quartiles([1e3 * (l - b) / self.chunk for b, l in zip(self.bare[:n], self.lightning[:n])])
         steps = n * self.chunk
         return {"steps": steps, "lightning_steps_per_s": steps / light, "bare_steps_per_s": steps / bare,
                 "ratio": bare / light, "chunk_ratio_q1": quartiles[0], "chunk_ratio_median": quartiles[1],
-                "chunk_ratio_q3": quartiles[2], "overhead_ms_per_step": 1e3 * (light - bare) / steps}
+                "chunk_ratio_q3": quartiles[2], "overhead_ms_per_step": 1e3 * (light - bare) / steps,
+                "overhead_q1": overheads[0], "overhead_q3": overheads[2], "chunks": n}
+
+
+def _quartiles(values: Sequence[float]) -> tuple[float, float, float]:
+    """(q1, median, q3) of ``values``; a single value is its own quartiles."""
+    v = sorted(values)
+    if len(v) < 2:
+        return (v[0],) * 3 if v else (math.nan,) * 3
+    q = statistics.quantiles(v, n=4)
+    return q[0], q[1], q[2]
+
+
+#: the status of a figure whose chunk-to-chunk spread is no larger than its effect
+RESOLVED = "resolved"
+
+
+def figure_status(value: float, q1: float, q3: float, null: float, ceiling: float | None = None,
+                  count: int = 2) -> str:
+    """Whether a timed figure is a finding: :data:`RESOLVED`, or why not.
+
+    ``value`` is the figure over all chunks, ``[q1, q3]`` the interquartile range of its per-chunk values (the
+    spread), ``null`` its value if there were no effect (1 for a ratio of two loops, 0 for an overhead), and
+    ``ceiling`` the most it can physically be (a ratio to a loop that does more work cannot exceed the ratio
+    to Lightning's one-parameter floor). A figure beyond its ceiling is noise whatever its spread; a figure
+    whose spread is larger than its distance from ``null`` cannot be told from no effect, and one of ``count`` < 2
+    chunks has no spread to tell."""
+    if count < 2 or any(math.isnan(x) for x in (value, q1, q3)):
+        return "unresolved (one chunk: no spread)"
+    if ceiling is not None and value > ceiling:
+        return f"unresolved (above its ceiling {ceiling:.4g}: noise)"
+    spread, effect = q3 - q1, abs(value - null)
+    if spread > effect:
+        return f"unresolved (spread {spread:.3g} > effect {effect:.3g})"
+    return RESOLVED
+
+
+def _figure(key: str, value: float, q1: float, q3: float, null: float, ceiling: float | None = None,
+            count: int = 2) -> dict:
+    """``{key, key_q1, key_q3, key_status}`` (see :func:`figure_status`)."""
+    return {key: value, f"{key}_q1": q1, f"{key}_q3": q3,
+            f"{key}_status": figure_status(value, q1, q3, null, ceiling, count)}
+
+
+def _difference(key: str, a: dict, b: dict, scale: float = 1.0) -> dict:
+    """The figure ``scale·(a − b)`` of two overheads timed in separate pairings: its spread is the sum of theirs
+    (they share no chunks, so nothing cancels)."""
+    value = scale * (a["overhead_ms_per_step"] - b["overhead_ms_per_step"])
+    half = 0.5 * scale * ((a["overhead_q3"] - a["overhead_q1"]) + (b["overhead_q3"] - b["overhead_q1"]))
+    return _figure(key, value, value - half, value + half, 0.0, count=min(a.get("chunks", 2), b.get("chunks", 2)))
 
 
 class _PlainModule(pl.LightningModule):
@@ -194,6 +251,9 @@ def _bare_steps(model, opt, batches: list) -> float:
 REFERENCE_SHAPES: tuple[tuple[int, ...], ...] = ((64, 10, 64), (100, 20, 10), (512, 14541))
 #: the baselines every estimator is timed against: a plain softmax and torch's Gumbel-softmax (soft and hard)
 _BASELINES = ("softmax", "gumbel_softmax", "gumbel_softmax_hard")
+#: each estimator's own peer (what it replaces): torch's Gumbel-softmax, soft and hard, and the authors' ``reinmax``
+#: package (PyPI; timed when installed)
+PEERS = {"gumbel": "gumbel_softmax", "st-gumbel": "gumbel_softmax_hard", "reinmax": "reinmax_package"}
 
 
 def shape_key(shape: Sequence[int]) -> str:
@@ -205,16 +265,19 @@ def _estimator_timing(shape: Sequence[int], iters: int | None = None, rounds: in
     softmax, ``torch.nn.functional.gumbel_softmax`` with ``hard`` False and True, all at τ = 1), **interleaved**:
     ``rounds`` rounds, each timing ``iters`` repetitions of every candidate in turn, so that a machine whose
     speed drifts over seconds slows all of them alike (timing one after the other favours whichever ran while the
-    machine was fast). ``iters`` defaults to about 2·10⁶ elements' worth per round (1 at KG's 512 × 14,541).
+    machine was fast). ``iters`` defaults to about 2·10⁶ elements' worth per round (1 at KG's 512 × 14,541), at
+    most 500.
 
     ``{name}_vs_softmax`` is the cost ratio (estimator µs / softmax µs, > 1: slower); ``{name}_speed_vs_gumbel_softmax``
     and ``{name}_speed_vs_gumbel_softmax_hard`` are speed ratios (F.gumbel_softmax µs / estimator µs, ≥ 1: at least
-    as fast). An estimator with its own parameterisation (IGR: 2(K−1) numbers) gets parameters of that size."""
+    as fast). ``{name}_speed_vs_peer`` is the speed against the estimator's own peer (:data:`PEERS`) in thread CPU
+    time, with the quartiles of its per-round values and a status (:func:`figure_status`). An estimator with its
+    own parameterisation (IGR: 2(K−1) numbers) gets parameters of that size."""
     import torch.nn.functional as F
 
     k = int(shape[-1])
-    if iters is None:
-        iters = max(1, min(50, int(2e6 // math.prod(shape))))
+    if iters is None:  # a round of a small node lasts tens of ms: the machine's jitter averages out within it
+        iters = max(1, min(500, int(2e6 // math.prod(shape))))
     torch.manual_seed(0)
     theta = torch.randn(*shape, requires_grad=True)
     w = torch.randn(k)
@@ -227,6 +290,12 @@ def _estimator_timing(shape: Sequence[int], iters: int | None = None, rounds: in
 
     steps = {"softmax": softmax_step, "gumbel_softmax": gumbel_softmax_step(False),
              "gumbel_softmax_hard": gumbel_softmax_step(True)}
+    try:
+        from reinmax import reinmax as reinmax_package
+    except ImportError:
+        pass
+    else:
+        steps["reinmax_package"] = lambda: (reinmax_package(theta, 1.0)[0] * w).sum().backward()
     # the estimators that sample nodes of k categories through forward (Direct and exact need a task's cost oracle,
     # spike-exp binary nodes): the others are not timed at this shape
     timed = list_estimators(num_categories=k, provides=frozenset())  # those a node inside a forward pass can call
@@ -246,40 +315,61 @@ def _estimator_timing(shape: Sequence[int], iters: int | None = None, rounds: in
                     (z * w).sum().backward()
 
         steps[name] = step
-    total = dict.fromkeys(steps, 0.0)
+    per_round: dict[str, list[float]] = {name: [] for name in steps}
+    cpu_round: dict[str, list[float]] = {name: [] for name in steps}
     for fn in steps.values():  # warm-up: allocator, lazy inits
         for _ in range(2):
             fn()
-    for _ in range(rounds):
-        for name, fn in steps.items():
-            t0 = time.perf_counter()
+    names = list(steps)
+    for r in range(rounds):
+        for name in (names if r % 2 == 0 else names[::-1]):  # alternate the order: no one always runs first
+            fn = steps[name]
+            t0, c0 = time.perf_counter(), time.thread_time()
             for _ in range(iters):
                 fn()
-            total[name] += time.perf_counter() - t0
-    us = {name: 1e6 * t / (rounds * iters) for name, t in total.items()}
-    out = {f"{b}_us": us[b] for b in _BASELINES}
+            per_round[name].append(time.perf_counter() - t0)
+            cpu_round[name].append(time.thread_time() - c0)
+    us = {name: 1e6 * sum(t) / (rounds * iters) for name, t in per_round.items()}
+    out = {f"{b}_us": us[b] for b in _BASELINES if b in us}
+    if "reinmax_package" in us:
+        out["reinmax_package_us"] = us["reinmax_package"]
     out.update(iters=iters, rounds=rounds)
     for name in timed:
         out[f"{name}_us"] = us[name]
         out[f"{name}_vs_softmax"] = us[name] / us["softmax"]
         out[f"{name}_speed_vs_gumbel_softmax"] = us["gumbel_softmax"] / us[name]
         out[f"{name}_speed_vs_gumbel_softmax_hard"] = us["gumbel_softmax_hard"] / us[name]
+        peer = PEERS.get(name)
+        if peer in us:  # the speed against its own peer in thread CPU time (on a shared machine the steadier
+            # clock: it leaves out the time other processes hold the core), with its spread over the rounds
+            q1, _, q3 = _quartiles([p / e for p, e in zip(cpu_round[peer], cpu_round[name])])
+            out.update(_figure(f"{name}_speed_vs_peer", sum(cpu_round[peer]) / sum(cpu_round[name]), q1, q3, 1.0,
+                               count=rounds))
+            out[f"{name}_peer"] = peer
     return out
 
 
 def estimator_table(timing: dict[str, dict[str, float]]) -> str:
-    """The per-shape estimator timings as a text table: µs, cost vs softmax, speed vs F.gumbel_softmax (soft, hard)."""
+    """The per-shape estimator timings as a text table: µs, cost vs softmax, speed vs F.gumbel_softmax (soft, hard),
+    and speed vs the estimator's own peer (:data:`PEERS`) with its spread over the rounds and its status."""
     lines = [f"{'shape':>12s}  {'estimator':12s} {'µs':>11s} {'vs softmax':>10s} {'speed vs F.gs':>13s} "
-             f"{'vs F.gs hard':>12s}"]
+             f"{'vs F.gs hard':>12s}  speed vs peer, CPU time [q1, q3 over rounds]"]
     for key, t in timing.items():
         lines.append(f"{key:>12s}  {'softmax':12s} {t['softmax_us']:11.1f}")
         lines.append(f"{key:>12s}  {'F.gs soft':12s} {t['gumbel_softmax_us']:11.1f}")
         lines.append(f"{key:>12s}  {'F.gs hard':12s} {t['gumbel_softmax_hard_us']:11.1f}")
+        if "reinmax_package_us" in t:
+            lines.append(f"{key:>12s}  {'reinmax pkg':12s} {t['reinmax_package_us']:11.1f}")
         for name in sorted(registry()):
             if f"{name}_us" in t:
+                peer = ""
+                if f"{name}_speed_vs_peer" in t:
+                    f = f"{name}_speed_vs_peer"
+                    peer = (f"  {t[f]:.2f} [{t[f + '_q1']:.2f}, {t[f + '_q3']:.2f}] vs {t[name + '_peer']}"
+                            f"{'' if t[f + '_status'] == RESOLVED else ' ' + t[f + '_status']}")
                 lines.append(f"{key:>12s}  {name:12s} {t[name + '_us']:11.1f} {t[name + '_vs_softmax']:10.2f} "
                              f"{t[name + '_speed_vs_gumbel_softmax']:13.2f} "
-                             f"{t[name + '_speed_vs_gumbel_softmax_hard']:12.2f}")
+                             f"{t[name + '_speed_vs_gumbel_softmax_hard']:12.2f}{peer}")
     return "\n".join(lines)
 
 
@@ -318,11 +408,12 @@ def profile(benchmark: str, profile_name: str = "quick", variant: str | None = N
     bm = get_benchmark(benchmark)
     threads = choose_threads()
     quiet_lightning()
+    load_before = os.getloadavg()
     shapes = [tuple(bm.node_shape), *REFERENCE_SHAPES] if estimator_shapes is None else list(estimator_shapes)
     if estimators_only:
         timing = estimator_timings(shapes, estimator_iters, estimator_rounds)
         result = {"benchmark": bm.name, "torch_threads": threads["torch_threads"], "node_shape": list(bm.node_shape),
-                  "estimator_timing": timing}
+                  **_load(load_before), "estimator_timing": timing}
         return _report(result, output)
     # The builder and every check of `scgbench run` (Run.prepare: the config, the estimator's family, Lightning's
     # trainer checks, the model's demands on the data); diagnostics off (they write figures and are no part of a
@@ -371,40 +462,73 @@ def profile(benchmark: str, profile_name: str = "quick", variant: str | None = N
     batch_size = getattr(dm, "batch_size", None)
     lightning_rate = run["lightning_steps_per_s"]
     bare_ms = 1e3 / run["bare_steps_per_s"]
+    ceiling = bare_ms / (bare_ms + floor["overhead_ms_per_step"])
     result = {
         "benchmark": bm.name, "profile": profile_name, "variant": variant or bm.default_variant,
         "estimator": "+".join(sorted({e.name for e in _estimators(model)})) or "none", "steps_timed": run["steps"],
         "chunk": chunk, "batch_size": batch_size, "torch_threads": threads["torch_threads"],
         "lightning_steps_per_s": lightning_rate, "bare_steps_per_s": run["bare_steps_per_s"],
-        "lightning_vs_bare": run["ratio"],
-        **{f"lightning_vs_bare_{k}": run[k] for k in ("chunk_ratio_q1", "chunk_ratio_median", "chunk_ratio_q3")},
-        "lightning_overhead_ms_per_step": run["overhead_ms_per_step"],
-        "lightning_core_vs_bare": core_run["ratio"],
-        "lightning_core_overhead_ms_per_step": core_run["overhead_ms_per_step"],
-        "lightning_floor_overhead_ms_per_step": floor["overhead_ms_per_step"],
-        "module_overhead_ms_per_step": core_run["overhead_ms_per_step"] - floor["overhead_ms_per_step"],
-        "lightning_vs_bare_ceiling": bare_ms / (bare_ms + floor["overhead_ms_per_step"]),
+        # every timed figure with the interquartile range of its per-chunk values and whether it is a finding
+        # (figure_status: a spread larger than the effect, or a ratio above its ceiling, is unresolved)
+        **_figure("lightning_vs_bare", run["ratio"], run["chunk_ratio_q1"], run["chunk_ratio_q3"], 1.0, ceiling,
+                  run["chunks"]),
+        **_overhead("lightning_overhead_ms_per_step", run),
+        **_figure("lightning_core_vs_bare", core_run["ratio"], core_run["chunk_ratio_q1"], core_run["chunk_ratio_q3"],
+                  1.0, ceiling, core_run["chunks"]),
+        **_overhead("lightning_core_overhead_ms_per_step", core_run),
+        **_overhead("lightning_floor_overhead_ms_per_step", floor),
+        **_difference("module_overhead_ms_per_step", core_run, floor),
+        "lightning_vs_bare_ceiling": ceiling,
         # the suite's own per-step work (module hooks, tricks, checkpoints, logging, progress) above what Lightning
         # costs for this network in a bare LightningModule, as a share of the run's step (target ≤ 5 %)
-        "lightning_plain_overhead_ms_per_step": plain["overhead_ms_per_step"],
-        "suite_overhead_ms_per_step": run["overhead_ms_per_step"] - plain["overhead_ms_per_step"],
-        "suite_overhead_share": (run["overhead_ms_per_step"] - plain["overhead_ms_per_step"]) * lightning_rate / 1e3,
+        **_overhead("lightning_plain_overhead_ms_per_step", plain),
+        **_difference("suite_overhead_ms_per_step", run, plain),
+        **_difference("suite_overhead_share", run, plain, lightning_rate / 1e3),
         "examples_per_s": lightning_rate * batch_size if batch_size else None,
         **({f"{bm.example_unit}_per_s": lightning_rate * batch_size} if batch_size and bm.example_unit else {}),
         "loader_batches_per_s": loader_rate, "loader_vs_step": loader_rate / lightning_rate,
         "loading_time_share_of_step": lightning_rate / loader_rate,
         "node_shape": list(bm.node_shape), **{f"estimator_{k}": v for k, v in est.items()},
-        "estimator_timing": timing,
+        **_load(load_before), "estimator_timing": timing,
     }
     return _report(result, output)
 
 
+def _overhead(key: str, summary: dict) -> dict:
+    return _figure(key, summary["overhead_ms_per_step"], summary["overhead_q1"], summary["overhead_q3"], 0.0,
+                   count=summary["chunks"])
+
+
+def _load(before: tuple[float, float, float]) -> dict:
+    """The load the profile ran under: 1-, 5- and 15-minute load averages before and after, and the cores."""
+    return {"load_avg_before": list(before), "load_avg_after": list(os.getloadavg()), "cpu_count": os.cpu_count()}
+
+
 def _report(result: dict, output: str | None) -> dict:
-    """Print the scalars one per line and the estimator timings as a table; write the JSON to ``output``."""
+    """Print the scalars one per line — a timed figure with its spread over chunks and its status — and the
+    estimator timings as a table; name the unresolved figures and the load at the end; write the JSON to
+    ``output``."""
     scalars = {k: v for k, v in result.items() if k != "estimator_timing"}
+    figures = [k for k in scalars if f"{k}_status" in scalars]
+    shown = {k for f in figures for k in (f"{f}_q1", f"{f}_q3", f"{f}_status")}
     width = max(map(len, scalars))
     for k, v in scalars.items():
-        print(f"{k:{width}s}  {v:.4g}" if isinstance(v, float) else f"{k:{width}s}  {v}")
+        if k in shown or k.startswith("load_avg") or k == "cpu_count":
+            continue
+        text = f"{v:.4g}" if isinstance(v, float) else f"{v}"
+        if k in figures:
+            text += f"  [q1 {scalars[k + '_q1']:.4g}, q3 {scalars[k + '_q3']:.4g}]"
+            if scalars[k + "_status"] != RESOLVED:
+                text += f"  {scalars[k + '_status']}"
+        print(f"{k:{width}s}  {text}")
+    unresolved = [k for k in figures if scalars[k + "_status"] != RESOLVED]
+    if unresolved:
+        print(f"UNRESOLVED (not findings: the chunk-to-chunk spread exceeds the effect, or a ratio exceeds its "
+              f"ceiling; rerun with more --steps or on a quieter machine): {', '.join(unresolved)}")
+    if "load_avg_before" in scalars:
+        fmt = lambda xs: "/".join(f"{x:.2f}" for x in xs)  # noqa: E731
+        print(f"load average (1/5/15 min): {fmt(scalars['load_avg_before'])} before, "
+              f"{fmt(scalars['load_avg_after'])} after, on {scalars['cpu_count']} cores")
     if result.get("estimator_timing"):
         print("estimator forward+backward (interleaved; 'vs softmax': cost ratio, 'speed vs F.gs': "
               "F.gumbel_softmax time / estimator time):")

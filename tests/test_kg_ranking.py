@@ -258,19 +258,54 @@ def test_benchmark_orders_are_balanced():
         assert len(follows) == n * (n - 1) and len(set(follows.values())) == 1  # every ordered pair, equally
 
 
-def test_benchmark_command_runs_without_pykeen(monkeypatch, capsys):
+def test_benchmark_command_says_so_when_pykeen_is_missing(monkeypatch, capsys):
+    """Without PyKEEN's evaluator the command stops (exit 2, one line naming what to install) instead of timing the
+    suite alone; --no-pykeen times the suite's two contenders on purpose."""
     import sys
 
     from scgbench.metrics import ranking_bench
     monkeypatch.setitem(sys.modules, "pykeen", None)  # as if PyKEEN (or one of its dependencies) were missing
     threads = torch.get_num_threads()
     try:
-        med = ranking_bench.main(["--queries", "30", "--entities", "40", "--rounds", "2"])
+        with pytest.raises(SystemExit) as exc:
+            ranking_bench.main(["--queries", "30", "--entities", "40", "--rounds", "2"])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "unavailable" in err and "--no-pykeen" in err
+        assert all(r in err for r in ranking_bench.PYKEEN_EVAL_REQUIREMENTS)
+        med = ranking_bench.main(["--queries", "30", "--entities", "40", "--rounds", "2", "--no-pykeen"])
     finally:
         torch.set_num_threads(threads)  # the command pins one thread
     out = capsys.readouterr().out
-    assert out.count("PyKEEN's RankBasedEvaluator is unavailable") == 1
     assert set(med) == {"Evaluator.eval", "FilteredRankingMetric"}
     assert "speed Evaluator.eval / FilteredRankingMetric" in out
     inp = ranking_bench.make_input(30, 40, 3.0, 0)
     assert inp["filter_mask"][torch.arange(30), inp["target"]].all() and inp["scores"].dtype == torch.float32
+
+
+def test_benchmark_command_prints_the_equal_work_ratio_beside_the_whole_evaluator(capsys):
+    """With PyKEEN's evaluator installed (scripts/setup.sh): both PyKEEN contenders agree with the suite (the
+    command checks it) and both speed ratios are printed."""
+    pytest.importorskip("pykeen.evaluation")
+    from scgbench.metrics import ranking_bench
+
+    threads = torch.get_num_threads()
+    try:
+        med = ranking_bench.main(["--queries", "40", "--entities", "60", "--rounds", "4"])
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert set(med) == {"Evaluator.eval", "FilteredRankingMetric", ranking_bench.EQUAL_WORK, ranking_bench.WHOLE}
+    assert f"speed Evaluator.eval / {ranking_bench.EQUAL_WORK}" in out and "equal work" in out
+    assert f"speed Evaluator.eval / {ranking_bench.WHOLE}" in out
+
+
+def test_setup_script_installs_what_pykeens_evaluator_needs():
+    """scripts/setup.sh installs PYKEEN_EVAL_REQUIREMENTS, so the bench runs from a fresh clone."""
+    from pathlib import Path
+
+    from scgbench.metrics.ranking_bench import PYKEEN_EVAL_REQUIREMENTS
+    text = (Path(__file__).parents[1] / "scripts" / "setup.sh").read_text()
+    lines = [l for l in text.splitlines() if l.startswith("pip install")]
+    words = {w.strip('"').split(">")[0].split("=")[0] for l in lines for w in l.split()}
+    assert set(PYKEEN_EVAL_REQUIREMENTS) <= words, set(PYKEEN_EVAL_REQUIREMENTS) - words

@@ -65,6 +65,101 @@ def test_padding_does_not_leak(items, variant, topk):
         torch.testing.assert_close(grads[0][n], grads[1][n], msg=n)
 
 
+@pytest.mark.parametrize("variant,estimator", [("ours", "gumbel"), ("ours", "st-gumbel"), ("arb", "reinmax"),
+                                               ("ours-gt", "gumbel")])
+def test_fused_edge_chain_equals_the_reference(items, variant, estimator):
+    """The fused edge messages (compiled and eager) give today's loss and gradients, in training mode with every
+    source of noise on (message dropout, Gumbel noise, the DropRes coin), from the same random draws: the
+    dropout bits are the same entries of the same stream (the RNG ends in the same state)."""
+    from scgbench.models.listops import EDGE_CHAINS
+
+    torch.manual_seed(0)
+    model = ListOpsModule(variant=variant, estimator=estimator, dim=16, rounds=3, dropout=0.3).train()
+    for m in model.modules():
+        if hasattr(m, "set_alpha"):
+            m.set_alpha(0.5)
+    batch = collate_listops(items)
+    results = {}
+    for chain in EDGE_CHAINS:
+        model.edge_chain = chain
+        model.zero_grad()
+        torch.manual_seed(7)
+        loss, _ = model.training_loss(batch)
+        loss.backward()
+        results[chain] = (loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None},
+                          torch.rand(4))
+    ref_loss, ref_grads, ref_next = results["reference"]
+    from scgbench.models.listops import _COMPILED
+    assert all(_COMPILED[("cpu", f)] is not None for f in ("_edge_forward", "_edge_backward"))  # no eager fallback
+    assert ref_grads["msg2.weight"].abs().sum() > 0 and ref_grads["msg1.weight"].abs().sum() > 0
+    for chain in ("eager", "compiled"):
+        loss, grads, after = results[chain]
+        torch.testing.assert_close(loss, ref_loss, msg=chain)
+        assert grads.keys() == ref_grads.keys(), chain
+        for n in ref_grads:
+            torch.testing.assert_close(grads[n], ref_grads[n], msg=f"{chain}: {n}")
+        assert torch.equal(after, ref_next), chain  # the same number of draws from the global stream
+
+
+@pytest.mark.parametrize("width", [16, 60])
+def test_compiled_dropout_mask_is_the_int16_comparison_for_every_pattern(width):
+    """The compiled CPU kernel reads the int16 dropout bits through a bfloat16 view (_cpu_bits); for all 65,536
+    patterns (NaN payloads of bfloat16 included; width 60 also runs the loop's scalar tail) it drops exactly the
+    entries with bits < cut."""
+    from scgbench.models.listops import _COMPILED, _edge_forward, _run
+
+    values = torch.arange(-32768, 32768, dtype=torch.int32).to(torch.int16)
+    rows = -(-len(values) // width)
+    bits = torch.cat([values, values[:rows * width - len(values)]]).view(rows, width)
+    a, c = torch.ones(rows, width), torch.zeros(rows, width)  # relu(a[i] + c[i]) = 1 everywhere
+    idx = torch.arange(rows)
+    w, w2, b2 = torch.ones(rows), torch.eye(width), torch.zeros(width)
+    for p in (0.1, 0.5, 0.9):
+        cut = -32768 + round(p * 65536)
+        _, h, _ = _run(_edge_forward, True, torch.device("cpu"), a, c, w, w2, b2, idx, idx, bits, cut, 2.0)
+        assert torch.equal(h == 0, bits < cut) and torch.all(h[bits >= cut] == 2.0)
+    assert _COMPILED[("cpu", "_edge_forward")] is not None  # the compiled kernel ran (no fallback to eager)
+
+
+def test_a_failing_compile_falls_back_to_the_eager_chain_with_a_warning(items, monkeypatch):
+    """No C++ compiler (say): the same functions run eagerly from then on, with one warning; the results match."""
+    import scgbench.models.listops as listops
+
+    def broken(*args):
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(listops, "_COMPILED", {("cpu", "_edge_forward"): broken, ("cpu", "_edge_backward"): broken})
+    torch.manual_seed(0)
+    model = ListOpsModule(variant="ours", dim=16, rounds=2).train()
+    batch = collate_listops(items)
+    losses = []
+    for chain in ("compiled", "eager"):
+        model.edge_chain = chain
+        torch.manual_seed(3)
+        if chain == "compiled":
+            with pytest.warns(UserWarning, match="torch.compile failed"):
+                losses.append(model.training_loss(batch)[0])
+        else:
+            losses.append(model.training_loss(batch)[0])
+    assert listops._COMPILED[("cpu", "_edge_forward")] is None
+    torch.testing.assert_close(losses[0], losses[1])
+    losses[0].backward()  # the backward falls back too
+    assert listops._COMPILED[("cpu", "_edge_backward")] is None
+
+
+def test_fused_edge_chain_drops_the_reference_entries(items):
+    """Control for the test above: another dropout draw changes the loss (the mask is no bystander there)."""
+    torch.manual_seed(0)
+    model = _deterministic(ListOpsModule(variant="ours", dim=16, rounds=3))
+    model.msg_dropout.p = 0.3
+    batch = collate_listops(items)
+    losses = []
+    for seed in (7, 7, 8):
+        torch.manual_seed(seed)
+        losses.append(float(model.training_loss(batch)[0].detach()))
+    assert losses[0] == losses[1] and losses[0] != losses[2]
+
+
 def test_topk_large_equals_exact(items):
     torch.manual_seed(0)
     exact = _deterministic(ListOpsModule(variant="ours", dim=16))

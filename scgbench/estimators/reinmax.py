@@ -29,7 +29,16 @@ def _jvp_softmax_(p: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return pg.addcmul_(p, pg.sum(dim=-1, keepdim=True), value=-1.0)
 
 
+def _reinmax_grad(x: torch.Tensor, d: torch.Tensor, tau: float, g: torch.Tensor) -> torch.Tensor:
+    """``2·J(π₁) g − ½·J(π₀) g``, π₀ = softmax θ, π₁ = ½(softmax(θ/τ) + D) (softmax θ once when τ = 1)."""
+    pi0 = torch.softmax(x, dim=-1)
+    pi1 = (pi0 if tau == 1.0 else torch.softmax(x / tau, dim=-1)).add(d).mul_(0.5)
+    return _jvp_softmax_(pi1, g).mul_(2.0).add_(_jvp_softmax_(pi0, g), alpha=-0.5)
+
+
 class _ReinMaxFn(torch.autograd.Function):
+    """The one-hot ``d`` (given) with ReinMax's gradient w.r.t. the logits ``x``."""
+
     @staticmethod
     def forward(ctx, x: torch.Tensor, d: torch.Tensor, tau: float) -> torch.Tensor:
         ctx.save_for_backward(x, d)
@@ -39,9 +48,25 @@ class _ReinMaxFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g: torch.Tensor):
         x, d = ctx.saved_tensors
-        pi1 = torch.softmax(x / ctx.tau, dim=-1).add_(d).mul_(0.5)                 # π₁ = ½(softmax(θ/τ) + D)
-        grad = _jvp_softmax_(pi1, g).mul_(2.0)
-        return grad.add_(_jvp_softmax_(torch.softmax(x, dim=-1), g), alpha=-0.5), None, None
+        return _reinmax_grad(x, d, ctx.tau, g), None, None
+
+
+class _ReinMaxSampleFn(torch.autograd.Function):
+    """Draws ``D ~ Cat(softmax x)`` by Gumbel-max inside the forward (no separate no-grad pass, no copy of D) and
+    returns it with ReinMax's gradient: one autograd node per call, which is most of the cost at small nodes."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, tau: float) -> torch.Tensor:
+        idx = torch.sub(x, log_exponential(x.shape, x.device)).argmax(dim=-1, keepdim=True)  # argmax(θ + G)
+        d = torch.zeros_like(x).scatter_(-1, idx, 1.0)
+        ctx.save_for_backward(x, d)
+        ctx.tau = tau
+        return d
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        x, d = ctx.saved_tensors
+        return _reinmax_grad(x, d, ctx.tau, g), None
 
 
 def reinmax_sample(logits: torch.Tensor, d: torch.Tensor, tau: float) -> torch.Tensor:
@@ -58,7 +83,4 @@ class ReinMax(Estimator):
     uses_gumbel_scale = False
 
     def sample(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            idx = log_exponential(x.shape, x.device).neg_().add_(x).argmax(dim=-1, keepdim=True)  # D ~ softmax θ
-            d = torch.zeros_like(x).scatter_(-1, idx, 1.0)
-        return _ReinMaxFn.apply(x, d, self._tau_f)
+        return _ReinMaxSampleFn.apply(x, self._tau_f)  # D ~ softmax θ (Gumbel-max), ReinMax's gradient

@@ -37,7 +37,10 @@ Efficiency and padding: messages are computed only on (sender, receiver) pairs i
 metrics. When the sampled graph is hard and carries no pathwise gradient (evaluation, REINFORCE) only the
 chosen edge per node is evaluated. ``edge_topk=k`` optionally keeps, per child, the k candidate parents
 with the largest relaxed weight (exact when k ≥ length; the dropped weights carry at most their own
-probability mass, and by Theorem 1 their gradient is bounded by (√2/τ)·z_j); ``None`` is exact.
+probability mass, and by Theorem 1 their gradient is bounded by (√2/τ)·z_j); ``None`` is exact. Each round's
+messages on the E edges run as one autograd Function with a hand-written backward (:class:`_EdgeMessages`),
+compiled by ``torch.compile`` on one CPU thread or a GPU; ``edge_chain = "reference"`` keeps the op-by-op graph it
+replaced (``python -m scgbench.bench.listops_step`` times the two; the same loss, gradients and random draws).
 """
 
 from __future__ import annotations
@@ -55,6 +58,9 @@ from .base import SCGModule
 from .evaluation import TEST, VAL, eval_noise, log_reduced
 
 VARIANTS = ("lstm", "arb", "ours", "arb-gt", "ours-gt")
+#: ``ListOpsModule.edge_chain``: :class:`_EdgeMessages` through torch.compile (default) or eagerly, or today's
+#: op-by-op autograd graph (the reference that ``python -m scgbench.bench.listops_step`` times it against)
+EDGE_CHAINS = ("compiled", "eager", "reference")
 DISCRETISE = ("all", "values", "operators")  # which node states are discretised (see the module docstring)
 NUM_VALUES = 10
 OPERATOR_NAMES = {MIN_ID: "min", MAX_ID: "max", MED_ID: "med"}
@@ -94,6 +100,99 @@ def _masks(tokens: torch.Tensor, mask: torch.Tensor):
     return child_ok, parent_ok
 
 
+def _edge_forward(a, c, w, w2, b2, recv, send, bits, cut: int, scale: float):
+    """The message chain of one round on E packed edges (see :class:`_EdgeMessages`): ``(m, h, y)``.
+
+    Written for :func:`torch.compile` (which fuses the gathers, the add, ReLU and the dropout mask into one loop,
+    and bias, ReLU, the edge weight and the scatter into another, around one matmul) and correct eagerly too (the
+    fallback)."""
+    h = torch.relu(a.index_select(0, recv) + c.index_select(0, send))
+    if bits is not None:
+        if bits.dtype == torch.bfloat16:  # the int16 bits in disguise (_cpu_bits): widened, they read bits·2¹⁶
+            drop = bits.float().view(torch.int32) < cut * 65536
+        else:
+            drop = bits < cut
+        h = h.masked_fill(drop, 0.0) * scale                           # the reference's relu(pre)·keep·scale
+    # relu(u + b) bit for bit (u ≤ −b ⇒ fl(u + b) ≤ 0): not the addmm pattern, whose CPU kernel first copies the
+    # bias into its output and then reads it back; here the bias is added in the loop that reads u anyway
+    y = torch.maximum(h @ w2.t(), -b2) + b2
+    m = torch.zeros_like(a).index_add_(0, recv, y * w[:, None])
+    return m, h, y
+
+
+def _edge_backward(gm, w, w2, recv, send, h, y, scale: float):
+    """Gradients of :func:`_edge_forward`'s ``m`` w.r.t. (a, c, w, w2, b2), given ``gm`` = ∂L/∂m."""
+    g0 = gm.index_select(0, recv)
+    gw = (g0 * y).sum(-1)
+    relu_backward = torch.ops.aten.threshold_backward  # (grad, x, 0): grad where x > 0, else 0
+    g = relu_backward(g0 * w[:, None], y, 0.0)                        # through w·ReLU
+    gh = relu_backward((g @ w2) * scale, h, 0.0)                      # through dropout·ReLU (h > 0 iff both pass)
+    ga = torch.zeros_like(gm).index_add_(0, recv, gh)
+    gc = torch.zeros_like(gm).index_add_(0, send, gh)
+    return ga, gc, gw, g.t() @ h, g.sum(0)
+
+
+def _cpu_bits(bits: torch.Tensor) -> torch.Tensor:
+    """The int16 dropout bits viewed as bfloat16 (no copy), for the compiled CPU kernel: torch.compile's C++ code
+    does not vectorize int16 loads, and the gather + dropout loop then ran scalar (1.4× slower). bfloat16 → float32
+    appends 16 zero bits, so ``bits.view(bfloat16).float().view(int32)`` is exactly ``int32(bits) · 2¹⁶`` for every
+    pattern, NaN payloads included (a test checks all 65,536), and compares with ``cut · 2¹⁶`` as bits with cut."""
+    return bits.view(torch.bfloat16)
+
+
+#: the compiled kernels per (device type, direction); None after a failed compile (then the eager functions run)
+_COMPILED: dict = {}
+
+
+def _run(fn, compiled: bool, device: torch.device, *args):
+    """``fn(*args)``, through :func:`torch.compile` (one compiled kernel per device type; the sizes that change
+    between calls, E and N, become symbolic at the second call and the width stays static, so the loops over it
+    vectorize) unless ``compiled`` is False, or compiling failed once in this process (no C++ compiler, say:
+    warned, and the same function runs eagerly from then on), or on a CPU with more than one intra-op thread:
+    there the compiled scatter adds from several threads in a varying order, and a run would no longer repeat
+    bit for bit from its seed (eager ``index_add_`` on the CPU is serial)."""
+    key = (device.type, fn.__name__)
+    if not compiled or _COMPILED.get(key, 0) is None or (device.type == "cpu" and torch.get_num_threads() > 1):
+        return fn(*args)
+    if key not in _COMPILED:
+        _COMPILED[key] = torch.compile(fn)
+    if device.type == "cpu" and fn is _edge_forward and args[7] is not None:
+        args = (*args[:7], _cpu_bits(args[7]), *args[8:])
+    try:
+        return _COMPILED[key](*args)
+    except Exception as e:  # the compiler is missing or failed: the same function eagerly, from now on
+        import warnings
+
+        warnings.warn(f"ListOps edge chain: torch.compile failed ({type(e).__name__}: {str(e)[:200]}); running "
+                      f"it eagerly (same results, slower)")
+        _COMPILED[key] = None
+        return fn(*args)
+
+
+class _EdgeMessages(torch.autograd.Function):
+    """``m = index_add(recv, w ⊙ ReLU(Lin₂(Dropout(ReLU(a[recv] + c[send])))))``: one round's messages, summed
+    per receiving node, with a hand-written backward. Autograd's version keeps about ten edge-sized tensors per
+    round and reads each several times (the step is bound by that memory traffic); this one keeps two (h and
+    y, which Lin₂'s backward needs anyway) and runs each direction as two fused loops around the matmuls.
+
+    ``a`` [N, d] = W_r x_recv, ``c`` [N, d] = W_s x_send + b per node; ``bits`` the int16 dropout bits of
+    :meth:`ListOpsModule._dropout_bits` (``None``: no dropout), entries below ``cut`` dropped and the rest
+    scaled by ``scale``."""
+
+    @staticmethod
+    def forward(ctx, a, c, w, w2, b2, recv, send, bits, cut, scale, compiled):
+        m, h, y = _run(_edge_forward, compiled, a.device, a, c, w, w2, b2, recv, send, bits, cut, scale)
+        ctx.save_for_backward(w, w2, recv, send, h, y)
+        ctx.scale, ctx.compiled = scale, compiled
+        return m
+
+    @staticmethod
+    def backward(ctx, gm):
+        w, w2, recv, send, h, y = ctx.saved_tensors
+        grads = _run(_edge_backward, ctx.compiled, gm.device, gm.contiguous(), w, w2, recv, send, h, y, ctx.scale)
+        return (*grads, None, None, None, None, None, None)
+
+
 class ListOpsModule(SCGModule):
     def __init__(self, variant: str = "ours", estimator: str = "gumbel", tau: float = 1.0, beta: float = 1.0,
                  estimator_kwargs: dict | None = None, node_estimator: str | None = None,
@@ -116,6 +215,8 @@ class ListOpsModule(SCGModule):
             raise ValueError(f"edge_topk must be >= 1 or None (exact), got {edge_topk}")
         self.save_hyperparameters()
         self.variant, self.dim, self.rounds, self.edge_topk = variant, dim, rounds, edge_topk
+        #: how the GNN computes its edge messages (:data:`EDGE_CHAINS`; not a hyperparameter: the same numbers)
+        self.edge_chain = "compiled"
         self.extrap_depths = tuple(int(d) for d in extrap_depths)
         self.discrete = variant.startswith("ours")
         self.gold = variant.endswith("-gt")
@@ -211,20 +312,29 @@ class ListOpsModule(SCGModule):
             b, c, p = cand.nonzero(as_tuple=True)
         return b, c, p, z[b, c, p], z, logits
 
-    def _dropout(self, h: torch.Tensor) -> torch.Tensor:
-        """Inverted dropout whose keep-mask comes from 16-bit slices of 64-bit random words.
+    def _dropout_bits(self, shape, device) -> tuple[torch.Tensor | None, int]:
+        """(bits, cut) of message dropout on a tensor of ``shape``: uniform int16 ``bits`` of that shape, an entry
+        is dropped where ``bits < −32768 + cut``; ``(None, 0)`` at evaluation or p = 0.
 
-        Same law as ``nn.Dropout`` up to p being rounded to a multiple of 2⁻¹⁶; it draws 4× fewer random
-        numbers, and the RNG was the most expensive kernel of a CPU training step (the message MLP runs on
-        every candidate edge).
+        The bits are 16-bit slices of 64-bit random words: the same law as ``nn.Dropout`` up to p being rounded
+        to a multiple of 2⁻¹⁶, with 4× fewer random numbers drawn (the RNG was the most expensive kernel of a
+        CPU training step: the message MLP runs on every candidate edge). Both edge chains draw them here, so
+        they consume the same random stream and drop the same entries.
         """
         p = self.msg_dropout.p
         if not self.training or p == 0:
-            return h
+            return None, 0
         cut = round(p * 65536)
-        n = h.numel()
-        bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=h.device).random_(-2 ** 63, 2 ** 63 - 1)
-        keep = bits.view(torch.int16)[:n].view(h.shape) >= (-32768 + cut)
+        n = math.prod(shape)
+        bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-2 ** 63, 2 ** 63 - 1)
+        return bits.view(torch.int16)[:n].view(shape), cut
+
+    def _dropout(self, h: torch.Tensor) -> torch.Tensor:
+        """Inverted dropout with the bits of :meth:`_dropout_bits` (the reference edge chain's)."""
+        bits, cut = self._dropout_bits(h.shape, h.device)
+        if bits is None:
+            return h
+        keep = bits >= (-32768 + cut)
         return h * keep.to(h.dtype) * (65536.0 / (65536 - cut))
 
     def gnn(self, tokens, mask, edges, rounds: int):
@@ -238,14 +348,24 @@ class ListOpsModule(SCGModule):
         node_mask = {"all": mask, "operators": mask & _is_operator(tokens),
                      "values": mask & (tokens != CLOSE_ID)}[self.hparams.discretise][..., None]
         W_r, W_s = self.msg1.weight[:, :self.dim], self.msg1.weight[:, self.dim:]
+        fused = self.edge_chain != "reference" and not torch.is_autocast_enabled(xe.device.type)
+        # `ours` receives on the token embedding in every round: its receiver term is the same in each
+        a_fixed = xe.reshape(B * L, -1) @ W_r.T if fused and self.discrete else None
         x = xe
         for r in range(1, rounds + 1):
             flat = x.reshape(B * L, -1)
             recv_state = xe.reshape(B * L, -1) if self.discrete or r == 1 else flat
-            # Lin₁([x_recv; x_send]) = W_r x_recv + W_s x_send + b, evaluated per node then gathered per edge
-            pre = (recv_state @ W_r.T)[recv] + (flat @ W_s.T + self.msg1.bias)[send]
-            msg = F.relu(self.msg2(self._dropout(F.relu(pre))))
-            m = torch.zeros_like(flat).index_add_(0, recv, w * msg)
+            if fused:
+                # Lin₁([x_recv; x_send]) = W_r x_recv + W_s x_send + b: per node, gathered per edge in the chain
+                a_recv = a_fixed if a_fixed is not None else recv_state @ W_r.T
+                bits, cut = self._dropout_bits((len(recv), self.dim), flat.device)
+                m = _EdgeMessages.apply(a_recv, flat @ W_s.T + self.msg1.bias, w[:, 0], self.msg2.weight,
+                                        self.msg2.bias, recv, send, bits, -32768 + cut, 65536.0 / (65536 - cut),
+                                        self.edge_chain == "compiled")
+            else:  # the reference (today's autograd graph, op by op), and under autocast (mixed precision)
+                pre = (recv_state @ W_r.T)[recv] + (flat @ W_s.T + self.msg1.bias)[send]
+                msg = F.relu(self.msg2(self._dropout(F.relu(pre))))
+                m = torch.zeros_like(flat).index_add_(0, recv, w * msg)
             x = x + m.view(B, L, -1)
             if self.discrete and r < rounds:
                 # rows outside node_mask get z = 0 (no log-probability) and keep their state (0 in padding)
