@@ -19,6 +19,11 @@ where
   several calls of one estimator add their C_ψ, as their log q add;
 * v is an exponential moving average of the batch variance of f − C_ψ, and the centred signal is divided by
   max(1, √v) when ``normalise`` (the paper's variance normalisation: it only ever shrinks the signal).
+  **Stated choice: off by default.** In the paper the learning signal is the whole objective log p(x, h) − log q(h|x),
+  so normalising it rescales every gradient term alike; the suite's tasks add their KL analytically, outside the
+  signal, and dividing only the score term by √v (~30 nats on a VAE) shrinks the reconstruction gradient against the
+  KL's: on the discrete VAE's quick profile the posterior collapsed (KL 0.003 nats, −ELBO 205.9 on three seeds, where
+  REINFORCE reaches 150). ``normalise=True`` gives the paper's update.
 
 **Order of updates (stated choice).** Algorithm 1 updates c and v with the current batch before using them, which
 lets a sample's own cost leak into its baseline (a bias of order (1 − α)/B). Here each step uses the statistics of
@@ -45,7 +50,7 @@ class NVIL(Estimator):
     uses_temperature = False
     uses_gumbel_scale = False
 
-    def __init__(self, hidden: int = 100, features: int = 8, decay: float = 0.8, normalise: bool = True,
+    def __init__(self, hidden: int = 100, features: int = 8, decay: float = 0.8, normalise: bool = False,
                  baseline_lr: float = 1e-3, tau: float = 1.0, beta: float = 1.0, eval_mode: str = "map") -> None:
         super().__init__(tau=tau, beta=beta, eval_mode=eval_mode)
         if int(hidden) != hidden or int(hidden) < 1:
