@@ -68,6 +68,7 @@ tr.paper td { color: #666; font-style: italic; background: #fafafa; }
 tr.modified td:first-child { color: #8a5a00; }
 #rows td { white-space: nowrap; }
 #rows td.name, td.name { white-space: normal; min-width: 12em; max-width: 24em; }
+td.na { color: #999; }
 td.cost, td.prov { color: #444; background: #fbfbf8; }
 tr.flagged td { background: #fdf1ef; }
 td.prose { font-size: 0.85em; color: #555; max-width: 40em; }
@@ -459,7 +460,23 @@ def matrix(boards: list[Board]) -> tuple[list[tuple[Board, str]], dict[str, dict
     return columns, cells
 
 
+def _cannot_serve(name: str, bm) -> str | None:
+    """Why a registered estimator cannot run on a benchmark (its families, or the estimator contract's one
+    compatibility check with what the task provides and its fixed node size); None when it can."""
+    from ..estimators import compatibility, registry
+
+    cls = registry().get(name)
+    if cls is None or bm is None:
+        return None
+    if cls.family not in bm.families:
+        return f"{bm.name} takes no {cls.family} estimator"
+    k = None if getattr(bm.module, "checks_node_groups", False) else bm.node_shape[-1]
+    return compatibility(cls, provides=getattr(bm.module, "provides", frozenset()), num_categories=k, task=bm.name)
+
+
 def index_page(boards: list[Board], nav: str, sources: list[Path], skipped: list[str]) -> bytes:
+    from ..estimators import registry
+
     n = sum(b.n_records for b in boards)
     stamps = [str(r.get("timestamp")) for b in boards for x in b.table.rows for r in x.records if r.get("timestamp")]
     parts = ["<h1>scgbench leaderboard</h1>",
@@ -473,6 +490,8 @@ def index_page(boards: list[Board], nav: str, sources: list[Path], skipped: list
                      "default model (its unmodified row of that variant and profile; the best if there are several, "
                      "a row of the current result version before an older one) on the benchmark's main metric, then "
                      "the same cell as on the benchmark's page (the statistic and unit in the column header) and n. "
+                     "Every registered estimator has a row: – where it has not been run on that benchmark's "
+                     "default variant, n/a where it cannot serve the benchmark (the reason on hover). "
                      f"[vN]: only a row of an older result version exists (never starred); {DIRTY_MARK}: the row "
                      "rests on records from a tree with uncommitted changes. ★ where rank 1 is separated from every "
                      "other estimator by the criterion below.</p>")
@@ -480,12 +499,14 @@ def index_page(boards: list[Board], nav: str, sources: list[Path], skipped: list
             _th(f"{b.name}:{p}", f"{b.name} ({p}) · {header_cell(b.main)} · {b.main.summary}", "asc",
                 f"main metric {b.main.key}, default variant {b.bm.default_variant}, profile {p}") for b, p in columns]
         body = []
-        for est in sorted(cells):
+        for est in sorted(set(cells) | set(registry())):  # every registered estimator: where it has rows, and not
             row = [_td(e(est), cls="name")]
             for b, p in columns:
                 c = cells[est].get((b.name, p))
                 if c is None:
-                    row.append(_td("–", None, True))
+                    why = _cannot_serve(est, b.bm)
+                    row.append(_td("n/a", None, True, "na", why) if why else
+                               _td("–", None, True, "", "no run of this estimator on the default variant yet"))
                     continue
                 x = c["entry"]
                 old = f" [v{x.version}]" if x.outdated else ""
