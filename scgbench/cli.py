@@ -503,8 +503,37 @@ COMMANDS = {"list": lambda a, o: cmd_list(a), "run": cmd_run, "compare": cmd_com
             "gradcheck": cmd_gradcheck, "publish": cmd_publish}
 
 
+def estimator_class_args(argv: list[str]) -> list[str]:
+    """The jsonargparse ``class_path`` spelling of an estimator on the command line, as the suite's own options:
+    ``--estimator.class_path X`` → ``--estimator X`` and ``--estimator.init_args.KEY VALUE`` (or ``=VALUE``) →
+    ``--estimator-arg KEY=VALUE`` (values typed as YAML and checked against the class's annotations)."""
+    out, i = [], 0
+    while i < len(argv):
+        a = argv[i]
+        for prefix, make in (("--estimator.class_path", lambda v: ["--estimator", v]),
+                             ("--estimator.init_args.", None)):
+            if not a.startswith(prefix):
+                continue
+            key, eq, value = a[len(prefix):].partition("=")
+            if not eq:
+                if i + 1 >= len(argv):
+                    raise ValueError(f"{a} needs a value")
+                value, i = argv[i + 1], i + 1
+            out += make(value) if make else ["--estimator-arg", f"{key}={value}"]
+            break
+        else:
+            out.append(a)
+        i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    try:
+        argv = estimator_class_args(list(sys.argv[1:] if argv is None else argv))
+    except ValueError as e:
+        print(f"scgbench: error: {e}", file=sys.stderr)
+        return 2
     try:
         args, overrides = parser.parse_known_args(argv)
         if overrides and args.command not in ("run", "compare", "profile"):

@@ -27,3 +27,23 @@ def test_an_estimator_the_run_cannot_use_is_refused_before_any_work(isolated, ca
     assert re.search(needle, err), err
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert not (isolated / "results").exists() and not (isolated / "runs").exists()
+
+
+def test_the_class_path_spelling_of_an_estimator_is_the_suites_options():
+    from scgbench.cli import estimator_class_args
+
+    assert estimator_class_args(["run", "b", "--estimator.class_path", "pkg.mod:Cls", "--estimator.init_args.k", "4",
+                                 "--estimator.init_args.mean=arithmetic", "--seed", "1"]) == [
+        "run", "b", "--estimator", "pkg.mod:Cls", "--estimator-arg", "k=4", "--estimator-arg", "mean=arithmetic",
+        "--seed", "1"]
+
+
+def test_class_path_init_args_are_typed_and_checked_before_any_work(isolated, capsys):
+    argv = ["run", "mnist-addition", "--estimator.class_path", "scgbench.estimators.gumbel_rao:GumbelRao",
+            "--estimator.init_args.mc_samples", "ten"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "option 'mc_samples' must be int, got 'ten'" in err and len(err.splitlines()) == 1
+    assert main(["run", "mnist-addition", "--estimator.init_args.k"]) == 2
+    assert "needs a value" in capsys.readouterr().err
+    assert not (isolated / "results").exists() and not (isolated / "runs").exists()
