@@ -13,6 +13,8 @@ import itertools
 import sys
 from pathlib import Path
 
+from .run_spec import Parser, add_grid_options, add_run_options, build_run, cell_argv, kv, make_run
+
 
 def _seeds(spec: str) -> list[int]:
     """``"0-2"`` → [0, 1, 2]; ``"0,3,5"`` → [0, 3, 5]."""
@@ -28,18 +30,6 @@ def _seeds(spec: str) -> list[int]:
         raise ValueError(f"--seeds {spec!r}: expected e.g. 0-4 or 0,3,5") from None
     if not out:
         raise ValueError(f"no seeds in {spec!r}")
-    return out
-
-
-def _kv(items: list[str] | None, flag: str = "--option") -> dict:
-    import yaml
-
-    out = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ValueError(f"{flag} expects KEY=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        out[k] = yaml.safe_load(v)
     return out
 
 
@@ -74,73 +64,16 @@ def cmd_list(args) -> int:
     return 0
 
 
-def _run_kwargs(args, overrides) -> dict:
-    return dict(estimator=getattr(args, "estimator", None), profile=args.profile, variant=getattr(args, "variant", None),
-                overrides=overrides,
-                results=args.results_dir, estimator_kwargs=_kv(args.estimator_arg, "--estimator-arg"),
-                disable_tricks=args.no_trick or (), threads=args.threads)
-
-
 def _shown(metrics: dict) -> dict:
     return {k: round(v, 4) for k, v in metrics.items()}
 
 
-def check_config_files(overrides: list[str]) -> None:
-    """Each ``--config FILE`` of the user's that exists must be YAML: a malformed one is named with the line and
-    column of the problem (jsonargparse would name ``"<unicode string>"``); a missing one is LightningCLI's to
-    report."""
-    import yaml
-
-    files = [overrides[i + 1] for i, a in enumerate(overrides[:-1]) if a == "--config"]
-    files += [a.split("=", 1)[1] for a in overrides if a.startswith("--config=")]
-    for name in files:
-        path = Path(name)
-        if not path.is_file():
-            continue
-        try:
-            yaml.safe_load(path.read_text())
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-            raise ValueError(f"--config {name}: not valid YAML ({problem}{where}); fix the file") from None
-        except (OSError, UnicodeDecodeError) as e:
-            raise ValueError(f"--config {name}: cannot be read ({e}); fix the file or its permissions") from None
-
-
-def _make_run(args, overrides):
-    from .runner import Run
-
-    check_config_files(overrides)
-
-    return Run(args.benchmark, seed=args.seed, run_dir=args.run_dir, resume=args.resume,
-               checkpoint_every=args.checkpoint_every, **_run_kwargs(args, overrides))
-
-
-def build_run(argv: list[str]):
-    """The (unprepared) run of ``scgbench run <argv>``: what each job of a grid builds in its own process."""
-    args, overrides = build_parser().parse_known_args(["run", *argv])
-    return _make_run(args, overrides)
-
-
 def cmd_run(args, overrides) -> int:
-    record = _make_run(args, overrides).prepare().execute()
+    record = make_run(args, overrides).prepare().execute()
     if "path" in record:
         print(f"result record: {record['path']}\nrun directory: {record['run_dir']}\n"
               f"test metrics: {_shown(record['metrics'])}")
     return 0
-
-
-def _cell_argv(args, overrides, threads: int, results: str | None) -> list[str]:
-    """The options every cell of a grid shares, as ``scgbench run`` arguments."""
-    out = ["--profile", args.profile]
-    for item in args.estimator_arg or []:
-        out += ["--estimator-arg", item]
-    for name in args.no_trick or []:
-        out += ["--no-trick", name]
-    if results is not None:
-        out += ["--results-dir", results]
-    return [*out, "--threads", str(threads), *overrides]
 
 
 def _sweeps(items: list[str] | None) -> list[list[str]]:
@@ -192,7 +125,7 @@ def cmd_compare(args, overrides) -> int:
         executor = grid.slurm_executor(folder, name=f"scgbench-{bm.name}", time_min=args.slurm_time or 60,
                                        cpus_per_task=args.slurm_cpus_per_task or threads, jobs=args.jobs,
                                        partition=args.slurm_partition, gpus_per_node=args.slurm_gpus_per_node,
-                                       mem_gb=args.slurm_mem_gb, options=_kv(args.slurm_option, "--slurm-option"),
+                                       mem_gb=args.slurm_mem_gb, options=kv(args.slurm_option, "--slurm-option"),
                                        setup=args.slurm_setup or ())
         where = f"SLURM ({args.jobs} job{'s' if args.jobs > 1 else ''} at once, {threads} thread(s) each, logs {folder})"
     else:
@@ -201,7 +134,7 @@ def cmd_compare(args, overrides) -> int:
     variants = args.variants.split(",") if args.variants else [None]
     seeds = _seeds(args.seeds)
     sweeps = _sweeps(args.sweep)
-    shared = _cell_argv(args, overrides, threads, results)
+    shared = cell_argv(args, overrides, threads, results)
     # Every cell is configured (and so checked) here before the first one trains; each job builds its run again
     # from the same arguments in its own process.
     cells = []
@@ -352,21 +285,11 @@ def cmd_data(args, overrides) -> int:
     datasets = load_providers()
     if args.name not in datasets:
         raise ValueError(f"unknown dataset {args.name!r}; choose one of: {', '.join(sorted(datasets))}")
-    options = _kv(args.option)
+    options = kv(args.option)
     if args.force:  # rebuild derived caches and download sources again, even when present and intact
         options["force"] = True
     print(datasets[args.name].prepare(data_root(args.root), **options))
     return 0
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse with the suite's error format: one line naming the problem and where the options are listed (the
-    subcommands' parsers are of this class too), exit 2; ``--help`` prints the usage."""
-
-    def error(self, message: str):
-        print(f"scgbench: error: {self.prog.removeprefix('scgbench ') + ': ' if ' ' in self.prog else ''}{message}"
-              f" (see `{self.prog} --help`)", file=sys.stderr)
-        sys.exit(2)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -377,60 +300,12 @@ def build_parser() -> argparse.ArgumentParser:
     overrides_help = ("Everything else is LightningCLI's: --config FILE (a config layer of your own), --print_config "
                       "(print the resolved run and exit), --trainer.X / --model.X / --data.X / --tricks.NAME.X VALUE.")
 
-    def common(q, grid=False):
-        q.add_argument("benchmark")
-        if grid:
-            q.add_argument("--estimators", help="comma-separated estimator names")
-            q.add_argument("--variants", help="comma-separated variants")
-            q.add_argument("--seeds", default="0-2", help="e.g. 0-2 or 0,3,5")
-            q.add_argument("--output", help="the grid's leaderboard (default: leaderboard.md in the results directory)")
-            q.add_argument("--rerun", action="store_true", help="run cells that already have a complete record")
-            q.add_argument("--sweep", action="append", metavar="KEY=V1,V2,…",
-                           help="also sweep a config option over values, e.g. model.gamma=10,20,40 (repeatable: "
-                                "the grid is their product); each value is the override --KEY=V of its cells")
-            q.add_argument("--results-dir", action="append", metavar="DIR",
-                           help="a results directory (repeatable): new records go into the first, cells with a "
-                                "complete record in any are skipped (default $SCGBENCH_RESULTS_DIR, a path list, "
-                                "or ./scgbench-results)")
-            q.add_argument("--jobs", type=int, default=1, metavar="N",
-                           help="cells running at once, each in its own process (default 1); a local pool gives "
-                                "each job max(1, cores // N) threads unless --threads or $OMP_NUM_THREADS say")
-            q.add_argument("--oversubscribe", action="store_true", help="allow more local jobs than CPU cores")
-            q.add_argument("--executor", choices=("local", "slurm"), default="local",
-                           help="local: a process pool on this machine; slurm: a submitit job array")
-            q.add_argument("--slurm-partition")
-            q.add_argument("--slurm-time", type=int, metavar="MINUTES", help="time limit of each job (default 60)")
-            q.add_argument("--slurm-cpus-per-task", type=int, metavar="N", help="default: --threads, else 1")
-            q.add_argument("--slurm-gpus-per-node", type=int, metavar="N")
-            q.add_argument("--slurm-mem-gb", type=int, metavar="GB")
-            q.add_argument("--slurm-option", action="append", metavar="KEY=VALUE",
-                           help="any other sbatch option, e.g. account=abc or qos=high")
-            q.add_argument("--slurm-setup", action="append", metavar="LINE",
-                           help="a shell line run before each job, e.g. 'module load cuda'")
-            q.add_argument("--slurm-folder", help="submitit's job files and logs (default runs/<benchmark>/submitit/%%j)")
-        else:
-            q.add_argument("--estimator", help="estimator name (see `scgbench list`); sets --model.estimator")
-            q.add_argument("--variant", help="model variant / ablation (see `scgbench list`)")
-            q.add_argument("--seed", type=int, default=0)
-        q.add_argument("--profile", default="quick", help="quick or paper")
-        q.add_argument("--estimator-arg", action="append", metavar="KEY=VALUE",
-                       help="estimator option, e.g. baseline=loo or num_samples=4")
-        q.add_argument("--no-trick", action="append", metavar="NAME", help="switch a trick off (tempmatch, dropres…)")
-        if not grid:
-            q.add_argument("--results-dir", help="where records go (default $SCGBENCH_RESULTS_DIR or ./scgbench-results; "
-                                                 "`scgbench publish` copies one into the published results/)")
-        q.add_argument("--threads", type=int, help="intra-op threads per process (default: $OMP_NUM_THREADS, else 1)")
-
     r = sub.add_parser("run", help="train and test one benchmark configuration", epilog=overrides_help,
                        allow_abbrev=False)
-    common(r)
-    r.add_argument("--run-dir", help="run directory (default runs/<benchmark>/<run name>)")
-    r.add_argument("--resume", action="store_true", help="continue the same command from its last checkpoint")
-    r.add_argument("--checkpoint-every", type=int, metavar="N",
-                   help="also write last.ckpt every N optimizer steps (default: every epoch only)")
+    add_run_options(r)
     c = sub.add_parser("compare", help="run a grid of estimators × variants × seeds, then render the leaderboard",
                        epilog=overrides_help, allow_abbrev=False)
-    common(c, grid=True)
+    add_grid_options(c)
     lb = sub.add_parser("leaderboard", help="render leaderboard.md from all result records", allow_abbrev=False)
     lb.add_argument("--results-dir", action="append", metavar="DIR",
                     help="a results directory to read (repeatable; records in several count once; default: your "

@@ -86,7 +86,7 @@ def threads_per_job(jobs: int, requested: int | None = None, cpus: int | None = 
 # -- one cell, in its job's own process -----------------------------------------------------------------------
 def run_cell(argv: Sequence[str]) -> dict[str, Any]:
     """Build the run of ``scgbench run <argv>`` in this process, train, test and record it; return its summary."""
-    from .cli import build_run
+    from .run_spec import build_run
 
     rec = build_run(list(argv)).prepare().execute()
     return {"path": rec.get("path"), "run_dir": rec.get("run_dir"), "metrics": rec.get("metrics", {})}

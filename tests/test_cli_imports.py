@@ -25,7 +25,7 @@ def test_help_and_usage_errors_import_only_the_cli(argv, rc):
     out = json.loads(p.stdout.strip().splitlines()[-1])
     assert out["rc"] == rc, p.stderr
     assert out["heavy"] == [], out["heavy"]
-    assert out["scgbench"] == ["scgbench", "scgbench.cli"], out["scgbench"]
+    assert out["scgbench"] == ["scgbench", "scgbench.cli", "scgbench.run_spec"], out["scgbench"]
 
 
 def test_loading_the_benchmark_registry_does_not_import_torch_geometric():

@@ -125,19 +125,24 @@ def test_a_local_process_pool_runs_two_cells_at_once_each_in_its_own_process(iso
     assert sorted(recs) == ["gumbel", "reinforce"]
     for est, rec in recs.items():
         assert rec["seed"] == 3 and rec["threads_source"] == "--threads" and rec["torch_threads"] == 1
-        # built in the job's own process, from the cell's `scgbench run` arguments
-        assert rec["command"][0].endswith("grid.py") and rec["command"][2:6] == ["mnist-addition", "--estimator",
-                                                                                  est, "--seed"]
+        # built in the job's own process, from the cell's `scgbench run` arguments (the run directory's copy keeps
+        # the process's own command line; the stored one is the command a user re-runs)
+        run_copy = json.loads((isolated / "runs" / "mnist-addition" / Path(rec["run_dir"]).name / "record.json")
+                              .read_text())
+        raw = run_copy["command"]
+        assert raw[0].endswith("grid.py") and raw[2:6] == ["mnist-addition", "--estimator", est, "--seed"]
+        assert rec["command"][:2] == ["scgbench", "run"]
         assert rec["batch_size"] == 8 and rec["num_parameters"] > 0 and rec["global_steps"] == 6
         assert rec["device"]["cpu_count"] and rec["load_average"]["end"] is not None
         # the run directory's copy and the store's copy are one record: the same id
-        assert rec["id"] == json.loads((Path(rec["run_dir"]) / "record.json").read_text())["id"]
+        assert rec["id"] == run_copy["id"]
         assert re.search(rf"== done: mnist-addition variant=ours estimator={est} seed=3: test metrics", out)
     assert recs["reinforce"]["function_evaluations_per_step"] == 2  # S = 2 samples: the downstream runs twice
     assert recs["gumbel"]["function_evaluations_per_step"] == 1
     logs = sorted((isolated / "runs" / "mnist-addition" / "logs").glob("compare-*.log"))
     assert len(logs) == 2 and all("max_epochs=1" in p.read_text() for p in logs)  # one log per cell with 2 jobs
-    assert "| ours (modified:" in (isolated / "lb.md").read_text()
+    board = (isolated / "lb.md").read_text()
+    assert "| ours (modified)" in board and "Modified rows change: #1: " in board  # the change is footnoted
 
 
 @pytest.mark.slow
@@ -192,5 +197,7 @@ def test_submitit_local_executor_runs_the_grid_as_jobs(isolated, capsys, cells_i
     assert "== done: mnist-addition variant=ours estimator=gumbel seed=0: test metrics" in captured.out
     assert "== failed: mnist-addition variant=ours estimator=gumbel seed=1: RuntimeError: boom for seed 1" in captured.err
     recs = _records(isolated / "results")
-    assert [r["seed"] for r in recs] == [0] and "submitit" in " ".join(recs[0]["command"])
+    raw = json.loads((isolated / "runs" / "mnist-addition" / Path(recs[0]["run_dir"]).name / "record.json")
+                     .read_text())["command"]
+    assert [r["seed"] for r in recs] == [0] and "submitit" in " ".join(raw)
     assert list((isolated / "runs" / "mnist-addition" / "submitit").rglob("*_log.err"))

@@ -13,6 +13,7 @@ module and import.
 * benchmarks do not import the leaderboard;
 * the results store (``scgbench.store``) imports none of the leaderboard, runner, grid, CLI, benchmarks, models,
   datamodules; the runner imports no leaderboard, CLI or grid;
+* the run specification (``scgbench.run_spec``) imports no leaderboard, CLI or grid, and the grid imports no CLI;
 * the timing commands of ``scgbench.bench`` span layers, so nothing else imports them.
 """
 
@@ -83,6 +84,9 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     # the results store sits below the runner, the grid, the CLI and the leaderboard (issue 27)
     "store": ("leaderboard", "runner", "grid", "cli", "benchmarks", "models", "datamodules"),
     "runner": ("leaderboard", "cli", "grid"),
+    # the run specification sits below the CLI and the grid; the grid turns cells into runs without the CLI
+    "run_spec": ("leaderboard", "cli", "grid"),
+    "grid": ("cli",),
 }
 SPECS_THIRD_PARTY = ("numpy", "torch")
 SPECS_SCGBENCH = ("scgbench.seeding", "scgbench.io")
