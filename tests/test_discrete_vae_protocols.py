@@ -268,8 +268,8 @@ def test_binary_protocol_killed_mid_epoch_resumes_exactly(tmp_path):
     assert run(cut, "--config", str(kill))[0] == -signal.SIGKILL  # mid-epoch 1, last.ckpt at step 14
     rc, out = run(cut, "--resume")
     assert rc == 0, out
-    recs = {r["run_dir"]: r for _, r in read_records(tmp_path / "results")}
-    a, b = recs[str(full)], recs[str(cut)]
+    recs = {Path(r["run_dir"]).name: r for _, r in read_records(tmp_path / "results")}  # stored run_dir: relative
+    a, b = recs[full.name], recs[cut.name]
     timing = ("test/epoch_seconds",)
     metrics = [{k: v for k, v in r["metrics"].items() if k not in timing} for r in (a, b)]
     assert metrics[0] == metrics[1] and "test/nll_iw" in metrics[0] and a["global_steps"] == b["global_steps"] == 30
