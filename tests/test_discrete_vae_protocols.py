@@ -5,7 +5,6 @@ evaluation binarisation, LeakyReLU / linear networks."""
 from __future__ import annotations
 
 import itertools
-import math
 
 import numpy as np
 import pytest
