@@ -32,12 +32,13 @@ def current_umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, overwrite: bool = True) -> Path:
     """Write ``data`` to ``path`` via a temporary file in the same directory and ``os.replace``.
 
     A reader never sees a half-written file, and an interrupted write leaves the old file intact. The file
     gets the mode an ordinary ``open(path, "w")`` would give (``0o666 & ~umask``): ``mkstemp`` creates its
-    file 0600, which would make shared caches unreadable to the group.
+    file 0600, which would make shared caches unreadable to the group. ``overwrite=False`` hard-links the temporary
+    file to ``path`` instead, which fails with ``FileExistsError`` if ``path`` exists (never an overwrite).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -48,11 +49,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             f.flush()
             os.fchmod(f.fileno(), 0o666 & ~current_umask())
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)
+    finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise
     return path
 
 

@@ -31,13 +31,12 @@ import math
 import os
 import re
 import sys
-import tempfile
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .io import current_umask
+from .io import atomic_write_bytes
 
 SCHEMA_VERSION = 3
 #: where your records go when nothing else says (git-ignored in the source checkout)
@@ -226,19 +225,8 @@ def clean(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _write_new(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file, then hard-link it to ``path`` (fails if ``path`` exists: never an
-    overwrite) and drop the temporary name. Readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fchmod(f.fileno(), 0o666 & ~current_umask())  # mkstemp's 0600 would hide it from the team
-            os.fsync(f.fileno())
-        os.link(tmp, path)
-    finally:
-        os.unlink(tmp)
+    """Write ``data`` to ``path`` atomically, never over an existing file (:func:`scgbench.io.atomic_write_bytes`)."""
+    atomic_write_bytes(path, data, overwrite=False)
 
 
 def write_record(record: dict[str, Any], directory: str | os.PathLike | None = None, name: str | None = None) -> Path:
