@@ -29,7 +29,8 @@ def configurations(num_nodes: int, num_categories: int, device: torch.device | N
 
 
 class Exact(Estimator):
-    """Σ_c q(c)·f(c) over all K^N configurations (module docstring). Used through :meth:`expected_cost`."""
+    """Σ_c q(c)·f(c) over all K^N configurations (module docstring). Used through :meth:`estimate` (its
+    :meth:`expected_cost`)."""
 
     name = "exact"
     family = PATHWISE
