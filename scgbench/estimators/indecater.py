@@ -81,11 +81,7 @@ class IndeCateR(Estimator):
         return {"samples": s} if s >= 1 else None
 
     def estimate(self, params: torch.Tensor, objective: Objective) -> Estimate:
-        if params.dim() != 3:
-            raise ValueError(f"indecater expects params [B, N, K], got shape {tuple(params.shape)}")
-        b, n, k = params.shape
-        if self._group != (n, k):
-            self.check_node_group(n, k)
+        b, n, k = self.node_group(params)
         cost_fn = objective.need(COST_ORACLE, self.name)
         s = self.samples
         x = params.float()

@@ -168,11 +168,7 @@ class REBAR(Estimator):
         return g, f_b, b
 
     def estimate(self, params: torch.Tensor, objective: Objective) -> Estimate:
-        if params.dim() != 3:
-            raise ValueError(f"{self.name} expects params [B, N, K], got shape {tuple(params.shape)}")
-        bsz, n, k = params.shape
-        if self._group != (n, k):
-            self.check_node_group(n, k)
+        bsz, n, k = self.node_group(params)
         # binary nodes through their Bernoulli logit α = θ₁ − θ₀, categorical ones through θ itself
         live = (params[..., 1] - params[..., 0]).float() if k == 2 else params.float()
         leaf = live.detach().requires_grad_(True)

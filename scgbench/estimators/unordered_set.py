@@ -180,11 +180,7 @@ class UnorderedSet(Estimator):
         return {"k": k} if k >= 1 else None
 
     def estimate(self, params: torch.Tensor, objective: Objective) -> Estimate:
-        if params.dim() != 3:
-            raise ValueError(f"unordered-set expects params [B, N, K], got shape {tuple(params.shape)}")
-        b, n, kk = params.shape
-        if self._group != (n, kk):
-            self.check_node_group(n, kk)
+        b, n, kk = self.node_group(params)
         cost_fn = objective.need(COST_ORACLE, self.name)
         log_q = torch.log_softmax(params.double(), dim=-1)              # [B, N, K], live
         codes, _ = gumbel_top_k_product(log_q.detach(), self.k)         # [B, k, N]
