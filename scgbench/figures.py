@@ -421,3 +421,33 @@ def quality_vs_time(points: list[dict], xlabel: str, ylabel: str, title: str, bo
     ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1), ncol=1 if len(points) <= 22 else 2)
     fig.tight_layout()
     return fig
+
+
+@_plain_text
+def learning_curves_panels(panels: list[dict], ylabel: str, bounds=None):
+    """Learning curves, one row of two panels per group (a profile): the metric against training steps and against
+    training wall-clock, one curve per row of the table (mean over seeds at each evaluated epoch, band ± one
+    standard error where two or more seeds have that epoch). ``panels``: {"title", "curves": [{"label", "key",
+    "steps", "seconds", "mean", "se"}]}."""
+    plt = _plt()
+    fig, axes = plt.subplots(len(panels), 2, figsize=(11.5, 3.6 * len(panels)), squeeze=False)
+    for (ax_s, ax_t), panel in zip(axes, panels):
+        for c in panel["curves"]:
+            colour = _colour(c["key"])
+            lo = [m - s for m, s in zip(c["mean"], c["se"])]
+            hi = [m + s for m, s in zip(c["mean"], c["se"])]
+            for ax, x in ((ax_s, c["steps"]), (ax_t, c["seconds"])):
+                ax.plot(x, c["mean"], "-", color=colour, lw=1.3, label=c["label"] if ax is ax_t else None)
+                if any(s > 0 for s in c["se"]):
+                    ax.fill_between(x, lo, hi, color=colour, alpha=0.18, lw=0)
+        values = [m for c in panel["curves"] for m in c["mean"]]
+        # the first evaluations sit far above the rest: the axis spans the last three quarters of each curve
+        tail = [m for c in panel["curves"] for m in c["mean"][len(c["mean"]) // 4:]] or values
+        for ax, xlabel in ((ax_s, "training steps"), (ax_t, "training wall-clock (s, cumulative epoch time)")):
+            _clip(ax.set_ylim, tail, bounds)
+            ax.set(xlabel=xlabel, ylabel=ylabel, title=f"{panel['title']}: against {xlabel.split(' (')[0][9:]}")
+            ax.grid(alpha=0.3)
+        ax_t.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    return fig
+

@@ -350,7 +350,7 @@ def test_kg_mrr_by_path_length_and_listops_accuracy_by_depth_are_drawn(site):
     g = next(c for c in cells if c[0].text() == "ours" and c[1].text() == "gumbel")
     assert g[col["test/mrr_len3"]].text() == _pct([v - 0.02 * 3 for v in KG["ours", "gumbel", "k-ours-gumbel"]], 1)
     assert not [c for c in cells if "best" in c[col["test/mrr"]].classes()]  # reinforce overlaps gumbel
-    assert "test/mrr (higher is better); cells: mean" in [th.attrs.get("title") for th in kg.all("th")]
+    assert "test/mrr (higher is better); cells: mean ± std" in [th.attrs.get("title") for th in kg.all("th")]
     assert "test/mrr_drop" not in keys and "test/mrr_len7" not in keys  # no record has them: columns dropped
 
     lo = dom(tmp, out / "listops.html")
@@ -461,6 +461,7 @@ def test_the_dashboard_reads_well_at_1400_px(tmp_path):
     import re
 
     from scgbench.benchmarks import load_all
+    from scgbench.benchmarks.registry import SUMMARIES
     from scgbench.leaderboard.table import build, header_cell
 
     out = tmp_path / "www"
@@ -487,7 +488,7 @@ def test_the_dashboard_reads_well_at_1400_px(tmp_path):
     for j, key in enumerate(keys[1:], 1):
         name, profile = key.split(":")
         table = build(records[name], benchmarks[name], name)
-        assert header_cell(table.main) in heads[j] and table.main.summary in heads[j], heads[j]
+        assert header_cell(table.main) in heads[j] and SUMMARIES[table.main.summary] in heads[j], heads[j]
         for c in cells:
             text = c[j].text()
             if text in ("–", "n/a"):
@@ -527,3 +528,35 @@ def test_quality_against_time_labels_only_the_trade_off_front():
     ax = fig.axes[0]
     assert sorted(t.get_text() for t in ax.texts) == ["1", "2", "4", "6"]  # row 0 fastest, 1, 3 and 5 each better
     assert [t.get_text() for t in ax.get_legend().get_texts()] == [f"{i + 1}: row {i}" for i in range(6)]
+
+
+def test_a_mean_with_standard_error_cell_and_its_header():
+    """The discrete-VAE bounds are summarised as the estimator papers report them: mean ± standard error of the
+    mean (std / √n), the header says so, and the separated-best criterion still applies (a mean)."""
+    from scgbench.benchmarks import Metric
+    from scgbench.leaderboard.table import MEAN_SUMMARIES, header_cell, summary_text
+
+    sem, std = Metric("test/neg_elbo", "nats", better="lower", summary="sem"), Metric("test/neg_elbo", "nats")
+    assert summary_text([1.0, 2.0, 3.0], std) == "2.00 ± 1.00"
+    assert summary_text([1.0, 2.0, 3.0], sem) == "2.00 ± 0.58"       # 1 / √3
+    assert summary_text([5.0], sem) == "5.00"
+    assert header_cell(sem) == "neg_elbo (nats), mean ± s.e." and header_cell(std) == "neg_elbo (nats)"
+    assert "sem" in MEAN_SUMMARIES
+    with pytest.raises(ValueError, match="summary"):
+        Metric("test/x", summary="se")
+
+
+def test_learning_curves_average_seeds_at_each_validated_epoch_against_steps_and_wall_clock():
+    """Two seeds validated at epochs 1 and 3 (of 4, 10 steps each): the curve is at steps 20 and 40, the mean and
+    standard error of the two seeds there, and the mean cumulative epoch time (validation-free epochs count)."""
+    from scgbench.leaderboard.site import _curve
+
+    def record(vals, secs):
+        hist = [{"epoch": ep, "time/epoch_s": s} for ep, s in enumerate(secs)]
+        hist[1]["val/neg_elbo"], hist[3]["val/neg_elbo"] = vals
+        return {"global_steps": 40, "epochs_trained": 4, "history": hist}
+
+    c = _curve([record((10.0, 6.0), (1, 1, 1, 1)), record((12.0, 8.0), (2, 2, 2, 2))], "val/neg_elbo")
+    assert c["steps"] == [20.0, 40.0] and c["seconds"] == [3.0, 6.0]
+    assert c["mean"] == [11.0, 7.0] and c["se"] == pytest.approx([1.0, 1.0])   # std √2, / √2
+    assert _curve([record((10.0, 6.0), (1, 1, 1, 1))], "val/nll_iw") is None  # no epoch has it

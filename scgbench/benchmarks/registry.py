@@ -19,6 +19,8 @@ import lightning.pytorch as pl
 from ..providers import import_providers
 
 PROFILES = ("quick", "paper")
+#: a metric's summary over seeds: the cell's text and the name a header gives it
+SUMMARIES = {"mean": "mean ± std", "sem": "mean ± s.e.", "median": "median [25 %, 75 %]", "share": "share of seeds"}
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,8 @@ class Metric:
 
     ``key``: the test metric as logged (``test/acc``); ``unit``: ``"%"`` (a fraction shown × 100), ``"nats"``, ``"s"``
     or ``""``; ``better``: ``"higher"``, ``"lower"`` or ``None`` (not comparable across rows: shown, never ranked);
-    ``summary``: ``"mean"`` (mean ± std over seeds), ``"median"`` (median [25 %, 75 %], thesis Table 6.8) or
+    ``summary``: ``"mean"`` (mean ± std over seeds), ``"sem"`` (mean ± standard error of the mean, as the estimator
+    papers report their bounds), ``"median"`` (median [25 %, 75 %], thesis Table 6.8) or
     ``"share"`` (a 0/1 criterion: k of n seeds meet it); ``kind``: ``"quality"`` or ``"cost"`` (grouped apart);
     ``digits``: decimals of the displayed value; ``group``: the column group (a wide benchmark's columns split into
     several tables, e.g. MRR by path length); ``label``: the column header (default: ``key`` without ``test/``)."""
@@ -47,7 +50,7 @@ class Metric:
     def __post_init__(self):
         if self.unit not in UNITS:
             raise ValueError(f"metric {self.key}: unknown unit {self.unit!r}; one of {sorted(UNITS)}")
-        if self.better not in ("higher", "lower", None) or self.summary not in ("mean", "median", "share") \
+        if self.better not in ("higher", "lower", None) or self.summary not in SUMMARIES \
                 or self.kind not in ("quality", "cost"):
             raise ValueError(f"metric {self.key}: better/summary/kind out of range")
 

@@ -36,8 +36,9 @@ from typing import Callable, Sequence
 from .. import figures
 from ..io import atomic_write_bytes
 from ..store import read_records, reading_stores
-from .table import (COST, CRITERION, DIRTY_MARK, MISSING, PROVENANCE, Row, Stat, Table, _values, build,
-                    header_cell, modified_text, separated_best, stat)
+from ..benchmarks.registry import SUMMARIES
+from .table import (COST, CRITERION, DIRTY_MARK, MEAN_SUMMARIES, MISSING, PROVENANCE, Row, Stat, Table, _values,
+                    build, header_cell, modified_text, separated_best, stat)
 
 __all__ = ["CRITERION", "Stat", "build_site", "separated_best", "stat"]
 
@@ -184,7 +185,7 @@ def _run_rows_table(t: Table) -> str:
     head += [_th(m.key, header_cell(m), "asc" if m.lower else "desc",
                  m.key + {"lower": " (lower is better)", "higher": " (higher is better)",
                           None: " (not ranked)"}[m.better]
-                 + f"; cells: {m.summary}") for m in quality]
+                 + f"; cells: {SUMMARIES[m.summary]}") for m in quality]
     cost_cols = [(k, h, tip) for k, h, tip in COST if any(x.cost[k].text != MISSING for x in t.rows)]
     head += [_th(k, h, "asc", tip) for k, h, tip in cost_cols]
     head += [_th(m.key, header_cell(m), "asc", m.key) for m in cost]
@@ -340,9 +341,64 @@ def _levels_plot(name: str, spec: dict, table: list[Row], index: int, metric_of)
             "error bars 95 % t-intervals; dashed: the paper.")
 
 
+def _curve(records: list[dict], metric: str) -> dict | None:
+    """Mean and standard error over seeds of a history metric at each evaluated epoch, with its training step
+    (epoch × steps per epoch) and the mean cumulative epoch time; ``None`` when fewer than two epochs have it."""
+    import math
+
+    by_epoch: dict[int, list[tuple[float, float]]] = defaultdict(list)
+    for r in records:
+        per_epoch = (r.get("global_steps") or 0) / max(r.get("epochs_trained") or 1, 1)
+        elapsed = 0.0
+        for h in r.get("history", []):
+            if not isinstance(h, dict) or not isinstance(h.get("epoch"), int):
+                continue
+            elapsed += _number(h.get("time/epoch_s")) or 0.0
+            v = _number(h.get(metric))
+            if v is not None and per_epoch > 0:
+                by_epoch[h["epoch"]].append((v, elapsed))
+    epochs = sorted(by_epoch)
+    if len(epochs) < 2:
+        return None
+    mean, se, seconds = [], [], []
+    for ep in epochs:
+        vs = [v for v, _ in by_epoch[ep]]
+        m = sum(vs) / len(vs)
+        mean.append(m)
+        se.append(math.sqrt(sum((v - m) ** 2 for v in vs) / (len(vs) - 1) / len(vs)) if len(vs) > 1 else 0.0)
+        seconds.append(sum(t for _, t in by_epoch[ep]) / len(vs))
+    per_epoch = (records[0].get("global_steps") or 0) / max(records[0].get("epochs_trained") or 1, 1)
+    return {"steps": [(ep + 1) * per_epoch for ep in epochs], "seconds": seconds, "mean": mean, "se": se}
+
+
+def _curves_plot(name: str, spec: dict, table: list[Row], index: int, metric_of) -> tuple[str, str] | str:
+    """``{"kind": "curves", "title", "metric", "ylabel"}``: learning curves of a history metric (validation), one
+    pair of panels (against steps, against wall-clock) per profile, a curve per unmodified row of the current
+    result version."""
+    panels = []
+    for profile in sorted({x.profile for x in table if not x.paper}):
+        rows = [(i, x) for i, x in enumerate(table)
+                if not x.paper and x.profile == profile and not x.modified and not x.outdated]
+        curves = []
+        for i, x in rows:
+            c = _curve(x.records, spec["metric"])
+            if c is not None:
+                curves.append({"label": f"{x.label} · {x.estimator} (n {len(x.seeds)})", "key": i, **c})
+        if curves:
+            panels.append({"title": f"{profile} profile", "curves": curves})
+    if not panels:
+        return f"no record of the current result version has {spec['metric']} at two or more epochs"
+    fig = figures.learning_curves_panels(panels, spec["ylabel"])
+    return (figures.svg(fig, f"{name}-curves{index}"),
+            f"{e(spec['metric'])} at each validation epoch, per profile: left against training steps, right against "
+            "the cumulative epoch time of the run (the machine and its load vary between records: see the table's "
+            "CPU column). Line: the mean over seeds; band: ± one standard error. Rows of the current result "
+            "version, unmodified.")
+
+
 #: dashboard plot kinds a benchmark may ask for in ``dashboard_plots``: kind → builder(page name, spec, rows,
 #: index, metric lookup) returning (svg, caption) or the reason it has no data
-PLOT_KINDS: dict[str, Callable] = {"levels": _levels_plot}
+PLOT_KINDS: dict[str, Callable] = {"levels": _levels_plot, "curves": _curves_plot}
 
 
 def _figure(title: str, result: tuple[str, str] | str) -> str:
@@ -453,7 +509,7 @@ def matrix(boards: list[Board]) -> tuple[list[tuple[Board, str]], dict[str, dict
                 continue
             ranked = sorted(best.items(), key=lambda kv: -sign * kv[1].cells[main.key].value)
             sep = separated_best([x.stats[main.key] for _, x in ranked], main.lower) \
-                if main.summary == "mean" and not any(x.outdated for _, x in ranked) else None
+                if main.summary in MEAN_SUMMARIES and not any(x.outdated for _, x in ranked) else None
             columns.append((b, profile))
             for rank, (est, x) in enumerate(ranked, 1):
                 cells[est][b.name, profile] = {"entry": x, "rank": rank, "of": len(ranked), "best": sep == rank - 1}
@@ -496,7 +552,7 @@ def index_page(boards: list[Board], nav: str, sources: list[Path], skipped: list
                      "rests on records from a tree with uncommitted changes. ★ where rank 1 is separated from every "
                      "other estimator by the criterion below.</p>")
         head = [_th("estimator", "estimator")] + [
-            _th(f"{b.name}:{p}", f"{b.name} ({p}) · {header_cell(b.main)} · {b.main.summary}", "asc",
+            _th(f"{b.name}:{p}", f"{b.name} ({p}) · {header_cell(b.main)}" + (" · mean ± std" if b.main.summary == "mean" else ""), "asc",
                 f"main metric {b.main.key}, default variant {b.bm.default_variant}, profile {p}") for b, p in columns]
         body = []
         for est in sorted(set(cells) | set(registry())):  # every registered estimator: where it has rows, and not

@@ -25,7 +25,11 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
+from ..benchmarks.registry import SUMMARIES
 from ..experiment import record_experiment as experiment_of  # (fingerprint, modifications) of a record
+
+#: the summaries whose cell is a mean: the separated-best criterion and the t-interval apply to them
+MEAN_SUMMARIES = ("mean", "sem")
 
 CRITERION = ("★ marks the best entry of a column only where it is separated: among the unmodified rows of one "
              "profile that have the metric, the row with the best mean is marked when its two-sided 95 % "
@@ -147,6 +151,8 @@ def summary_text(values: Sequence[float], metric) -> str:
         med, q25, q75 = median_iqr(values)
         return f"{number(med, metric)} [{number(q25, metric)}, {number(q75, metric)}]"
     m, s = mean_std(values)
+    if metric.summary == "sem":
+        s /= math.sqrt(len(values))
     return f"{number(m, metric)} ± {number(s, metric)}"
 
 
@@ -360,7 +366,7 @@ def _metric_cells(row: Row, metrics: list, records: list[dict]) -> None:
         if m.kind == "cost":  # a cost is a mean per row (the spread is in the tip)
             row.cells[m.key] = Cell(number(st.mean, m), st.mean * m.scale, tip=tip)
             continue
-        if st.interval and m.summary == "mean":
+        if st.interval and m.summary in MEAN_SUMMARIES:
             tip = f"95 % t-interval [{number(st.lo, m)}, {number(st.hi, m)}]; " + tip
         row.cells[m.key] = Cell(summary_text(vals, m), summary_value(vals, m), tip=tip)
 
@@ -438,7 +444,7 @@ def _mark_best(table: list[Row], metrics: list) -> None:
     for profile in sorted({x.profile for x in table}):
         idx = [i for i, x in enumerate(table) if not x.modified and x.profile == profile and not x.outdated]
         for m in metrics:
-            if m.better is None or m.summary != "mean":  # the criterion is on means: median cells are not marked
+            if m.better is None or m.summary not in MEAN_SUMMARIES:  # the criterion is on means: median cells are not marked
                 continue
             k = separated_best([table[i].stats.get(m.key) for i in idx], m.lower)
             if k is not None:
@@ -498,5 +504,6 @@ def build(records: list[dict], bm, name: str | None = None) -> Table:
 
 
 def header_cell(m) -> str:
-    """A metric's column header: its name and unit."""
-    return f"{m.name} ({m.unit})" if m.unit else m.name
+    """A metric's column header: its name and unit, and its summary where it is not the default mean ± std."""
+    text = f"{m.name} ({m.unit})" if m.unit else m.name
+    return text + (f", {SUMMARIES[m.summary]}" if m.summary != "mean" else "")
