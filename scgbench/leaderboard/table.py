@@ -9,7 +9,7 @@ that departs from its profile ⊕ variant ⊕ estimator is a row of its own, mar
 
 Numbers: a metric's value is shown in its unit (a fraction declared ``%`` × 100) with the declared decimals; the
 spread is rounded to the same decimals; one seed shows its value alone (no ±). Summaries: ``mean`` → mean ± sample
-std; ``median`` → median [25 %, 75 %] (thesis Table 6.8; numpy's linear interpolation); ``share`` → "k of n (x %)"
+std; ``sem`` → mean ± standard error (std / √n); ``median`` → median [25 %, 75 %] (thesis Table 6.8; numpy's linear interpolation); ``share`` → "k of n (x %)"
 seeds meeting a 0/1 criterion. The interval of a mean is the two-sided 95 % Student-t interval; the best entry of
 a column is marked only where it is separated (:data:`CRITERION`).
 
