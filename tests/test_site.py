@@ -560,3 +560,38 @@ def test_learning_curves_average_seeds_at_each_validated_epoch_against_steps_and
     assert c["steps"] == [20.0, 40.0] and c["seconds"] == [3.0, 6.0]
     assert c["mean"] == [11.0, 7.0] and c["se"] == pytest.approx([1.0, 1.0])   # std √2, / √2
     assert _curve([record((10.0, 6.0), (1, 1, 1, 1))], "val/nll_iw") is None  # no epoch has it
+
+
+def test_published_orderings_are_pairs_of_one_sources_rows_judged_on_each_profile():
+    """Three paper rows of one source give three orderings; on a profile where the two rows' 95 % t-intervals are
+    apart the verdict is "holds" or "reversed", where they overlap "in the means", a missing row "not run here",
+    and one seed "one seed". A source's several settings of one estimator count by its best row."""
+    from scgbench.benchmarks import Benchmark, Metric
+    from scgbench.leaderboard.table import build, ordering_grid, orderings
+
+    m = Metric("test/neg_elbo", "nats", better="lower", summary="sem")
+    ref = [{"variant": "v", "estimator": e, "source": "P (Table 1)", "setting": s, "metrics": {m.key: v}}
+           for e, v, s in (("a", 100.0, ""), ("b", 105.0, ""), ("c", 110.0, "τ = 1"), ("c", 108.0, "τ = 2"))]
+    bm = Benchmark(name="t", description="", datamodule=object, module=object, default_variant="v", data="",
+                   offline=lambda: True, metrics=(m,), reference=ref)
+
+    def rec(est, seed, v, profile="quick"):
+        return {"benchmark": "t", "variant": "v", "estimator": est, "seed": seed, "profile": profile,
+                "fingerprint": f"{est}-{profile}", "result_version": 1, "timestamp": f"2026-01-0{seed + 1}",
+                "metrics": {m.key: v}, "git": {"commit": "abc", "dirty": False}, "experiment": {"est": est}}
+
+    records = ([rec("a", s, 90.0 + 0.1 * s) for s in range(3)]        # a far below b: holds
+               + [rec("b", s, 100.1 + 0.1 * s) for s in range(3)]     # mean 100.2
+               + [rec("c", s, 95.0 + 5.0 * s) for s in range(3)]      # mean 100, overlapping b: reversed in the means
+               + [rec("a", 0, 90.0, "big"), rec("b", 0, 99.0, "big")])
+    t = build(records, bm, "t")
+    verdicts = {(o.better, o.worse, o.profile): o.verdict for o in orderings(t)}
+    assert verdicts == {("a", "b", "quick"): "holds", ("a", "c", "quick"): "holds in the means",  # c's t-interval ±12
+                        ("b", "c", "quick"): "reversed in the means",
+                        ("a", "b", "big"): "one seed", ("a", "c", "big"): "not run here",
+                        ("b", "c", "big"): "not run here"}
+    head, body = ordering_grid(t)
+    assert head == ["model", "published ordering", "metric", "source", "published", "big", "quick"]
+    line = next(r for r in body if r[1] == "b < c")
+    assert line[2:6] == ["neg_elbo", "P", "105.00 vs 108.00", "not run here"]   # c's best setting, 108
+    assert line[6] == "reversed in the means (100.20 ± 0.06 vs 100.00 ± 2.89)"

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from ..io import atomic_write_bytes
 from ..store import read_records, reading_stores
-from .table import (COST, CRITERION, DIRTY_MARK, MISSING, PROVENANCE, Table, build, experiment_of, header_cell,
-                    modified_text, rows, seeds_text, tricks_label)
+from .table import (COST, CRITERION, DIRTY_MARK, MISSING, ORDERING_NOTE, PROVENANCE, Table, build, experiment_of,
+                    header_cell, modified_text, ordering_grid, rows, seeds_text, tricks_label)
 
 __all__ = ["MAX_LINE", "experiment_of", "render", "rows", "tricks_label", "write_leaderboard"]
 
@@ -103,6 +103,11 @@ def benchmark_section(t: Table) -> list[str]:
         lines += ["The paper's numbers (for reference: other data scale and hardware where a row's profile is "
                   "`quick`):", ""]
         lines += _tables(phead, pbody, [list(range(len(phead)))])
+    ohead, obody = ordering_grid(t)
+    if obody:
+        lines += [_wrap("The papers' orderings checked on this suite's rows (each pair of one source's rows; "
+                        + ORDERING_NOTE + "):"), ""]
+        lines += _tables(ohead, obody, [list(range(len(ohead)))])
     notes = []
     if t.datasets:
         notes.append("Data: " + "; ".join(f"**{k}** = {_esc(v)}" for k, v in t.datasets.items()) + ".")

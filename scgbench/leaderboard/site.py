@@ -37,8 +37,8 @@ from .. import figures
 from ..io import atomic_write_bytes
 from ..store import read_records, reading_stores
 from ..benchmarks.registry import SUMMARIES
-from .table import (COST, CRITERION, DIRTY_MARK, MEAN_SUMMARIES, MISSING, PROVENANCE, Row, Stat, Table, _values,
-                    build, header_cell, modified_text, separated_best, stat)
+from .table import (COST, CRITERION, DIRTY_MARK, MEAN_SUMMARIES, MISSING, ORDERING_NOTE, PROVENANCE, Row, Stat, Table, _values,
+                    build, header_cell, modified_text, ordering_grid, separated_best, stat)
 
 __all__ = ["CRITERION", "Stat", "build_site", "separated_best", "stat"]
 
@@ -230,6 +230,17 @@ def _paper_table(t: Table) -> str:
                    + "</tr>" for x in t.papers)
     return (f"<h2>The paper's numbers</h2><div class=\"wide\"><table id=\"paper\"><thead><tr>{head}</tr></thead>"
             f"<tbody>{body}</tbody></table></div>")
+
+
+def _orderings_table(t: Table) -> str:
+    head, body = ordering_grid(t)
+    if not body:
+        return ""
+    return (f'<h2>Published orderings</h2>\n<p class="note">The papers\' orderings checked on this suite\'s rows '
+            f"(each pair of one source's rows; {e(ORDERING_NOTE)}).</p>\n"
+            + '<div class="wide"><table id="orderings"><thead><tr>' + "".join(f"<th>{e(h)}</th>" for h in head)
+            + "</tr></thead><tbody>\n"
+            + "\n".join("<tr>" + "".join(_td(e(c)) for c in r) + "</tr>" for r in body) + "</tbody></table></div>")
 
 
 def _gradcheck_table(records: list[dict]) -> str:
@@ -468,6 +479,7 @@ def benchmark_page(b: Board, nav: str) -> bytes:
         parts.append(_selection_table(t))
     if t.papers:
         parts.append(_paper_table(t))
+    parts.append(_orderings_table(t))
     if b.gradcheck:
         parts.append(_gradcheck_table(b.gradcheck))
     parts.append(f'<p class="note" id="criterion">{e(CRITERION)}</p>')

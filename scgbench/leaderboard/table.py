@@ -503,6 +503,95 @@ def build(records: list[dict], bm, name: str | None = None) -> Table:
                  len(records), current)
 
 
+#: how a published ordering is judged on this suite's rows (:func:`orderings`)
+ORDERING_NOTE = ("verdict from the two rows of the current result version on that profile: holds / reversed where "
+                 "their 95 % t-intervals are apart, 'in the means' where they overlap; the claims come from the "
+                 "papers' data (MNIST for Jang et al. and seeds 002/003), the fmnist profile tests them on "
+                 "Fashion-MNIST and the quick profile on a 3,500-image MNIST subset")
+
+
+@dataclass
+class Ordering:
+    """One published ordering checked on one profile: the source says ``better`` beats ``worse`` on ``metric`` for
+    ``variant`` (two of its rows); ``verdict`` is what this suite's rows say (:func:`orderings`)."""
+
+    variant: str
+    metric: Any
+    better: str
+    worse: str
+    source: str
+    published: tuple[float, float]
+    profile: str = ""
+    verdict: str = "not run here"
+    ours: tuple[str, str] = (MISSING, MISSING)
+
+
+def orderings(table: Table) -> list[Ordering]:
+    """Every ordering the paper rows state, checked on each profile that has rows of that variant. A claim is a
+    pair of estimators in one source's rows of one variant and metric (an estimator's best row where the source has
+    several settings). Verdicts, from the two unmodified rows of the current result version: "holds" / "reversed"
+    where their 95 % t-intervals are apart (:data:`CRITERION`), "holds in the means" / "reversed in the means" where
+    they overlap, "one seed" where either row has a single seed, "not run here" where either row is missing."""
+    by_metric = {m.key: m for m in table.metrics}
+    if table.bm is not None:
+        by_metric.update({m.key: m for m in table.bm.metrics})
+    best: dict[tuple[str, str, str], dict[str, float]] = defaultdict(dict)
+    for p in table.papers:
+        for key, v in p.reference.items():
+            if key in by_metric and by_metric[key].better is not None and isinstance(v, (int, float)) \
+                    and p.estimator not in ("–", "none", ""):
+                sign = 1 if by_metric[key].lower else -1
+                seen = best[p.label, p.source, key].get(p.estimator)
+                if seen is None or sign * v < sign * seen:
+                    best[p.label, p.source, key][p.estimator] = float(v)
+    claims = []
+    for (variant, source, key), ests in best.items():
+        m = by_metric[key]
+        for a, va in ests.items():
+            for b, vb in ests.items():
+                if a != b and ((va < vb) if m.lower else (va > vb)):
+                    claims.append(Ordering(variant, m, a, b, source, (va, vb)))
+    out = []
+    for c in sorted(claims, key=lambda c: (c.variant, c.source, c.metric.key, c.published)):
+        profiles = sorted({x.profile for x in table.rows if x.label == c.variant and not x.modified})
+        if not profiles:
+            out.append(Ordering(c.variant, c.metric, c.better, c.worse, c.source, c.published, MISSING))
+        for profile in profiles:
+            def row(est):
+                return next((x for x in table.rows if x.label == c.variant and x.estimator == est and not x.modified
+                             and not x.outdated and x.profile == profile and c.metric.key in x.stats), None)
+            a, b = row(c.better), row(c.worse)
+            o = Ordering(c.variant, c.metric, c.better, c.worse, c.source, c.published, profile)
+            if a is not None and b is not None:
+                sa, sb = a.stats[c.metric.key], b.stats[c.metric.key]
+                o.ours = (a.cells[c.metric.key].text, b.cells[c.metric.key].text)
+                in_order = sa.mean < sb.mean if c.metric.lower else sa.mean > sb.mean
+                if sa.n < 2 or sb.n < 2:
+                    o.verdict = "one seed"
+                elif separated_best([sa, sb], c.metric.lower) is not None:
+                    o.verdict = "holds" if in_order else "reversed"
+                else:
+                    o.verdict = "holds in the means" if in_order else "reversed in the means"
+            out.append(o)
+    return out
+
+
+def ordering_grid(table: Table) -> tuple[list[str], list[list[str]]]:
+    """:func:`orderings` laid out for the renderers: one line per published ordering, one column per profile with
+    the verdict and the two rows' cells."""
+    checked = orderings(table)
+    profiles = sorted({o.profile for o in checked} - {MISSING})
+    claims: dict[tuple, dict[str, str]] = {}
+    for o in checked:
+        key = (o.variant, f"{o.better} {'<' if o.metric.lower else '>'} {o.worse}", o.metric.name,
+               o.source.split(" (")[0], f"{number(o.published[0], o.metric)} vs {number(o.published[1], o.metric)}")
+        cell = claims.setdefault(key, {})
+        if o.profile != MISSING:
+            cell[o.profile] = o.verdict + ("" if MISSING in o.ours else f" ({o.ours[0]} vs {o.ours[1]})")
+    head = ["model", "published ordering", "metric", "source", "published"] + profiles
+    return head, [list(k) + [v.get(p, MISSING) for p in profiles] for k, v in claims.items()]
+
+
 def header_cell(m) -> str:
     """A metric's column header: its name and unit, and its summary where it is not the default mean ± std."""
     text = f"{m.name} ({m.unit})" if m.unit else m.name
