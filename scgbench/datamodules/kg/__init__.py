@@ -1,7 +1,7 @@
 """Multi-hop knowledge-graph reasoning data (SPEC §2.3, thesis §6.1.2): path-query datasets (OGB style),
-their Lightning data module, and the function that ``scgbench data <name>`` runs for them (the catalog's entries). The table of
-datasets (:data:`~scgbench.specs.kg.SPECS`) and their :class:`~scgbench.specs.kg.PathProtocol` are the task's
-spec, :mod:`scgbench.specs.kg`."""
+their Lightning data module (imported on first use), and the function that ``scgbench data <name>`` runs for
+them (the catalog's entries point at it). The table of datasets (:data:`~scgbench.specs.kg.SPECS`) and their
+:class:`~scgbench.specs.kg.PathProtocol` are the task's spec, :mod:`scgbench.specs.kg`."""
 
 from __future__ import annotations
 
