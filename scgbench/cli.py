@@ -34,8 +34,10 @@ def _seeds(spec: str) -> list[int]:
 
 
 def cmd_list(args) -> int:
+    """Names and metadata only: no model, data module or callback class is imported, and so not Lightning
+    (tests/test_cli_imports.py pins it)."""
     from .benchmarks import PROFILES, load_all
-    from .callbacks import CALLBACKS, TRICKS
+    from .callbacks import CALLBACK_CLASSES, TRICKS
     from .datamodules.catalog import load_providers
     from .estimators import registry
 
@@ -54,9 +56,9 @@ def cmd_list(args) -> int:
         needs = ", ".join(sorted(cls.requires)) or "-"
         print(f"  {name:24s} {cls.family:15s} {'+'.join(sorted(cls.node_kinds)):20s} {needs}")
     print("tricks and diagnostics (--tricks.NAME.PARAM VALUE, --no-trick NAME):")
-    for name, cls in sorted(CALLBACKS.items()):
+    for name, cls in sorted(CALLBACK_CLASSES.items()):
         kind = "trick" if name in TRICKS else "diagnostic"
-        print(f"  {name:24s} {kind:11s} {cls.__module__.rsplit('.', 1)[0]}.{cls.__name__}")
+        print(f"  {name:24s} {kind:11s} scgbench.callbacks.{cls}")
     print(f"profiles: {', '.join(PROFILES)}")
     print("datasets (scgbench data <name>):")
     for name, entry in sorted(load_providers().items()):

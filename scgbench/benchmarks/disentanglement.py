@@ -14,8 +14,6 @@ from __future__ import annotations
 import functools
 from collections import defaultdict
 
-from ..datamodules.disentanglement import DisentanglementDataModule
-from ..models.disentanglement import DISCRETE, SEMI, DisentanglementModule
 from .registry import Benchmark, Metric, Pin, register
 
 _SIX = ("test/mig", "test/beta_vae", "test/factor_vae", "test/dci", "test/modularity", "test/sap")
@@ -57,8 +55,12 @@ def _config(record: dict) -> dict:
     return record.get("config") or record.get("hparams") or {}
 
 
-#: the models of Table 6.8's selection cohort (the semi-supervised D-VAEs are selected by R_s: :func:`rs_selection`)
-UNSUPERVISED_DISCRETE = tuple(m for m in DISCRETE if m not in SEMI)
+def _unsupervised_discrete() -> tuple[str, ...]:
+    """The models of Table 6.8's selection cohort (the semi-supervised D-VAEs are selected by R_s:
+    :func:`rs_selection`); imported when records are selected, not when the registry is read."""
+    from ..models.disentanglement import DISCRETE, SEMI
+
+    return tuple(m for m in DISCRETE if m not in SEMI)
 
 
 def _which(record: dict) -> str:
@@ -130,9 +132,11 @@ def gap_selection(records: list[dict]) -> list[dict]:
     models' own rows. A run that did not train (:func:`did_not_train`: it reconstructs no better than a decoder that
     ignores its code) has a tiny Gap_ST because its code is unused: the rule then picks it, so the row is flagged,
     and the smallest Gap_ST among the runs that trained is a second row beside it (issue 27, item 5)."""
+    unsupervised_discrete = _unsupervised_discrete()
+
     def cohort(r):
         model_hp = _config(r).get("model", {})
-        if model_hp.get("model") not in UNSUPERVISED_DISCRETE or r.get("modified", {}).get("data.num_val"):
+        if model_hp.get("model") not in unsupervised_discrete or r.get("modified", {}).get("data.num_val"):
             return None
         return _dataset(r), r.get("profile"), r.get("estimator"), r.get("global_steps"), model_hp.get("lr")
 
@@ -174,6 +178,8 @@ def rs_selection(records: list[dict]) -> list[dict]:
     """Per cohort of one semi-supervised model — its runs (any ω and seed) of one (dataset, profile, label
     budget) — the run with the smallest R_s on the held-out 10 % of the labels (``test/rs``), the selection of
     Locatello et al. (2020) and thesis §6.2.5 (Fig. 6.4, "lowest R_s")."""
+    from ..models.disentanglement import SEMI
+
     def cohort(r):
         model_hp = _config(r).get("model", {})
         model = model_hp.get("model")
@@ -210,8 +216,8 @@ register(Benchmark(
                  "rs = the semi-supervised models' R_s (Eq. 5.25) on the held-out 10 % of the labels; "
                  "axis_aligned = Circles latent spaces whose two factor directions lie within 15° of distinct axes, "
                  "k of n seeds. Other cells: median [25 %, 75 %] over seeds, in % for the scores (Table 6.8)."),
-    datamodule=DisentanglementDataModule,
-    module=DisentanglementModule,
+    datamodule_path="scgbench.datamodules.disentanglement:DisentanglementDataModule",
+    module_path="scgbench.models.disentanglement:DisentanglementModule",
     default_variant="dvae",
     data="procedural dSprites / color / noisy / Circles (offline); official files via `scgbench data NAME`",
     offline=lambda: True,

