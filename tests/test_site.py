@@ -572,7 +572,7 @@ def test_published_orderings_are_pairs_of_one_sources_rows_judged_on_each_profil
     m = Metric("test/neg_elbo", "nats", better="lower", summary="sem")
     ref = [{"variant": "v", "estimator": e, "source": "P (Table 1)", "setting": s, "metrics": {m.key: v}}
            for e, v, s in (("a", 100.0, ""), ("b", 105.0, ""), ("c", 110.0, "τ = 1"), ("c", 108.0, "τ = 2"))]
-    bm = Benchmark(name="t", description="", datamodule=object, module=object, default_variant="v", data="",
+    bm = Benchmark(name="t", description="", datamodule_path="m:D", module_path="m:M", default_variant="v", data="",
                    offline=lambda: True, metrics=(m,), reference=ref)
 
     def rec(est, seed, v, profile="quick"):
