@@ -201,3 +201,71 @@ def test_submitit_local_executor_runs_the_grid_as_jobs(isolated, capsys, cells_i
                      .read_text())["command"]
     assert [r["seed"] for r in recs] == [0] and "submitit" in " ".join(raw)
     assert list((isolated / "runs" / "mnist-addition" / "submitit").rglob("*_log.err"))
+
+
+def test_a_cell_is_parsed_once_in_the_grid_and_its_model_built_once_in_its_job(isolated, capsys, monkeypatch):
+    """The grid configures each cell without building its model (one parse of the layers); the job, here run in
+    this process through the real cell file, builds the run from the cell's resolved config (one CLI from that
+    config, no layers parsed) and its model exactly once; the record is the experiment the grid configured."""
+    _mnist_offline()
+    import functools
+    import subprocess
+
+    from scgbench.config import BenchmarkCLI
+    from scgbench.models.mnist_addition import MNISTAdditionModule
+
+    where, clis, models = ["grid"], [], []
+    cli_init, model_init = BenchmarkCLI.__init__, MNISTAdditionModule.__init__
+
+    def counting_cli(self, bm, args):
+        clis.append((where[0], "resolved config" if isinstance(args, dict) else "layers"))
+        cli_init(self, bm, args)
+
+    @functools.wraps(model_init)  # its signature stays the model's (the estimator option is read from it)
+    def counting_model(self, *a, **k):
+        models.append(where[0])
+        model_init(self, *a, **k)
+
+    run = subprocess.run
+
+    def job_here(cmd, **kw):  # a job: its own entry point on its command line, in this process
+        if cmd[1:3] != ["-m", "scgbench.grid"]:
+            return run(cmd, **kw)
+        where[0] = "job"
+        try:
+            return subprocess.CompletedProcess(cmd, grid._worker(cmd[3:]))
+        finally:
+            where[0] = "grid"
+
+    monkeypatch.setattr(BenchmarkCLI, "__init__", counting_cli)
+    monkeypatch.setattr(MNISTAdditionModule, "__init__", counting_model)
+    monkeypatch.setattr(grid.subprocess, "run", job_here)
+    assert main(["compare", "mnist-addition", "--estimators", "st-gumbel", "--seeds", "0", "--output",
+                 str(isolated / "lb.md"), *TINY, "--model.tau=2"]) == 0, capsys.readouterr().err
+    assert clis == [("grid", "layers"), ("job", "resolved config")]
+    assert models == ["job"]
+    (rec,) = _records(isolated / "results")
+    assert rec["estimator"] == "st-gumbel" and rec["config"]["model"]["tau"] == 2
+    assert rec["modified"] == {"data.max_train_examples": 48, "model.tau": 2, "trainer.max_epochs": 1}
+    # the same experiment as `scgbench run` with these arguments configures on its own
+    from scgbench.run_spec import build_run
+
+    monkeypatch.setattr(BenchmarkCLI, "__init__", cli_init)
+    alone = build_run(["mnist-addition", "--estimator", "st-gumbel", "--seed", "0", *TINY, "--model.tau=2"]).configure()
+    assert (rec["fingerprint"], rec["experiment"], rec["config"]) == (alone.fingerprint, alone.experiment,
+                                                                      alone.cli.resolved())
+
+
+def test_a_job_refuses_a_cell_whose_resolved_config_is_not_the_experiment_configured():
+    """The job recomputes the experiment from the resolved config it builds: a cell file whose config and
+    fingerprint disagree (edited, or written by another version of the suite) stops before any work."""
+    from scgbench.config import ConfigError
+    from scgbench.run_spec import build_run
+
+    argv = ["mnist-addition", "--estimator", "gumbel", "--seed", "1"]
+    spec = build_run(argv).configure().spec()
+    assert build_run(argv, spec).configure().fingerprint == spec["fingerprint"]  # the control: it round-trips
+    spec["config"]["model"]["tau"] = 3.0
+    with pytest.raises(ConfigError, match=r"resolved config of this mnist-addition cell is experiment \w+, but it "
+                                          rf"was configured as {spec['fingerprint']}"):
+        build_run(argv, spec).prepare()
