@@ -1,8 +1,9 @@
-"""Grids beyond one machine (issue 18, item 5 and its bad input): ``scgbench compare`` runs its cells through an
+"""Grids beyond one machine, and their bad input: ``scgbench compare`` runs its cells through an
 existing engine — a local pool of processes (``--jobs``) or SLURM through submitit (here: submitit's
 ``LocalExecutor``) —, each job building its run in its own process from the cell's ``scgbench run`` arguments and
-writing its own record into the shared store; a failed (or killed) cell is reported and the others go on; a rerun
-skips the cells that have a complete record. Also the comparable-record fields (item 4) those runs write."""
+the resolved config the grid configured, and writing its own record into the shared store; a failed (or killed)
+cell is reported and the others go on; a rerun skips the cells that have a complete record. Also the cost fields
+(threads, batch size, evaluations per step) those runs write."""
 
 import json
 import os
@@ -114,7 +115,7 @@ def _records(results: Path) -> list[dict]:
 @pytest.mark.slow
 def test_a_local_process_pool_runs_two_cells_at_once_each_in_its_own_process(isolated, capsys):
     """Two tiny cells on a pool of two jobs; each builds its run from the cell's `scgbench run` arguments in a
-    process of its own and writes its record, with the cost fields of item 4."""
+    process of its own and writes its record, with its cost fields."""
     _mnist_offline()
     argv = ["compare", "mnist-addition", "--estimators", "gumbel,reinforce", "--seeds", "3", "--jobs", "2",
             "--output", str(isolated / "lb.md"), *TINY, "--data.batch_size=8"]
