@@ -164,6 +164,10 @@ def cmd_compare(args, overrides) -> int:
             logs = None if args.jobs == 1 else runs / bm.name / "logs"
             outcomes = grid.LocalPool(args.jobs, logs).run(todo)
         for cell, out in outcomes:
+            if out.get("refused") and args.executor == "local":
+                # bad input that only the model's own checks find (its job builds it): stop before other cells start
+                outcomes.close()
+                raise ValueError(f"{out['error']} ({cell.label}: refused by its model's own checks; the grid stopped)")
             if "error" in out:
                 failures.append((cell, out))
                 log = f" (log: {out['log']})" if out.get("log") else ""

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import traceback
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -87,12 +87,20 @@ def threads_per_job(jobs: int, requested: int | None = None, cpus: int | None = 
 
 
 # -- one cell, in its job's own process -----------------------------------------------------------------------
+class CellRefused(ValueError):
+    """A cell's run refused by its job's own checks (the model's) before any work: bad input of the grid."""
+
+
 def run_cell(argv: Sequence[str], spec: dict | None = None) -> dict[str, Any]:
     """Build the run of ``scgbench run <argv>`` in this process (from ``spec``, the resolved config its grid
     configured, when given), train, test and record it; return its summary."""
     from .run_spec import build_run
 
-    rec = build_run(list(argv), spec).prepare().execute()
+    try:
+        run = build_run(list(argv), spec).prepare()
+    except ValueError as e:
+        raise CellRefused(str(e)) from None
+    rec = run.execute()
     return {"path": rec.get("path"), "run_dir": rec.get("run_dir"), "metrics": rec.get("metrics", {})}
 
 
@@ -120,6 +128,8 @@ def _worker(argv: list[str]) -> int:
             summary, code = {"error": "its process was stopped by SIGTERM"}, 1
         else:
             summary, code = {"error": f"exited with status {e.code}"}, e.code if isinstance(e.code, int) and e.code else 2
+    except CellRefused as e:  # the grid reports it, in one line, and stops
+        summary, code = {"error": str(e).strip().splitlines()[0], "refused": True}, 2
     except Exception as e:  # noqa: BLE001 - the error is the cell's outcome
         if not isinstance(e, (ValueError, FileNotFoundError, ConnectionError)):
             traceback.print_exc()
@@ -175,16 +185,27 @@ class LocalPool:
         return {**out, **({"log": str(log)} if log else {})}
 
     def run(self, cells: Sequence[Cell]) -> Iterator[tuple[Cell, dict[str, Any]]]:
+        """Outcomes as cells finish. A cell starts when one before it has finished and its outcome has been taken,
+        so a caller that stops at an outcome (closes this generator) starts no further cell."""
         stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
+        todo = iter(enumerate(cells))
         with tempfile.TemporaryDirectory(prefix="scgbench-grid-") as tmp, ThreadPoolExecutor(self.jobs) as pool:
-            futures = {}
-            for i, cell in enumerate(cells):
-                log = self.log_of(cell, stamp)
-                if log:
-                    print(f"   {cell.label}: log {log}", flush=True)
-                futures[pool.submit(self._one, cell, Path(tmp) / f"{i}.json", log)] = cell
-            for f in as_completed(futures):
-                yield futures[f], f.result()
+            running: dict = {}
+
+            def start() -> None:
+                for i, cell in todo:
+                    log = self.log_of(cell, stamp)
+                    if log:
+                        print(f"   {cell.label}: log {log}", flush=True)
+                    running[pool.submit(self._one, cell, Path(tmp) / f"{i}.json", log)] = cell
+                    return
+
+            for _ in range(self.jobs):
+                start()
+            while running:
+                for f in wait(running, return_when=FIRST_COMPLETED).done:
+                    yield running.pop(f), f.result()
+                    start()
 
 
 # -- SLURM through submitit -----------------------------------------------------------------------------------

@@ -270,3 +270,25 @@ def test_a_job_refuses_a_cell_whose_resolved_config_is_not_the_experiment_config
     with pytest.raises(ConfigError, match=r"resolved config of this mnist-addition cell is experiment \w+, but it "
                                           rf"was configured as {spec['fingerprint']}"):
         build_run(argv, spec).prepare()
+
+
+def test_bad_input_only_the_model_finds_stops_the_grid_at_its_first_job(isolated, capsys, monkeypatch):
+    """The grid configures its cells without their models, so a value only the model's constructor refuses is found
+    by the first cell's job, before any work: the grid stops there (no other cell starts) and exits 2 in one line."""
+    import subprocess
+
+    jobs, run = [], subprocess.run
+
+    def counting(cmd, **kw):
+        if cmd[1:3] == ["-m", "scgbench.grid"]:
+            jobs.append(cmd)
+        return run(cmd, **kw)
+
+    monkeypatch.setattr(grid.subprocess, "run", counting)
+    assert main(["compare", "mnist-addition", "--estimators", "gumbel", "--seeds", "0-2", "--output",
+                 str(isolated / "lb.md"), *TINY, "--model.lr=-1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("scgbench: error: lr must be > 0, got -1.0 (mnist-addition variant=ours estimator=gumbel seed=0: "
+                   "refused by its model's own checks; the grid stopped)"), err
+    assert len(jobs) == 1
+    assert not (isolated / "results").exists() and not list((isolated / "runs").rglob("*.ckpt"))
