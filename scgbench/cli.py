@@ -137,16 +137,17 @@ def cmd_compare(args, overrides) -> int:
     seeds = _seeds(args.seeds)
     sweeps = _sweeps(args.sweep)
     shared = cell_argv(args, overrides, threads, results)
-    # Every cell is configured (and so checked) here before the first one trains; each job builds its run again
-    # from the same arguments in its own process.
+    # Every cell is configured (parsed and checked, everything but its model) here before the first one trains;
+    # each job builds its run, model included, from the cell's resolved config in its own process.
     cells = []
     for v in variants:
         for e in estimators:
             for point, s in itertools.product(sweeps, seeds):
                 argv = [args.benchmark, *(["--variant", v] if v else []), *(["--estimator", e] if e else []),
                         "--seed", str(s), *shared, *point]
-                run = build_run(argv).prepare()
-                cells.append((grid.Cell(run.bm.name, run.variant, run.estimator, s, tuple(argv)), run.fingerprint))
+                run = build_run(argv).configure()
+                cells.append((grid.Cell(run.bm.name, run.variant, run.estimator, s, tuple(argv), run.spec()),
+                              run.fingerprint))
     done = {(record_experiment(r, bm)[0], r["seed"])
             for _, r in read_records(stores, warn=lambda m: None, missing_ok=True) if r["benchmark"] == bm.name}
     todo = []
@@ -165,6 +166,10 @@ def cmd_compare(args, overrides) -> int:
             logs = None if args.jobs == 1 else runs / bm.name / "logs"
             outcomes = grid.LocalPool(args.jobs, logs).run(todo)
         for cell, out in outcomes:
+            if out.get("refused") and args.executor == "local":
+                # bad input that only the model's own checks find (its job builds it): stop before other cells start
+                outcomes.close()
+                raise ValueError(f"{out['error']} ({cell.label}: refused by its model's own checks; the grid stopped)")
             if "error" in out:
                 failures.append((cell, out))
                 log = f" (log: {out['log']})" if out.get("log") else ""

@@ -54,7 +54,9 @@ class BenchmarkCLI(LightningCLI):
     :meth:`instantiate` (model, datamodule, tricks) and then :meth:`make_trainer` (given the run's callbacks
     and directory), so nothing is created on disk before the whole configuration has been checked."""
 
-    def __init__(self, benchmark: Benchmark, args: Sequence[str]) -> None:
+    def __init__(self, benchmark: Benchmark, args: Sequence[str] | dict) -> None:
+        """``args``: LightningCLI arguments (config layers and overrides), or a resolved config as plain data
+        (:meth:`resolved` of a parse elsewhere: validated as one object, no layers are read or merged)."""
         self.benchmark = benchmark
         seed_log = logging.getLogger("lightning.fabric.utilities.seed")
         level = seed_log.level
@@ -67,7 +69,8 @@ class BenchmarkCLI(LightningCLI):
                                                       r"JsonargparseDeprecationWarning)")
             seed_log.setLevel(logging.WARNING)
             try:
-                super().__init__(benchmark.module, benchmark.datamodule, run=False, args=list(args),
+                super().__init__(benchmark.module, benchmark.datamodule, run=False,
+                                 args=dict(args) if isinstance(args, dict) else list(args),
                                  save_config_callback=None, auto_configure_optimizers=False,
                                  seed_everything_default=0, trainer_defaults=TRAINER_DEFAULTS,
                                  parser_kwargs={"exit_on_error": False, "allow_abbrev": False})
@@ -93,17 +96,22 @@ class BenchmarkCLI(LightningCLI):
         """Deferred: LightningCLI calls this at construction; :meth:`instantiate` does the work."""
 
     # -- building ---------------------------------------------------------------------------------------------
-    def instantiate(self) -> None:
-        """Instantiate model, datamodule and tricks (their constructors check ranges); no trainer yet."""
+    def instantiate(self, model: bool = True) -> None:
+        """Instantiate model, datamodule and tricks (their constructors check ranges); no trainer yet. Without
+        ``model``, everything but the model: the tricks and the trainer's callbacks (jsonargparse instantiates the
+        class-typed options without the class groups) and the datamodule, so that their checks and the trainer's
+        (:meth:`check_trainer`) run without building the model."""
         try:
             with warnings.catch_warnings():
                 # raised inside Lightning's own instantiator (its use of a jsonargparse API), not ours to act on
                 warnings.filterwarnings("ignore", message=r"(?s).*skip_none parameter was deprecated")
-                self.config_init = self.parser.instantiate(self.config)
+                self.config_init = self.parser.instantiate(self.config, instantiate_groups=model)
+                if not model:  # the datamodule's class group, as jsonargparse builds a group: class(**section)
+                    self.config_init["data"] = self.datamodule_class(**self.config_init["data"])
         except (ArgumentError, ValueError) as e:
             raise ConfigError(explain(str(e), self.parser)) from None
         self.datamodule = self.config_init.get("data")
-        self.model = self.config_init.get("model")
+        self.model = self.config_init.get("model") if model else None
 
     @property
     def tricks(self) -> dict[str, pl.Callback]:
@@ -199,6 +207,15 @@ def check_families(cli: BenchmarkCLI) -> None:
         why = compatibility(cls, provides=getattr(bm.module, "provides", frozenset()), num_categories=k, task=bm.name)
         if why:
             raise ConfigError(f"{why} (--model.{key})")
+
+
+def configured_estimator(cli: BenchmarkCLI) -> str:
+    """The estimator names the config gives the model (``+``-joined; ``none`` without one), read from the config
+    without building the model (a variant without a discrete node ignores them: its run's record says ``none``)."""
+    model = cli.config.get("model", {})
+    names = {get_estimator_class(n).name for k in ("estimator", "node_estimator")
+             if hasattr(model, "get") and (n := model.get(k))} if cli.benchmark.families else set()
+    return "+".join(sorted(names)) or "none"
 
 
 # -- one-line errors -----------------------------------------------------------------------------------------

@@ -120,7 +120,7 @@ def experiment(flat: dict[str, Any], benchmark) -> dict[str, Any]:
         elif key in base and canonical(base[key]) == value:
             continue
         out[key] = value
-    # the benchmark's result version (issue 27): version 1 is left out, so fingerprints from before versions
+    # the benchmark's result version: version 1 is left out, so fingerprints from before versions
     # existed stay those of version 1; a bump changes every fingerprint of the benchmark, and rows never pool across it
     version = getattr(benchmark, "result_version", 1)
     if version != 1:

@@ -1,10 +1,12 @@
 """The cells of ``scgbench compare`` and their dispatch: a local pool of processes or SLURM through submitit.
 
 A *cell* is one (variant, estimator, seed) of the grid plus the options the grid shares (profile, estimator
-options, tricks switched off, results directory, threads, LightningCLI overrides). Its job receives it as the
-argument list of the equivalent ``scgbench run`` command and builds the run from it in its own process
-(:func:`run_cell`), exactly as ``scgbench run`` would; nothing prepared in the submitting process is pickled.
-Each job writes its own record into the shared results directory, so a rerun of the grid finds it.
+options, tricks switched off, results directory, threads, LightningCLI overrides), held as the argument list of the
+equivalent ``scgbench run`` command and the run's spec: the resolved config that the submitting process parsed and
+checked (everything but the model, :meth:`scgbench.runner.Run.configure`), as plain data. Its job builds the run from
+them in its own process (:func:`run_cell`): the named options from the arguments, the model, datamodule and trainer
+from the resolved config, which is not parsed from the layers again; nothing built in the submitting process is
+pickled. Each job writes its own record into the shared results directory, so a rerun of the grid finds it.
 
 Engines, not a scheduler of our own:
 
@@ -25,8 +27,8 @@ import subprocess
 import sys
 import tempfile
 import traceback
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -38,9 +40,10 @@ EXECUTORS = ("local", "slurm")
 class Cell:
     benchmark: str
     variant: str  # as resolved (the benchmark's default variant when the grid names none)
-    estimator: str  # as built ("none" for a benchmark without a discrete node)
+    estimator: str  # as configured ("none" for a benchmark without a discrete node)
     seed: int
     argv: tuple[str, ...]  # the arguments of the equivalent `scgbench run` command
+    spec: dict = field(default_factory=dict, compare=False, repr=False)  # runner.Run.spec(): what its job builds
 
     @property
     def label(self) -> str:
@@ -84,11 +87,20 @@ def threads_per_job(jobs: int, requested: int | None = None, cpus: int | None = 
 
 
 # -- one cell, in its job's own process -----------------------------------------------------------------------
-def run_cell(argv: Sequence[str]) -> dict[str, Any]:
-    """Build the run of ``scgbench run <argv>`` in this process, train, test and record it; return its summary."""
+class CellRefused(ValueError):
+    """A cell's run refused by its job's own checks (the model's) before any work: bad input of the grid."""
+
+
+def run_cell(argv: Sequence[str], spec: dict | None = None) -> dict[str, Any]:
+    """Build the run of ``scgbench run <argv>`` in this process (from ``spec``, the resolved config its grid
+    configured, when given), train, test and record it; return its summary."""
     from .run_spec import build_run
 
-    rec = build_run(list(argv)).prepare().execute()
+    try:
+        run = build_run(list(argv), spec).prepare()
+    except ValueError as e:
+        raise CellRefused(str(e)) from None
+    rec = run.execute()
     return {"path": rec.get("path"), "run_dir": rec.get("run_dir"), "metrics": rec.get("metrics", {})}
 
 
@@ -99,13 +111,16 @@ def one_line(e: BaseException) -> str:
 
 
 def _worker(argv: list[str]) -> int:
-    """``python -m scgbench.grid RESULT_JSON ARGS…``: :func:`run_cell` on ``ARGS``; its summary, or the one-line
-    error, goes to ``RESULT_JSON``."""
+    """``python -m scgbench.grid CELL_JSON ARGS…``: :func:`run_cell` on ``ARGS`` (the cell's ``scgbench run``
+    arguments, also what the process's command line and its record show) and the spec in ``CELL_JSON`` (written by
+    :class:`LocalPool`: ``{"spec": …, "result": RESULT_JSON}``); its summary, or the one-line error, goes to
+    ``RESULT_JSON``."""
     from .io import atomic_write_json
 
-    result, cell = Path(argv[0]), argv[1:]
+    cell = json.loads(Path(argv[0]).read_text())
+    result = Path(cell["result"])
     try:
-        summary, code = run_cell(cell), 0
+        summary, code = run_cell(argv[1:], cell["spec"]), 0
     except SystemExit as e:  # argparse / LightningCLI exits on a bad option (checked in the parent already)
         from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -113,6 +128,8 @@ def _worker(argv: list[str]) -> int:
             summary, code = {"error": "its process was stopped by SIGTERM"}, 1
         else:
             summary, code = {"error": f"exited with status {e.code}"}, e.code if isinstance(e.code, int) and e.code else 2
+    except CellRefused as e:  # the grid reports it, in one line, and stops
+        summary, code = {"error": str(e).strip().splitlines()[0], "refused": True}, 2
     except Exception as e:  # noqa: BLE001 - the error is the cell's outcome
         if not isinstance(e, (ValueError, FileNotFoundError, ConnectionError)):
             traceback.print_exc()
@@ -147,7 +164,11 @@ class LocalPool:
         return self.log_dir / f"compare-{stamp}-{cell.variant}-{cell.estimator}-s{cell.seed}.log"
 
     def _one(self, cell: Cell, result: Path, log: Path | None) -> dict[str, Any]:
-        cmd = [sys.executable, "-m", "scgbench.grid", str(result), *cell.argv]
+        from .io import atomic_write_json
+
+        cell_file = result.with_suffix(".cell.json")
+        atomic_write_json(cell_file, {"spec": cell.spec, "result": str(result)})
+        cmd = [sys.executable, "-m", "scgbench.grid", str(cell_file), *cell.argv]
         if log is None:
             code = subprocess.run(cmd, stdin=subprocess.DEVNULL).returncode
         else:
@@ -164,16 +185,27 @@ class LocalPool:
         return {**out, **({"log": str(log)} if log else {})}
 
     def run(self, cells: Sequence[Cell]) -> Iterator[tuple[Cell, dict[str, Any]]]:
+        """Outcomes as cells finish. A cell starts when one before it has finished and its outcome has been taken,
+        so a caller that stops at an outcome (closes this generator) starts no further cell."""
         stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
+        todo = iter(enumerate(cells))
         with tempfile.TemporaryDirectory(prefix="scgbench-grid-") as tmp, ThreadPoolExecutor(self.jobs) as pool:
-            futures = {}
-            for i, cell in enumerate(cells):
-                log = self.log_of(cell, stamp)
-                if log:
-                    print(f"   {cell.label}: log {log}", flush=True)
-                futures[pool.submit(self._one, cell, Path(tmp) / f"{i}.json", log)] = cell
-            for f in as_completed(futures):
-                yield futures[f], f.result()
+            running: dict = {}
+
+            def start() -> None:
+                for i, cell in todo:
+                    log = self.log_of(cell, stamp)
+                    if log:
+                        print(f"   {cell.label}: log {log}", flush=True)
+                    running[pool.submit(self._one, cell, Path(tmp) / f"{i}.json", log)] = cell
+                    return
+
+            for _ in range(self.jobs):
+                start()
+            while running:
+                for f in wait(running, return_when=FIRST_COMPLETED).done:
+                    yield running.pop(f), f.result()
+                    start()
 
 
 # -- SLURM through submitit -----------------------------------------------------------------------------------
@@ -220,7 +252,7 @@ def submitit_run(executor, cells: Sequence[Cell], poll_s: float = 5.0) -> Iterat
     """Submit every cell to ``executor`` (a submitit executor) as one job array; yield outcomes as jobs finish."""
     import submitit
 
-    jobs = executor.map_array(run_cell, [list(c.argv) for c in cells])
+    jobs = executor.map_array(run_cell, [list(c.argv) for c in cells], [c.spec for c in cells])
     of = {id(job): cell for job, cell in zip(jobs, cells)}
     for job, cell in zip(jobs, cells):
         print(f"   {cell.label}: submitted as job {job.job_id}", flush=True)

@@ -246,7 +246,7 @@ def _bare_steps(model, opt, batches: list) -> float:
     return time.perf_counter() - t0
 
 
-#: node shapes every profile times the estimators at (issue 15): a 64 × 10 × 64 batch of 64-way nodes, a VAE-sized
+#: node shapes every profile times the estimators at: a 64 × 10 × 64 batch of 64-way nodes, a VAE-sized
 #: 100 × 20 × 10 and KG's 512 × 14,541 (one hop over FB15k-237's entities)
 REFERENCE_SHAPES: tuple[tuple[int, ...], ...] = ((64, 10, 64), (100, 20, 10), (512, 14541))
 #: the baselines every estimator is timed against: a plain softmax and torch's Gumbel-softmax (soft and hard)

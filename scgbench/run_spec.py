@@ -2,7 +2,8 @@
 
 The one place that knows a run's named options (the rest of a command line is LightningCLI's, :mod:`scgbench.config`):
 the CLI's ``run`` and ``compare`` parsers add them from here, a grid cell is the ``scgbench run`` arguments of one run
-and each job rebuilds it with :func:`build_run` in its own process. Below the CLI and the grid (:mod:`scgbench.grid`
+with the resolved config its grid configured (:meth:`scgbench.runner.Run.spec`), and each job builds it with
+:func:`build_run` in its own process. Below the CLI and the grid (:mod:`scgbench.grid`
 imports this module, not the CLI); it imports nothing heavy until a run is built, so ``scgbench --help`` stays cheap.
 """
 
@@ -119,23 +120,27 @@ def check_config_files(overrides: list[str]) -> None:
             raise ValueError(f"--config {name}: cannot be read ({e}); fix the file or its permissions") from None
 
 
-def make_run(args, overrides):
-    """The (unprepared) :class:`~scgbench.runner.Run` of parsed ``run`` options and LightningCLI overrides."""
+def make_run(args, overrides, spec: dict | None = None):
+    """The (unprepared) :class:`~scgbench.runner.Run` of parsed ``run`` options and LightningCLI overrides (``spec``:
+    its resolved config as configured elsewhere, see :meth:`~scgbench.runner.Run.spec`)."""
     from .runner import Run
 
     check_config_files(overrides)
     return Run(args.benchmark, estimator=args.estimator, profile=args.profile, variant=args.variant,
                seed=args.seed, overrides=overrides, results=args.results_dir,
                estimator_kwargs=kv(args.estimator_arg, "--estimator-arg"), disable_tricks=args.no_trick or (),
-               threads=args.threads, run_dir=args.run_dir, resume=args.resume, checkpoint_every=args.checkpoint_every)
+               threads=args.threads, run_dir=args.run_dir, resume=args.resume, checkpoint_every=args.checkpoint_every,
+               spec=spec)
 
 
-def build_run(argv: list[str]):
-    """The (unprepared) run of ``scgbench run <argv>``: what each job of a grid builds in its own process."""
+def build_run(argv: list[str], spec: dict | None = None):
+    """The (unprepared) run of ``scgbench run <argv>``; with ``spec`` (a grid's job), built from the resolved
+    config its grid configured: only the named options of ``argv`` are read, the LightningCLI layers are not parsed
+    again."""
     q = Parser(prog="scgbench run", allow_abbrev=False)
     add_run_options(q)
     args, overrides = q.parse_known_args(list(argv))
-    return make_run(args, overrides)
+    return make_run(args, overrides, spec)
 
 
 def cell_argv(args, overrides, threads: int, results: str | None) -> list[str]:

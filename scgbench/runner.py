@@ -41,7 +41,7 @@ from lightning.pytorch.profilers import PassThroughProfiler
 
 from .benchmarks import Benchmark, get_benchmark
 from .callbacks import TRICKS, EpochLine, ProgressBar, RunCheckpoint, SelectionCheckpoint
-from .config import BenchmarkCLI, ConfigError, benchmark_args, check_families
+from .config import BenchmarkCLI, ConfigError, benchmark_args, check_families, configured_estimator
 from .estimators import estimator_origin, estimators_of
 from .experiment import fingerprint, modifications
 from .io import atomic_write_bytes, atomic_write_json, runs_root
@@ -170,7 +170,10 @@ class Run:
                  variant: str | None = None, overrides: Sequence[str] = (), results: str | None = None,
                  run_dir: str | None = None, resume: bool = False, estimator_kwargs: dict | None = None,
                  disable_tricks: Sequence[str] = (), extra_callbacks: Sequence[pl.Callback] = (),
-                 threads: int | None = None, checkpoint_every: int | None = None, write: bool = True) -> None:
+                 threads: int | None = None, checkpoint_every: int | None = None, write: bool = True,
+                 spec: dict | None = None) -> None:
+        """``spec``: this run's :meth:`spec` as configured in another process (a grid's cell): the run is built from
+        its resolved config, which is not parsed from the layers again."""
         self.bm: Benchmark = get_benchmark(benchmark)
         self.variant = variant or self.bm.default_variant
         self.profile, self.seed, self.resume, self.write = profile, int(seed), resume, write
@@ -181,20 +184,26 @@ class Run:
         if checkpoint_every is not None and checkpoint_every < 1:
             raise ConfigError(f"--checkpoint-every must be >= 1, got {checkpoint_every}")
         self.threads_requested, self.checkpoint_every = threads, checkpoint_every
-        self.estimator_requested = estimator
+        self.estimator_requested, self.given_spec = estimator, spec
         self.base_args = benchmark_args(self.bm, profile, self.variant, self.seed, estimator, estimator_kwargs)
         self.args = benchmark_args(self.bm, profile, self.variant, self.seed, estimator, estimator_kwargs,
                                    disable_tricks) + list(overrides)
 
+    def configure(self) -> "Run":
+        """Parse and check the run without building its model: option names and types, estimator families, the
+        experiment's identity, the constructors of the tricks, callbacks and datamodule, Lightning's trainer checks,
+        the directories; data that must be downloaded is fetched. Nothing is written. What ``compare`` does for
+        each cell before any cell runs; the model's own checks run when its job builds it (:meth:`prepare`)."""
+        self._parse()
+        self.cli.instantiate(model=False)
+        self.datamodule, self.estimator = self.cli.datamodule, configured_estimator(self.cli)
+        self._check()
+        return self
+
     def prepare(self) -> "Run":
         """Parse, check and instantiate everything but the trainer; nothing is written."""
-        self.cli = BenchmarkCLI(self.bm, self.args)
-        check_families(self.cli)
-        self.experiment = self.cli.experiment()
-        self.fingerprint = fingerprint(self.experiment)
-        self.modified = modifications(self.cli.experiment(self.base_args), self.experiment)  # the same parser
+        self._parse()
         self.cli.instantiate()
-        self.cli.check_trainer()
         self.model, self.datamodule = self.cli.model, self.cli.datamodule
         check = getattr(self.model, "check_datamodule", None)  # a model's own demands on the data, before any work
         if check is not None:
@@ -208,15 +217,41 @@ class Run:
             raise ConfigError(f"{self.bm.name} variant {self.variant!r} has no discrete node, so --estimator "
                               f"{self.estimator_requested} would train nothing differently; drop --estimator or choose "
                               f"a variant with discrete latents")
+        self._check()
+        return self
+
+    def spec(self) -> dict[str, Any]:
+        """What a grid's job builds this run from (plain data, after :meth:`configure`): the resolved config, the
+        experiment's fingerprint (the job checks that the config gives it again) and what the run modifies (found
+        from the base layers, which the job does not parse)."""
+        return {"config": self.cli.resolved(), "fingerprint": self.fingerprint, "modified": self.modified}
+
+    def _parse(self) -> None:
+        """One parse: the arguments' layers and overrides, or the resolved config of a :meth:`spec`."""
+        spec = self.given_spec
+        self.cli = BenchmarkCLI(self.bm, self.args if spec is None else spec["config"])
+        check_families(self.cli)
+        self.experiment = self.cli.experiment()
+        self.fingerprint = fingerprint(self.experiment)
+        if spec is None:
+            self.modified = modifications(self.cli.experiment(self.base_args), self.experiment)  # the same parser
+        elif self.fingerprint != spec["fingerprint"]:
+            raise ConfigError(f"the resolved config of this {self.bm.name} cell is experiment {self.fingerprint}, but "
+                              f"it was configured as {spec['fingerprint']}; run the grid again")
+        else:
+            self.modified = dict(spec["modified"])
+
+    def _check(self) -> None:
+        """The checks of a configured run that need no model: Lightning's trainer checks, writable directories, and
+        data that must be downloaded is fetched now (without network the run fails here, with no directory)."""
+        self.cli.check_trainer()
         if self.write:
             probe_writable(self.results / self.bm.name, "results directory", "--results-dir")
         if not self._is_ddp_worker():
             probe_writable(self._base_dir().parent, "runs directory", "--run-dir or $SCGBENCH_RUNS_DIR")
-            # Data that must be downloaded is fetched now: without network the run fails here, with no directory.
             fetch = getattr(self.datamodule, "fetch_sources", None)
             if fetch is not None:
                 fetch()
-        return self
 
     @property
     def run_name(self) -> str:

@@ -1,6 +1,6 @@
 """The results store: result records, one JSON file per finished run, written atomically and never overwritten.
 
-Two kinds of store (issue 27, item 1):
+Two kinds of store:
 
 * **your results directory**, where ``scgbench run`` / ``compare`` / ``gradcheck`` write: ``--results-dir``, else
   the first directory of ``$SCGBENCH_RESULTS_DIR`` (an ``os.pathsep``-separated list), else ``./scgbench-results``

@@ -1,5 +1,4 @@
-"""``scgbench leaderboard --verify RECORD``: re-run a record's own experiment and report each metric's difference
-(issue 27, item 2).
+"""``scgbench leaderboard --verify RECORD``: re-run a record's own experiment and report each metric's difference.
 
 The re-run is the record's resolved ``config`` (a LightningCLI config layer, which reproduces the run) with its
 benchmark, profile, variant, estimator and seed, in a scratch directory (nothing is written to any store). A run is

@@ -76,7 +76,7 @@ def test_profile_runs_on_every_benchmark(isolated, data_root, name):
                   estimator_shapes=[(4, 6)], estimator_rounds=1)
     assert out["steps_timed"] == 4 and out["lightning_steps_per_s"] > 0 and out["bare_steps_per_s"] > 0
     assert out["benchmark"] == name and out["torch_threads"] == 1
-    if name == "nasbench101-vsgae":  # throughput in graphs (issue 17, item 5)
+    if name == "nasbench101-vsgae":  # throughput in graphs, not batches
         assert out["graphs_per_s"] == pytest.approx(out["lightning_steps_per_s"] * out["batch_size"])
     assert out["suite_overhead_share"] == pytest.approx(
         (out["lightning_overhead_ms_per_step"] - out["lightning_plain_overhead_ms_per_step"])

@@ -1,4 +1,4 @@
-"""The configuration path (issue 14): one LightningCLI builder, records taken from the built run, every error
+"""The configuration path: one LightningCLI builder, records taken from the built run, every error
 before training (exit 2, one line), threads, output a user can act on."""
 
 import json

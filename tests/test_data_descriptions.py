@@ -174,7 +174,7 @@ def _nb(space_path, **kw):
 
 
 def test_nasbench_held_out_split_is_independent_of_the_run_seed(space_path):
-    # defect 17: with the run seed drawing the split, seeds 0 and 1 shared 1 of 400 held-out cells
+    # with the run seed drawing the split, seeds 0 and 1 shared 1 of 400 held-out cells
     a, b = _nb(space_path, seed=0, subset=2000), _nb(space_path, seed=1, subset=2000)
     assert np.array_equal(a.test_index, b.test_index) and np.array_equal(a.train_index, b.train_index)
     assert a.data_source == b.data_source and a.describe() == b.describe()

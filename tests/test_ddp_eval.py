@@ -1,5 +1,6 @@
-"""DDP (issue 14; defects 12, 15, 16): one checkpoint per registered benchmark gives the same test and validation
-metrics, sampled decoding included, on 1 and on 2 CPU processes; VS-GAE trains under DDP; no sync_dist warnings.
+"""Evaluation under DDP: one checkpoint per registered benchmark gives the same test and validation metrics,
+sampled decoding included (keyed evaluation noise), on 1 and on 2 CPU processes; VS-GAE trains under DDP (every
+parameter gets a gradient); no sync_dist warnings.
 
 Equality is exact except for metrics that are means of non-integer per-example values (losses, reciprocal
 ranks, per-graph reconstruction shares, and what is derived from them): their float sums are added in an
@@ -49,10 +50,10 @@ def test_one_and_two_process_evaluation_agree(tmp_path):
     from scgbench.benchmarks.registry import load_all
 
     _run("prepare", str(tmp_path), cwd=tmp_path)
-    _run("train-test", str(tmp_path), "2", cwd=tmp_path)   # fit under DDP (defect 15), then test with 2 ranks
+    _run("train-test", str(tmp_path), "2", cwd=tmp_path)   # fit under DDP (all parameters trained), then test
     _run("test", str(tmp_path), "1", cwd=tmp_path)
     one, two = (json.loads((tmp_path / f"metrics_{n}.json").read_text()) for n in (1, 2))
-    assert one["_warnings"] == [] and two["_warnings"] == []          # defect 12: no sync_dist warning
+    assert one["_warnings"] == [] and two["_warnings"] == []          # logged means are synced: no sync_dist warning
     names = sorted(load_all())
     assert names == sorted(k for k in one if not k.startswith("_")) == sorted(k for k in two if not k.startswith("_"))
     for name in names:
@@ -84,7 +85,7 @@ class _Unused(pl.Callback):
 
 
 def test_vsgae_gives_every_trainable_parameter_a_gradient_in_every_step(tmp_path):
-    """Defect 15: on data without accuracies the regression head had no gradient, which DDP (without the costly
+    """On data without accuracies the regression head must still get a gradient: DDP (without the costly
     ``find_unused_parameters``) rejects at the second step."""
     from scgbench.datamodules.nasbench101.datamodule import NASBench101DataModule
     from scgbench.datamodules.nasbench101.enumeration import enumerate_space

@@ -1,5 +1,5 @@
 """The discrete-VAE benchmark: data protocol and loaders, the bounds against exact enumeration, every estimator
-training, and the exact-gradient diagnostics (issue 15; SPEC §2.6)."""
+training, and the exact-gradient diagnostics (SPEC §2.6)."""
 
 from __future__ import annotations
 

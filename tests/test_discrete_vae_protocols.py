@@ -1,4 +1,4 @@
-"""The published discrete-VAE protocols' model options (issue 26 item 2): Bernoulli latents as [0, α] nodes, the
+"""The published discrete-VAE protocols' model options: Bernoulli latents as [0, α] nodes, the
 learned prior (closed-form KL, SGD group, importance weights), seed 003's Gaussian likelihood, DisARM's redrawn
 evaluation binarisation, LeakyReLU / linear networks."""
 

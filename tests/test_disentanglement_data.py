@@ -1,4 +1,4 @@
-"""Ground-truth datasets for disentanglement (issue 5): API, procedural rendering, official-format loaders
+"""Ground-truth datasets for disentanglement: API, procedural rendering, official-format loaders
 (tiny files written here in the official layouts), streaming datamodule and catalog registration."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The factor sizes models check at construction (specs) are the datasets' own (issue 16, layering)."""
+"""The factor sizes models check at construction (specs) are the datasets' own (the specs layer below both)."""
 
 from scgbench.datamodules.disentanglement import PROCEDURAL, get_dataset
 from scgbench.specs.disentanglement import PROCEDURAL_FACTOR_SIZES

@@ -1,4 +1,4 @@
-"""The disentanglement leaderboard (issue 16): median [25 %, 75 %] cells in % (as Table 6.8), the smallest-Gap_ST
+"""The disentanglement leaderboard: median [25 %, 75 %] cells in % (as Table 6.8), the smallest-Gap_ST
 row per cohort of discrete runs, in leaderboard.md and on the dashboard page."""
 
 import re
@@ -142,7 +142,7 @@ def test_rs_is_never_marked_best_across_models(tmp_path):
 
 
 def test_a_selection_that_picks_a_run_that_did_not_train_is_flagged_and_the_trained_pick_is_beside_it(tmp_path):
-    """Issue 27, item 5: factor-dvae γ = 40 seed 2 reconstructed no better than a decoder that ignores its code
+    """A run that did not train: factor-dvae γ = 40 seed 2 reconstructed no better than a decoder that ignores its code
     (recon 557 against 549 nats on dSprites' test set), so its Gap_ST was 0 and the thesis' rule chose it. The
     criterion is computed from the real test set: a recon of 40 % of it trained, one of 95 % did not."""
     from scgbench.benchmarks.disentanglement import constant_decoder_recon, gap_selection

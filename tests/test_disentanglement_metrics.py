@@ -1,4 +1,4 @@
-"""Disentanglement metrics (issue 5). Expected values are derived from the definitions (see each metric's
+"""Disentanglement metrics. Expected values are derived from the definitions (see each metric's
 docstring): perfect, zero, duplicated, permuted and missing-factor representations, closed-form DCI and
 modularity matrices, Gaussian total correlation, the reference's random-stream order, and bad inputs."""
 

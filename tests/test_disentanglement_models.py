@@ -1,4 +1,4 @@
-"""The disentanglement benchmark's models (issue 16): closed forms of the objective's terms, the D-VAE code and its
+"""The disentanglement benchmark's models: closed forms of the objective's terms, the D-VAE code and its
 straight-through gap, FactorVAE's permutation and two-optimizer step, the Circles axis-alignment criterion, the
 bad-input refusals and the leaderboard's median / smallest-Gap_ST rows."""
 

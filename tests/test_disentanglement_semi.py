@@ -1,4 +1,4 @@
-"""Semi-supervised disentanglement models (issue 16; thesis §5.4.3, Eq. 5.25; Locatello et al. 2020): the label
+"""Semi-supervised disentanglement models (thesis §5.4.3, Eq. 5.25; Locatello et al. 2020): the label
 budget, the category bins and masks, R_s in closed form, and the refusals of bad input."""
 
 import re

@@ -1,5 +1,5 @@
 """Estimators a run cannot use are refused before any work: exit 2, one line naming the problem and the fix, no
-results or runs directory (issue 25's bad inputs)."""
+results or runs directory."""
 
 import re
 

@@ -66,7 +66,7 @@ def _node_step(name):
 def test_todays_estimators_give_the_values_and_gradients_they_gave_before_the_contract(key):
     path, name = key.split("/")
     got = _vae_step(name) if path == "vae" else _node_step(name)
-    # the node calls of gumbel / st-gumbel at K = 5 now take the small-node path (issue 29), whose softmax backward
+    # the node calls of gumbel / st-gumbel at K = 5 now take the small-node path, whose softmax backward
     # rounds differently (same draws, gradients within ~2e-7 per entry): the node pins hold to rounding, not to the bit
     rel, abs_ = (2e-5, 2e-6) if path == "node" and name in ("gumbel", "st-gumbel") else (1e-6, 1e-9)
     assert got == pytest.approx(PINS[key], rel=rel, abs=abs_)

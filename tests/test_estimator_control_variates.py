@@ -1,4 +1,4 @@
-"""NVIL, MuProp, REBAR and RELAX (issue 25): learned and Taylor control variates, each unbiased against the exact
+"""NVIL, MuProp, REBAR and RELAX: learned and Taylor control variates, each unbiased against the exact
 gradient by enumeration (with a control that the same check catches), and the properties that fail when their
 control variates are wrong."""
 

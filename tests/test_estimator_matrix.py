@@ -1,4 +1,4 @@
-"""The dashboard's estimator × benchmark matrix (issue 25): every registered estimator has a row, with its rank where
+"""The dashboard's estimator × benchmark matrix: every registered estimator has a row, with its rank where
 it has rows, "–" where it has none yet, and "n/a" (with the contract's reason) where it cannot serve the benchmark."""
 
 import re

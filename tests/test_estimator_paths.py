@@ -1,4 +1,4 @@
-"""The estimators' fast paths (issue 29, item 2) compute what their general paths compute, from the same draws:
+"""The estimators' fast paths compute what their general paths compute, from the same draws:
 Gumbel-softmax and straight-through on small unmasked nodes (a plain autograd expression instead of the fused
 Function), ReinMax drawing D inside its Function."""
 

@@ -1,4 +1,4 @@
-"""VIMCO (issue 25; Mnih & Rezende 2016): its mean gradient is the gradient of the exact K-sample bound (all K-tuples
+"""VIMCO (Mnih & Rezende 2016): its mean gradient is the gradient of the exact K-sample bound (all K-tuples
 enumerated), its objective is the K-sample bound of the weights it drew, its signals ignore a common shift of the
 log-weights, and K = 1 is refused."""
 

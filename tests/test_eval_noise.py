@@ -1,4 +1,4 @@
-"""Keyed evaluation noise (issue 14, defect 16): the same example gets the same sample in any batch, and the
+"""Keyed evaluation noise: the same example gets the same sample in any batch, and the
 noise is still Gumbel(0, 1) (Gumbel-max samples softmax(θ/β), thesis Eq. 5.15)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What the evaluation numbers mean (issue 14, last section): each test metric of MNIST addition and ListOps equals
+"""What the evaluation numbers mean: each test metric of MNIST addition and ListOps equals
 a reference value computed here from its definition (SPEC §1.2, §2.1, §2.2) on a tiny untrained model, through
 Lightning's real test loop; and the ListOps GNN equals a plain per-edge re-implementation of A.1.1.
 

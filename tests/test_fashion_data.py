@@ -1,4 +1,4 @@
-"""Fashion-MNIST from Debian's package: content digests, the record's source, bad files (issue 26 item 1).
+"""Fashion-MNIST from Debian's package: content digests, the record's source, bad files.
 
 The tests write small files in the real IDX format (gzipped, as Debian ships them) into a directory that stands in
 for /usr/share/datasets/fashion-mnist, and pin those files' digests; nothing needs the package."""

@@ -1,8 +1,9 @@
-"""Grids beyond one machine (issue 18, item 5 and its bad input): ``scgbench compare`` runs its cells through an
+"""Grids beyond one machine, and their bad input: ``scgbench compare`` runs its cells through an
 existing engine — a local pool of processes (``--jobs``) or SLURM through submitit (here: submitit's
 ``LocalExecutor``) —, each job building its run in its own process from the cell's ``scgbench run`` arguments and
-writing its own record into the shared store; a failed (or killed) cell is reported and the others go on; a rerun
-skips the cells that have a complete record. Also the comparable-record fields (item 4) those runs write."""
+the resolved config the grid configured, and writing its own record into the shared store; a failed (or killed)
+cell is reported and the others go on; a rerun skips the cells that have a complete record. Also the cost fields
+(threads, batch size, evaluations per step) those runs write."""
 
 import json
 import os
@@ -114,7 +115,7 @@ def _records(results: Path) -> list[dict]:
 @pytest.mark.slow
 def test_a_local_process_pool_runs_two_cells_at_once_each_in_its_own_process(isolated, capsys):
     """Two tiny cells on a pool of two jobs; each builds its run from the cell's `scgbench run` arguments in a
-    process of its own and writes its record, with the cost fields of item 4."""
+    process of its own and writes its record, with its cost fields."""
     _mnist_offline()
     argv = ["compare", "mnist-addition", "--estimators", "gumbel,reinforce", "--seeds", "3", "--jobs", "2",
             "--output", str(isolated / "lb.md"), *TINY, "--data.batch_size=8"]
@@ -201,3 +202,93 @@ def test_submitit_local_executor_runs_the_grid_as_jobs(isolated, capsys, cells_i
                      .read_text())["command"]
     assert [r["seed"] for r in recs] == [0] and "submitit" in " ".join(raw)
     assert list((isolated / "runs" / "mnist-addition" / "submitit").rglob("*_log.err"))
+
+
+def test_a_cell_is_parsed_once_in_the_grid_and_its_model_built_once_in_its_job(isolated, capsys, monkeypatch):
+    """The grid configures each cell without building its model (one parse of the layers); the job, here run in
+    this process through the real cell file, builds the run from the cell's resolved config (one CLI from that
+    config, no layers parsed) and its model exactly once; the record is the experiment the grid configured."""
+    _mnist_offline()
+    import functools
+    import subprocess
+
+    from scgbench.config import BenchmarkCLI
+    from scgbench.models.mnist_addition import MNISTAdditionModule
+
+    where, clis, models = ["grid"], [], []
+    cli_init, model_init = BenchmarkCLI.__init__, MNISTAdditionModule.__init__
+
+    def counting_cli(self, bm, args):
+        clis.append((where[0], "resolved config" if isinstance(args, dict) else "layers"))
+        cli_init(self, bm, args)
+
+    @functools.wraps(model_init)  # its signature stays the model's (the estimator option is read from it)
+    def counting_model(self, *a, **k):
+        models.append(where[0])
+        model_init(self, *a, **k)
+
+    run = subprocess.run
+
+    def job_here(cmd, **kw):  # a job: its own entry point on its command line, in this process
+        if cmd[1:3] != ["-m", "scgbench.grid"]:
+            return run(cmd, **kw)
+        where[0] = "job"
+        try:
+            return subprocess.CompletedProcess(cmd, grid._worker(cmd[3:]))
+        finally:
+            where[0] = "grid"
+
+    monkeypatch.setattr(BenchmarkCLI, "__init__", counting_cli)
+    monkeypatch.setattr(MNISTAdditionModule, "__init__", counting_model)
+    monkeypatch.setattr(grid.subprocess, "run", job_here)
+    assert main(["compare", "mnist-addition", "--estimators", "st-gumbel", "--seeds", "0", "--output",
+                 str(isolated / "lb.md"), *TINY, "--model.tau=2"]) == 0, capsys.readouterr().err
+    assert clis == [("grid", "layers"), ("job", "resolved config")]
+    assert models == ["job"]
+    (rec,) = _records(isolated / "results")
+    assert rec["estimator"] == "st-gumbel" and rec["config"]["model"]["tau"] == 2
+    assert rec["modified"] == {"data.max_train_examples": 48, "model.tau": 2, "trainer.max_epochs": 1}
+    # the same experiment as `scgbench run` with these arguments configures on its own
+    from scgbench.run_spec import build_run
+
+    monkeypatch.setattr(BenchmarkCLI, "__init__", cli_init)
+    alone = build_run(["mnist-addition", "--estimator", "st-gumbel", "--seed", "0", *TINY, "--model.tau=2"]).configure()
+    assert (rec["fingerprint"], rec["experiment"], rec["config"]) == (alone.fingerprint, alone.experiment,
+                                                                      alone.cli.resolved())
+
+
+def test_a_job_refuses_a_cell_whose_resolved_config_is_not_the_experiment_configured():
+    """The job recomputes the experiment from the resolved config it builds: a cell file whose config and
+    fingerprint disagree (edited, or written by another version of the suite) stops before any work."""
+    from scgbench.config import ConfigError
+    from scgbench.run_spec import build_run
+
+    argv = ["mnist-addition", "--estimator", "gumbel", "--seed", "1"]
+    spec = build_run(argv).configure().spec()
+    assert build_run(argv, spec).configure().fingerprint == spec["fingerprint"]  # the control: it round-trips
+    spec["config"]["model"]["tau"] = 3.0
+    with pytest.raises(ConfigError, match=r"resolved config of this mnist-addition cell is experiment \w+, but it "
+                                          rf"was configured as {spec['fingerprint']}"):
+        build_run(argv, spec).prepare()
+
+
+def test_bad_input_only_the_model_finds_stops_the_grid_at_its_first_job(isolated, capsys, monkeypatch):
+    """The grid configures its cells without their models, so a value only the model's constructor refuses is found
+    by the first cell's job, before any work: the grid stops there (no other cell starts) and exits 2 in one line."""
+    import subprocess
+
+    jobs, run = [], subprocess.run
+
+    def counting(cmd, **kw):
+        if cmd[1:3] == ["-m", "scgbench.grid"]:
+            jobs.append(cmd)
+        return run(cmd, **kw)
+
+    monkeypatch.setattr(grid.subprocess, "run", counting)
+    assert main(["compare", "mnist-addition", "--estimators", "gumbel", "--seeds", "0-2", "--output",
+                 str(isolated / "lb.md"), *TINY, "--model.lr=-1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("scgbench: error: lr must be > 0, got -1.0 (mnist-addition variant=ours estimator=gumbel seed=0: "
+                   "refused by its model's own checks; the grid stopped)"), err
+    assert len(jobs) == 1
+    assert not (isolated / "results").exists() and not list((isolated / "runs").rglob("*.ckpt"))

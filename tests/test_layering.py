@@ -1,4 +1,4 @@
-"""The package's layers point one way (issue 14): every module of ``scgbench`` is parsed with ``ast`` and
+"""The package's layers point one way: every module of ``scgbench`` is parsed with ``ast`` and
 its imports — at any depth (function bodies, ``try``/``if`` blocks, ``TYPE_CHECKING`` blocks), relative
 ones resolved, ``from pkg import submodule`` read as the submodule, and ``importlib.import_module`` /
 ``__import__`` of a literal name — are checked against the rules below. A failure names the file, line,
@@ -81,7 +81,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "models": ("callbacks", "datamodules", "leaderboard", "benchmarks"),
     "metrics": ("datamodules", "models", "callbacks"),
     "benchmarks": ("leaderboard",),
-    # the results store sits below the runner, the grid, the CLI and the leaderboard (issue 27)
+    # the results store sits below the runner, the grid, the CLI and the leaderboard
     "store": ("leaderboard", "runner", "grid", "cli", "benchmarks", "models", "datamodules"),
     "runner": ("leaderboard", "cli", "grid"),
     # the run specification sits below the CLI and the grid; the grid turns cells into runs without the CLI

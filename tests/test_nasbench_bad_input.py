@@ -1,4 +1,4 @@
-"""Bad NAS-Bench-101 input (issue 17): a parquet of another schema version, and cells outside the search space —
+"""Bad NAS-Bench-101 input: a parquet of another schema version, and cells outside the search space —
 an adjacency that is not upper-triangular, more than 7 vertices or 9 edges, an unknown operation, and the other
 rules of the space — in a parquet or an official-format tfrecord the test writes: rejected with the file, the
 first offending cell's index (row or record) and hash, and the rule; through the CLI exit 2 with one line."""

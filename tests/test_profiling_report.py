@@ -1,4 +1,4 @@
-"""``scgbench profile`` reporting (issue 29, item 4): each figure with its spread over chunks, unresolved when the
+"""``scgbench profile`` reporting: each figure with its spread over chunks, unresolved when the
 spread exceeds the effect or a ratio its ceiling, the load recorded — on constructed chunk timings."""
 
 from __future__ import annotations
@@ -16,18 +16,18 @@ def _summary(bare: list[float], lightning: list[float], chunk: int = 50) -> dict
     return timer.summary()
 
 
-def test_a_steady_effect_is_resolved_and_the_issues_chunks_are_not():
+def test_a_steady_effect_is_resolved_and_widely_spread_chunks_are_not():
     steady = _summary([1.0, 1.02, 0.99, 1.01, 1.0, 0.98], [1.25, 1.27, 1.24, 1.25, 1.26, 1.22])
     assert steady["ratio"] == pytest.approx(6.0 / 7.49)
     assert figure_status(steady["ratio"], steady["chunk_ratio_q1"], steady["chunk_ratio_q3"], 1.0) == RESOLVED
-    # chunk ratios from 0.14 to 2.53 (issue 29): the spread dwarfs the 4 % effect
+    # chunk ratios from 0.14 to 2.53 (as a loaded machine measured them): the spread dwarfs the 4 % effect
     noisy = _summary([0.14, 2.53, 0.9, 1.3, 0.5, 1.6], [1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
     status = figure_status(noisy["ratio"], noisy["chunk_ratio_q1"], noisy["chunk_ratio_q3"], 1.0)
     assert status.startswith("unresolved (spread")
 
 
 def test_a_ratio_above_its_ceiling_is_never_a_finding():
-    # tight chunks, 1.044 against a ceiling of 0.959 (issue 29): noise, whatever the spread
+    # tight chunks, 1.044 against a ceiling of 0.959: noise, whatever the spread
     assert figure_status(1.044, 1.040, 1.048, 1.0, ceiling=0.959).startswith("unresolved (above its ceiling")
     assert figure_status(0.95, 0.949, 0.951, 1.0, ceiling=0.959) == RESOLVED
     one = _summary([1.0], [1.5])  # a single chunk shows no spread: no finding either
@@ -40,7 +40,7 @@ def test_overheads_and_their_differences():
     run = _summary([1.0] * 6, [1.2, 1.21, 1.19, 1.2, 1.2, 1.22])
     assert run["overhead_ms_per_step"] == pytest.approx(1e3 * 1.22 / 300)  # Σ(l − b) / steps
     assert figure_status(run["overhead_ms_per_step"], run["overhead_q1"], run["overhead_q3"], 0.0) == RESOLVED
-    # a negative overhead whose chunks straddle zero (−4.4 ms in the issue): unresolved
+    # a negative overhead whose chunks straddle zero (−4.4 ms, as measured once): unresolved
     neg = _summary([1.0] * 6, [0.6, 1.3, 0.7, 1.2, 0.8, 0.9])
     assert neg["overhead_ms_per_step"] < 0
     assert figure_status(neg["overhead_ms_per_step"], neg["overhead_q1"], neg["overhead_q3"], 0.0) != RESOLVED

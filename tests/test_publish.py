@@ -1,4 +1,4 @@
-"""Your runs and the published records are apart (issue 27, item 1): ``scgbench run`` writes into your results
+"""Your runs and the published records are apart: ``scgbench run`` writes into your results
 directory (``./scgbench-results``, git-ignored, or ``$SCGBENCH_RESULTS_DIR``), never the published ``results/``;
 the leaderboard reads both; ``scgbench publish`` is the one way in and refuses a dirty tree's record; ``scgbench
 leaderboard --verify`` re-runs a record and reports each metric's difference."""

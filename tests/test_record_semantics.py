@@ -1,4 +1,4 @@
-"""What makes two runs one leaderboard row (issue 14, last section): the experiment of a resolved config and its
+"""What makes two runs one leaderboard row: the experiment of a resolved config and its
 fingerprint, pinned by the documented rules (scgbench/experiment.py) on real resolved configs, and the leaderboard
 cells by their closed forms."""
 

@@ -1,4 +1,4 @@
-"""Result records and the leaderboard (issue 14, defects 1, 8, 9, 11): rows pool only the same experiment, n counts
+"""Result records and the leaderboard: rows pool only the same experiment, n counts
 distinct seeds, records are written atomically and never overwritten, a bad record is named and skipped, figures
 never replace a committed figure with an empty one."""
 
@@ -38,7 +38,8 @@ def test_n_counts_distinct_seeds_and_a_repeated_seed_counts_once_latest(tmp_path
 
 
 def test_modified_runs_get_their_own_row_and_never_move_the_profile_row(tmp_path):
-    """A 2-epoch smoke run of the same variant moved the committed `ours` row (defect 1)."""
+    """A 2-epoch smoke run of the same variant must not move the committed `ours` row: a modified run is a row of
+    its own."""
     _write(tmp_path, [_rec(0, 0.95), _rec(1, 0.93), _rec(2, 0.30, fingerprint="f2", modified={"trainer.max_epochs": 2})])
     text = render(tmp_path)
     assert "| 1 | ours | gumbel | tempmatch | quick | D1 | 2 | 94.00 ± 1.41 |" in text
@@ -94,15 +95,16 @@ def test_the_committed_records_load_and_render_the_committed_leaderboard_rows():
     committed = [ln for ln in (REPO / "leaderboard.md").read_text().splitlines() if ln.startswith("|")]
     rendered = [ln for ln in render(REPO / "results").splitlines() if ln.startswith("|")]
     assert rendered == committed  # `scgbench leaderboard` was run after the last record was added
-    # issue 27: the header names the stores it read, and no line is longer than 250 characters
+    # the header names the stores it read, and no line is longer than 250 characters
     text = (REPO / "leaderboard.md").read_text()
     assert f"`results/ (published)` ({len(records)} records)" in text.replace("\n", " ")
     assert max(map(len, text.splitlines())) <= 250
 
 
 def test_the_committed_records_keep_one_config_and_no_machine_paths():
-    """Issue 27, item 6 (scripts/migrate_records_v3.py): schema 3, the resolved config and the experiment only (no
-    args / hparams copies), no absolute path of the machine that ran them, file names without spaces."""
+    """The committed records, as scripts/migrate_records_v3.py left them: schema 3, the resolved config and the
+    experiment only (no args / hparams copies), no absolute path of the machine that ran them, file names without
+    spaces."""
     import os
 
     def strings(v):
@@ -132,7 +134,7 @@ def test_schema_1_records_pool_with_todays_runs_of_the_same_experiment():
     """The committed schema-1 records were rebuilt into experiments with the same rules as today's configs (by
     scripts/migrate_records_v3.py, which stored the rebuilt experiment; they are the records without ``segments``, a
     schema-2 field): each benchmark's default quick run has the fingerprint of its committed records
-    (nasbench101-vsgae's schema-1 quick records were superseded by runs of today's quick profile, issue 17)."""
+    (nasbench101-vsgae's schema-1 quick records were superseded by runs of today's quick profile)."""
     from scgbench.benchmarks import get_benchmark
     from scgbench.leaderboard.render import experiment_of
     from scgbench.runner import Run

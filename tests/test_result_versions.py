@@ -1,4 +1,4 @@
-"""Result versions (issue 27, item 2): each benchmark pins a cheap fixed-seed value with its ``result_version``
+"""Result versions: each benchmark pins a cheap fixed-seed value with its ``result_version``
 (:class:`scgbench.benchmarks.Pin`); a change that moves it without bumping the version fails here. Rows never
 pool across versions (the version is part of the fingerprint and of the row's key)."""
 

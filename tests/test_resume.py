@@ -1,4 +1,4 @@
-"""Exact resume after ``kill -9`` (issue 14, defect 3): real subprocesses killed with SIGKILL mid-epoch, resumed
+"""Exact resume after ``kill -9``: real subprocesses killed with SIGKILL mid-epoch, resumed
 with ``--resume``; the final test metrics, the per-epoch history and the TensorBoard run equal an uninterrupted
 run's (same thread count)."""
 

@@ -1,4 +1,4 @@
-"""The static leaderboard site (issue 18, items 1 and 2), tested in a real browser: headless Chromium loads the
+"""The static leaderboard site, tested in a real browser: headless Chromium loads the
 pages (``--dump-dom`` runs their scripts), the test reads the rendered DOM — table rows and the numbers in them,
 the best-entry marks, every plot an ``<svg>`` with content, the sort order after ``#sort=…`` — and saves a
 screenshot. Built once from records the test writes and once from the committed ``results/``."""
@@ -453,7 +453,7 @@ window.addEventListener("load", function () {
 
 @needs_browser
 def test_the_dashboard_reads_well_at_1400_px(tmp_path):
-    """Issue 27, item 4, in headless Chromium at 1,400 px: the page never overflows the window, a wide table scrolls
+    """The page layout in headless Chromium at 1,400 px: the page never overflows the window, a wide table scrolls
     inside its box with its first column (the row's name) fixed; the index cell is the page's cell (same statistic,
     same unit in the header); paper points name their estimator; modified rows say what they modified; screenshots
     of the index and the disentanglement page are not blank."""

@@ -1,4 +1,4 @@
-"""Merged result stores and exports (issue 18, item 3 and its bad input): several results directories read as one
+"""Merged result stores and exports, and their bad input: several results directories read as one
 (a repeatable --results-dir or a path list in $SCGBENCH_RESULTS_DIR), each record once by its id (a UUID for new
 records, a content-derived one for older records), a missing or unreadable directory named, a record of an
 unknown schema version named and skipped, and `--export csv|parquet` with one row per record, read back with

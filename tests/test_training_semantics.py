@@ -1,4 +1,4 @@
-"""What the training numbers mean (issue 14, last section), each pinned by an exact value or a law, not by "it runs":
+"""What the training numbers mean, each pinned by an exact value or a law, not by "it runs":
 the score-function gradient in closed form (a node's slots, the EMA baseline's sequence, leave-one-out pairs after
 sample-major expansion), masked rows and categories of estimators and components, the law of ListOps' message
 dropout, schedule time in optimizer steps under gradient accumulation, TauAnn across a resume, and the training

@@ -59,7 +59,7 @@ def test_accuracy_regression_head(tmp_path):
     assert out["test/pred_kendall_tau"] > 0.3
 
 
-# -- the accuracy-prediction curve (issue 17 item 3): RMSE and Kendall τ of a regressor on the embedding ------------
+# -- the accuracy-prediction curve: RMSE and Kendall τ of a regressor on the embedding ------------
 def _curve_data(tmp_path, cells: int = 400):
     """A converted metrics parquet under ``tmp_path``: ``cells`` cells of the 5-vertex space (:func:`_write_metrics`)."""
     space = enumerate_space(5)

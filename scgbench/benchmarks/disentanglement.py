@@ -131,7 +131,7 @@ def gap_selection(records: list[dict]) -> list[dict]:
     Gap_ST (thesis §5.4.4, last row of Table 6.8); beside it, the cohort's median of the same metrics is on the
     models' own rows. A run that did not train (:func:`did_not_train`: it reconstructs no better than a decoder that
     ignores its code) has a tiny Gap_ST because its code is unused: the rule then picks it, so the row is flagged,
-    and the smallest Gap_ST among the runs that trained is a second row beside it (issue 27, item 5)."""
+    and the smallest Gap_ST among the runs that trained is a second row beside it."""
     unsupervised_discrete = _unsupervised_discrete()
 
     def cohort(r):

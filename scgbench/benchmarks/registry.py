@@ -27,7 +27,7 @@ SUMMARIES = {"mean": "mean ± std", "sem": "mean ± s.e.", "median": "median [25
 
 @dataclass(frozen=True)
 class Metric:
-    """One leaderboard column, declared once with its benchmark (issue 27, item 3): every renderer (``leaderboard.md``,
+    """One leaderboard column, declared once with its benchmark: every renderer (``leaderboard.md``,
     the dashboard, the summary export) takes the unit, direction, summary and digits from here, never from the
     metric's name (:mod:`scgbench.leaderboard.table` computes every cell).
 
@@ -75,8 +75,8 @@ UNITS = {"%", "nats", "s", "", "steps"}
 
 @dataclass(frozen=True)
 class Pin:
-    """A cheap fixed-seed computation whose value is pinned with the benchmark's ``result_version`` (issue 27,
-    item 2): ``tests/test_result_versions.py`` runs ``scgbench run <benchmark> --seed 0`` with ``overrides``
+    """A cheap fixed-seed computation whose value is pinned with the benchmark's ``result_version``:
+    ``tests/test_result_versions.py`` runs ``scgbench run <benchmark> --seed 0`` with ``overrides``
     (``{root}``: a scratch data directory) and compares ``metric`` of the record (a test metric, or ``history:<key>`` for the
     first epoch's logged value, e.g. ``history:train/loss``) with ``value``. Code that moves it must bump
     ``result_version`` and re-pin."""

@@ -1,4 +1,4 @@
-"""Render ``leaderboard.md``: the cells of :mod:`scgbench.leaderboard.table` laid out as Markdown (issue 27, item 3).
+"""Render ``leaderboard.md``: the cells of :mod:`scgbench.leaderboard.table` laid out as Markdown.
 
 Per benchmark: the description once; the run rows' quality metrics (one table per declared column group, so that
 no line passes :data:`MAX_LINE` characters), each row with a short dataset key; the cost and provenance table

@@ -1,4 +1,4 @@
-"""The leaderboard as a static web site: ``scgbench leaderboard --html DIR`` (issue 18, item 1; issue 27, item 4).
+"""The leaderboard as a static web site: ``scgbench leaderboard --html DIR``.
 
 ``DIR/index.html`` holds the estimator × benchmark matrix and one line per benchmark; ``DIR/<benchmark>.html``
 the benchmark's tables and plots. Every number is a cell of :mod:`scgbench.leaderboard.table`, the one table model
@@ -84,7 +84,7 @@ figcaption { font-size: 0.9em; color: #555; max-width: 60em; }
 p.note, details { color: #555; font-size: 0.92em; max-width: 70em; }
 """
 
-# Own code (issue 18 asks for no copied JavaScript): click a header to sort (again to reverse), or open the page
+# Own code (no copied JavaScript): click a header to sort (again to reverse), or open the page
 # at #sort=KEY (ascending) / #sort=-KEY (descending) with KEY a header's data-key, which also makes a sorted view
 # a link. Numeric cells sort by data-v (empty: missing, always last), others by their text.
 SORT_JS = """

@@ -1,4 +1,4 @@
-"""The leaderboard's one table model (issue 27, item 3): every cell of ``leaderboard.md``, the dashboard and the
+"""The leaderboard's one table model: every cell of ``leaderboard.md``, the dashboard and the
 summary export is computed here, from the metrics each benchmark declares (:class:`scgbench.benchmarks.Metric`:
 unit, direction, summary, quality or cost, digits). The renderers only lay the cells out.
 

@@ -3,7 +3,7 @@
 Model. N independent latent nodes of K categories (``latent="NxK"``; ``200x2`` are binary latents), uniform
 prior. Encoder 784-512-256-(N·P) with P = ``estimator.param_size(K)`` (K logits; IGR: 2(K−1) Gaussian
 parameters), decoder N·K-256-512-784, ReLU, Bernoulli likelihood (Jang et al.'s MLP and its mirror). Options for
-the published protocols on Fashion-MNIST (issue 26; ``references/estimators-more.md``, "Protocols"):
+the published protocols on Fashion-MNIST (``references/estimators-more.md``, "Protocols"):
 
 * ``hidden`` — the hidden widths (``[]``: linear encoder and decoder, DisARM's "linear" model), ``activation``
   ``relu`` or ``leaky_relu`` (negative slope 0.3, DisARM's nonlinear model);
