@@ -119,7 +119,7 @@ class Benchmark:
     #: ``result_history`` says what each version changed, ``pin`` holds a fixed-seed value that moves without a bump
     #: only by mistake (tests/test_result_versions.py)
     result_version: int = 1
-    result_history: tuple[str, ...] = ("1: the code when result versions were introduced (issue 27).",)
+    result_history: tuple[str, ...] = ("1: the code when result versions were introduced.",)
     pin: Pin | None = None
     #: plots of the dashboard page beyond the per-seed points of the main metric and quality against time, as
     #: {"kind": ..., ...} specs that :mod:`scgbench.leaderboard.site` draws (see ``PLOT_KINDS`` there), e.g.
