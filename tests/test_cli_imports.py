@@ -37,8 +37,8 @@ def test_help_and_usage_errors_import_only_the_cli(argv, rc):
 
 def test_list_imports_no_lightning():
     """``scgbench list`` answers from names and metadata: no Lightning (nor its torchmetrics), no model, data module
-    or callback class, though it names every benchmark, estimator, trick and dataset (issue 29, item 3: it took
-    5 s of CPU above ``import torch``, the time of importing Lightning)."""
+    or callback class, though it names every benchmark, estimator, trick and dataset (importing Lightning for it
+    took 5 s of CPU above ``import torch``)."""
     out = _probe(["list"])
     assert out["rc"] == 0
     roots = {m.split(".")[0] for m in out["heavy"]}
