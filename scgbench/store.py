@@ -329,6 +329,12 @@ def _record_file(run: str | os.PathLike) -> Path:
                        "path (printed by `scgbench run` as 'result record: …')")
 
 
+def record_git(rec: dict) -> dict:
+    """The code a record was written from, ``{"commit", "dirty"}``: a run's record keeps it under ``git``, a gradient
+    check's under ``code_version``; ``{}`` when the record has neither."""
+    return rec.get("git") or rec.get("code_version") or {}
+
+
 def publish(runs: Iterable[str | os.PathLike], store: str | os.PathLike | None = None) -> list[tuple[Path, str]]:
     """Copy the records of ``runs`` (record files or run directories) into the published store (``store``, default
     :func:`published_dir`), each in its stored form (:func:`clean`). Every record is checked before any is copied:
@@ -346,7 +352,7 @@ def publish(runs: Iterable[str | os.PathLike], store: str | os.PathLike | None =
             _check(rec)
         except (OSError, ValueError) as e:
             raise PublishError(f"{path} is not a readable result record ({e})") from None
-        git = rec.get("git") or {}
+        git = record_git(rec)
         if git.get("dirty") is not False:
             state = "a tree with uncommitted changes" if git.get("dirty") else "an unknown tree state (no git)"
             raise PublishError(f"{path} was written from {state} (commit {str(git.get('commit'))[:10]}); commit "

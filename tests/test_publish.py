@@ -134,3 +134,23 @@ def test_verify_judges_another_machine_against_the_rows_spread():
     same = {**near, "device": old["device"]}
     (r,), ok = compare(old, same, row, bm)
     assert not ok and "expected exact" in r["verdict"]
+
+
+def test_a_gradient_checks_record_is_published_by_its_code_version(tmp_path, capsys):
+    """A `scgbench gradcheck` record keeps its tree state under ``code_version`` (not ``git``): a clean one is
+    published, one from a dirty tree is refused like a run's."""
+    import glob
+
+    (src,) = glob.glob(str(Path(__file__).parents[1] / "results/discrete-vae/gradcheck-8x4-fresh-reinforce-*.json"))
+    rec = json.loads(Path(src).read_text())
+    assert "git" not in rec and "code_version" in rec
+    pub = tmp_path / "published"
+    pub.mkdir()
+    for dirty, rc in ((True, 2), (False, 0)):
+        rec.update(code_version={"commit": "0" * 40, "dirty": dirty}, id=f"gc-{dirty}")
+        path = tmp_path / f"gc-{dirty}.json"
+        path.write_text(json.dumps(rec))
+        assert main(["publish", str(path), "--to", str(pub)]) == rc
+        out = capsys.readouterr()
+        assert ("a tree with uncommitted changes" in out.err) if dirty else out.out.startswith("published: ")
+    assert len(list(pub.rglob("*.json"))) == 1

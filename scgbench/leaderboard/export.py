@@ -36,7 +36,7 @@ from typing import Any, Iterable
 
 from ..experiment import _args_to_flat, _legacy_tricks, flatten
 from ..io import atomic_write_bytes
-from ..store import read_records, record_id
+from ..store import read_records, record_git, record_id
 from .table import experiment_of, result_version, tricks_label
 
 FORMATS = ("csv", "parquet", "table-csv")
@@ -60,7 +60,7 @@ def _load(value) -> list:
 def _env(rec: dict) -> dict[str, Any]:
     dev = rec.get("device") or {}
     load = rec.get("load_average") or {}
-    git = rec.get("git") or {}
+    git = record_git(rec)
     out = {"env.torch_threads": rec.get("torch_threads"), "env.threads_source": rec.get("threads_source"),
            **{f"env.{k}": dev.get(k) for k in ("cpu", "cpu_count", "host", "platform", "accelerator", "devices",
                                                 "world_size", "num_nodes", "strategy", "gpu", "gpu_count")},

@@ -27,6 +27,7 @@ from typing import Any, Iterable, Sequence
 
 from ..benchmarks.registry import SUMMARIES
 from ..experiment import record_experiment as experiment_of  # (fingerprint, modifications) of a record
+from ..store import record_git
 
 #: the summaries whose cell is a mean: the separated-best criterion and the t-interval apply to them
 MEAN_SUMMARIES = ("mean", "sem")
@@ -404,12 +405,12 @@ def _provenance_cells(row: Row, current: int) -> None:
     commits = Counter()
     dirty_commits = set()
     for r in recs:
-        git = r.get("git") or {}
+        git = record_git(r)
         c = str(git.get("commit") or "?")[:7]
         commits[c] += 1
         if git.get("dirty") is True:
             dirty_commits.add(c)
-    row.dirty = sum(1 for r in recs if (r.get("git") or {}).get("dirty") is True)
+    row.dirty = sum(1 for r in recs if record_git(r).get("dirty") is True)
     shown = [f"{c}{DIRTY_MARK if c in dirty_commits else ''}" for c, _ in commits.most_common()]
     code = ", ".join(shown[:3]) + (f" +{len(shown) - 3}" if len(shown) > 3 else "")
     tip = "; ".join(f"{c}: {n} record{'s' if n > 1 else ''}" for c, n in commits.most_common())
