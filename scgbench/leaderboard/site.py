@@ -274,7 +274,7 @@ def _plot_label(x: Row, table: list[Row]) -> str:
             + (f" [v{x.version}]" if x.outdated else "") + (f" {DIRTY_MARK}" if x.dirty else ""))
 
 
-def _seed_plot(name: str, table: list[Row], main) -> tuple[str, str] | str:
+def _seed_plot(name: str, table: list[Row], main, papers_only: bool = False) -> tuple[str, str] | str:
     k, unit, bounds = _scaled(main)
     items = []
     for i, x in enumerate(table):
@@ -286,13 +286,18 @@ def _seed_plot(name: str, table: list[Row], main) -> tuple[str, str] | str:
         elif (s := x.stats.get(main.key)) is not None:
             items.append({"label": _plot_label(x, table), "key": i, "values": [k * v for v in s.values],
                           "mean": k * s.mean, "interval": (k * s.lo, k * s.hi) if s.interval else None, "paper": False})
-    if not any(not it["paper"] for it in items):
-        return f"no record has {main.key}"
-    fig = figures.seed_points(items, main.name + unit, f"{main.name}: every seed, mean and 95 % t-interval", bounds)
+    if not items if papers_only else not any(not it["paper"] for it in items):
+        return f"no {'paper row' if papers_only else 'record'} has {main.key}"
+    title = (f"{main.name}: the papers' numbers" if papers_only
+             else f"{main.name}: every seed, mean and 95 % t-interval")
+    fig = figures.seed_points(items, main.name + unit, title, bounds)
     return (figures.svg(fig, f"{name}-seeds"),
-            f"Each dot is one seed's {e(main.key)}; the black bar is the row's mean and the coloured line its 95 % "
-            "Student-t interval (rows with two or more seeds; a wide one runs past the axis); open diamonds are "
-            "the paper's numbers, labelled with their estimator.")
+            (f"The papers' {e(main.key)} (open diamonds), labelled with their estimator and setting; on the papers' "
+             "data and protocols, not on any one profile's." if papers_only else
+             f"Each dot is one seed's {e(main.key)}; the black bar is the row's mean and the coloured line its 95 % "
+             "Student-t interval (rows with two or more seeds; a wide one runs past the axis)"
+             + ("; open diamonds are the paper's numbers, labelled with their estimator." if any(
+                 it["paper"] for it in items) else ".")))
 
 
 def _cost_plot(name: str, table: list[Row], main) -> tuple[str, str] | str:
@@ -486,7 +491,16 @@ def benchmark_page(b: Board, nav: str) -> bytes:
     parts.append("<h2>Plots</h2>")
     name = b.page.removesuffix(".html")  # salts the plots' SVG ids: unique within the site
     everything = t.rows + t.papers
-    if b.main is not None:
+    profiles = sorted({x.profile for x in t.rows})
+    if b.main is not None and len(profiles) > 1:
+        # profiles run on different data (a subset, another dataset): one axis each, and the papers' numbers apart
+        for p in profiles:
+            parts.append(_figure(f"{b.main.name} per seed · {p} profile",
+                                 _seed_plot(f"{name}-{p}", [x for x in t.rows if x.profile == p], b.main)))
+        if t.papers:
+            parts.append(_figure(f"{b.main.name} · the papers' numbers",
+                                 _seed_plot(f"{name}-papers", t.papers, b.main, papers_only=True)))
+    elif b.main is not None:
         parts.append(_figure(f"{b.main.name} per seed", _seed_plot(name, everything, b.main)))
     metric_of = (lambda k: b.bm.metric(k)) if b.bm else (lambda k: None)
     for i, spec in enumerate(b.bm.dashboard_plots if b.bm else ()):
