@@ -34,6 +34,14 @@ from ..estimators import (PATHWISE, compatibility, current_tape, decoding, estim
 _MASK64 = (1 << 64) - 1
 
 
+def adam(params, **options) -> torch.optim.Adam:
+    """``torch.optim.Adam`` with its multi-tensor (``foreach``) implementation, which PyTorch picks by default on
+    CUDA but not on CPU: the per-tensor loop's arithmetic, bit for bit (``tests/test_optimizers.py``), in a few
+    kernel calls per step instead of a dozen per tensor (discrete VAE 20x10, 1.17 M parameters, one core: 3.0 ms
+    against 3.5 ms a step; the fused kernel, 1.0 ms, rounds differently and would move every result)."""
+    return torch.optim.Adam(params, foreach=True, **options)
+
+
 class SCGModule(pl.LightningModule):
     #: what the task offers estimators beyond node samples (``scgbench.estimators.contract.CAPABILITIES``): a task
     #: whose logits are tied to its category embeddings or entity scores provides nothing more, the discrete VAE
@@ -207,4 +215,4 @@ class SCGModule(pl.LightningModule):
         return [{"params": [p for p in self.parameters() if id(p) not in owned]}, *extra]
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.parameter_groups(), lr=self.lr)
+        return adam(self.parameter_groups(), lr=self.lr)

@@ -317,7 +317,7 @@ class DiscreteVAE(SCGModule):
             return super().configure_optimizers()
         nets = [p for p in self.parameters() if p is not self.prior_logits]
         return AdamWithSGDGroups([{"params": nets}, {"params": [self.prior_logits], "lr": self.prior_lr, "sgd": True}],
-                                 lr=self.lr)
+                                 lr=self.lr, foreach=True)  # as models.base.adam
 
     def on_train_epoch_start(self) -> None:
         self._epoch_t0 = time.perf_counter()

@@ -66,7 +66,7 @@ from ..step_logging import log_step_scalars
 from ..specs.disentanglement import PROCEDURAL_FACTOR_SIZES
 from ..nn.state import schedule_values
 from .._lightning import attached_trainer
-from .base import SCGModule
+from .base import SCGModule, adam
 
 GAUSSIAN = ("vae", "beta-vae", "beta-tcvae", "factor-vae", "vae-semi")
 DISCRETE = ("dvae", "factor-dvae", "dvae-semi", "dvae-semi-masked")
@@ -471,11 +471,10 @@ class DisentanglementModule(SCGModule):
 
     def configure_optimizers(self):
         vae = [p for n, p in self.named_parameters() if not n.startswith("disc.")]
-        opt = torch.optim.Adam(vae, lr=self.lr)
+        opt = adam(vae, lr=self.lr)
         if not self.factor:
             return opt
-        return [opt, torch.optim.Adam(self.disc.parameters(), lr=self.hparams.disc_lr,
-                                      betas=tuple(self.hparams.disc_betas))]
+        return [opt, adam(self.disc.parameters(), lr=self.hparams.disc_lr, betas=tuple(self.hparams.disc_betas))]
 
     # -- evaluation -------------------------------------------------------------------------------------------
     @torch.no_grad()

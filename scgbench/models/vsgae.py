@@ -52,6 +52,7 @@ from ..metrics.graphs import GenerationMetrics, ReconstructionAccuracy
 from ..metrics.prediction import DEFAULT_SIZES, curve_scalars, prediction_curve
 from .._lightning import attached_trainer
 from .evaluation import TEST, log_reduced
+from .base import adam
 
 NUM_TYPES = len(NODE_TYPES)
 INPUT_T, OUTPUT_T = 0, NUM_TYPES - 1
@@ -485,7 +486,7 @@ class VSGAE(pl.LightningModule):
         return torch.cat([self.encode(b.to(self.device))[0].float().cpu() for b in loader]).numpy()
 
     def configure_optimizers(self):
-        opt = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        opt = adam(self.parameters(), lr=self.hparams.lr)
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=self.hparams.plateau_factor,
                                                            patience=self.hparams.plateau_patience)
         # Appendix A.2: "whenever the loss did not drop for 10 epochs" — the training loss
