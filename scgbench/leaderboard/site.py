@@ -37,8 +37,8 @@ from .. import figures
 from ..io import atomic_write_bytes
 from ..store import read_records, reading_stores
 from ..benchmarks.registry import SUMMARIES
-from .table import (COST, CRITERION, DIRTY_MARK, MEAN_SUMMARIES, MISSING, ORDERING_NOTE, PROVENANCE, Row, Stat, Table, _values,
-                    build, header_cell, modified_text, ordering_grid, separated_best, stat)
+from .table import (COST, CRITERION, DIRTY_MARK, MEAN_SUMMARIES, MISSING, ORDERING_NOTE, PROVENANCE, Row, Stat,
+                    Table, _values, build, header_cell, mean_std, modified_text, ordering_grid, separated_best, stat)
 
 __all__ = ["CRITERION", "Stat", "build_site", "separated_best", "stat"]
 
@@ -360,31 +360,24 @@ def _levels_plot(name: str, spec: dict, table: list[Row], index: int, metric_of)
 def _curve(records: list[dict], metric: str) -> dict | None:
     """Mean and standard error over seeds of a history metric at each evaluated epoch, with its training step
     (epoch × steps per epoch) and the mean cumulative epoch time; ``None`` when fewer than two epochs have it."""
-    import math
-
     by_epoch: dict[int, list[tuple[float, float]]] = defaultdict(list)
     for r in records:
-        per_epoch = (r.get("global_steps") or 0) / max(r.get("epochs_trained") or 1, 1)
         elapsed = 0.0
         for h in r.get("history", []):
             if not isinstance(h, dict) or not isinstance(h.get("epoch"), int):
                 continue
             elapsed += _number(h.get("time/epoch_s")) or 0.0
-            v = _number(h.get(metric))
-            if v is not None and per_epoch > 0:
+            if (v := _number(h.get(metric))) is not None:
                 by_epoch[h["epoch"]].append((v, elapsed))
-    epochs = sorted(by_epoch)
-    if len(epochs) < 2:
-        return None
-    mean, se, seconds = [], [], []
-    for ep in epochs:
-        vs = [v for v, _ in by_epoch[ep]]
-        m = sum(vs) / len(vs)
-        mean.append(m)
-        se.append(math.sqrt(sum((v - m) ** 2 for v in vs) / (len(vs) - 1) / len(vs)) if len(vs) > 1 else 0.0)
-        seconds.append(sum(t for _, t in by_epoch[ep]) / len(vs))
+    # one experiment: every record has the same steps per epoch
     per_epoch = (records[0].get("global_steps") or 0) / max(records[0].get("epochs_trained") or 1, 1)
-    return {"steps": [(ep + 1) * per_epoch for ep in epochs], "seconds": seconds, "mean": mean, "se": se}
+    epochs = sorted(by_epoch)
+    if len(epochs) < 2 or per_epoch <= 0:
+        return None
+    stats = [mean_std([v for v, _ in by_epoch[ep]]) for ep in epochs]
+    return {"steps": [(ep + 1) * per_epoch for ep in epochs],
+            "seconds": [sum(t for _, t in by_epoch[ep]) / len(by_epoch[ep]) for ep in epochs],
+            "mean": [m for m, _ in stats], "se": [s / len(by_epoch[ep]) ** 0.5 for (_, s), ep in zip(stats, epochs)]}
 
 
 def _curves_plot(name: str, spec: dict, table: list[Row], index: int, metric_of) -> tuple[str, str] | str:
@@ -578,7 +571,8 @@ def index_page(boards: list[Board], nav: str, sources: list[Path], skipped: list
                      "rests on records from a tree with uncommitted changes. ★ where rank 1 is separated from every "
                      "other estimator by the criterion below.</p>")
         head = [_th("estimator", "estimator")] + [
-            _th(f"{b.name}:{p}", f"{b.name} ({p}) · {header_cell(b.main)}" + (" · mean ± std" if b.main.summary == "mean" else ""), "asc",
+            _th(f"{b.name}:{p}",
+                f"{b.name} ({p}) · {header_cell(b.main)}" + (" · mean ± std" if b.main.summary == "mean" else ""), "asc",
                 f"main metric {b.main.key}, default variant {b.bm.default_variant}, profile {p}") for b, p in columns]
         body = []
         for est in sorted(set(cells) | set(registry())):  # every registered estimator: where it has rows, and not

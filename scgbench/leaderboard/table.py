@@ -9,8 +9,8 @@ that departs from its profile ⊕ variant ⊕ estimator is a row of its own, mar
 
 Numbers: a metric's value is shown in its unit (a fraction declared ``%`` × 100) with the declared decimals; the
 spread is rounded to the same decimals; one seed shows its value alone (no ±). Summaries: ``mean`` → mean ± sample
-std; ``sem`` → mean ± standard error (std / √n); ``median`` → median [25 %, 75 %] (thesis Table 6.8; numpy's linear interpolation); ``share`` → "k of n (x %)"
-seeds meeting a 0/1 criterion. The interval of a mean is the two-sided 95 % Student-t interval; the best entry of
+std; ``sem`` → mean ± standard error (std / √n); ``median`` → median [25 %, 75 %] (thesis Table 6.8; numpy's
+linear interpolation); ``share`` → "k of n (x %)" seeds meeting a 0/1 criterion. The interval of a mean is the two-sided 95 % Student-t interval; the best entry of
 a column is marked only where it is separated (:data:`CRITERION`).
 
 **Provenance** per row: the result version(s), the git commits and CPU models of its records, and how many of
@@ -445,7 +445,7 @@ def _mark_best(table: list[Row], metrics: list) -> None:
     for profile in sorted({x.profile for x in table}):
         idx = [i for i, x in enumerate(table) if not x.modified and x.profile == profile and not x.outdated]
         for m in metrics:
-            if m.better is None or m.summary not in MEAN_SUMMARIES:  # the criterion is on means: median cells are not marked
+            if m.better is None or m.summary not in MEAN_SUMMARIES:  # the criterion is on means, not medians
                 continue
             k = separated_best([table[i].stats.get(m.key) for i in idx], m.lower)
             if k is not None:
