@@ -571,7 +571,7 @@ def test_learning_curves_average_seeds_at_each_validated_epoch_against_steps_and
 def test_published_orderings_are_pairs_of_one_sources_rows_judged_on_each_profile():
     """Three paper rows of one source give three orderings; on a profile where the two rows' 95 % t-intervals are
     apart the verdict is "holds" or "reversed", where they overlap "in the means", a missing row "not run here",
-    and one seed "one seed". A source's several settings of one estimator count by its best row."""
+    and one seed "one seed, in order". A source's several settings of one estimator count by its best row."""
     from scgbench.benchmarks import Benchmark, Metric
     from scgbench.leaderboard.table import build, ordering_grid, orderings
 
@@ -594,7 +594,7 @@ def test_published_orderings_are_pairs_of_one_sources_rows_judged_on_each_profil
     verdicts = {(o.better, o.worse, o.profile): o.verdict for o in orderings(t)}
     assert verdicts == {("a", "b", "quick"): "holds", ("a", "c", "quick"): "holds in the means",  # c's t-interval ±12
                         ("b", "c", "quick"): "reversed in the means",
-                        ("a", "b", "big"): "one seed", ("a", "c", "big"): "not run here",
+                        ("a", "b", "big"): "one seed, in order", ("a", "c", "big"): "not run here",
                         ("b", "c", "big"): "not run here"}
     head, body = ordering_grid(t)
     assert head == ["model", "published ordering", "metric", "source", "published", "big", "quick"]

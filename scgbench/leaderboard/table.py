@@ -532,7 +532,8 @@ def orderings(table: Table) -> list[Ordering]:
     pair of estimators in one source's rows of one variant and metric (an estimator's best row where the source has
     several settings). Verdicts, from the two unmodified rows of the current result version: "holds" / "reversed"
     where their 95 % t-intervals are apart (:data:`CRITERION`), "holds in the means" / "reversed in the means" where
-    they overlap, "one seed" where either row has a single seed, "not run here" where either row is missing."""
+    they overlap, "one seed, in order" / "one seed, reversed" where either row has a single seed, "not run here"
+    where either row is missing."""
     by_metric = {m.key: m for m in table.metrics}
     if table.bm is not None:
         by_metric.update({m.key: m for m in table.bm.metrics})
@@ -568,7 +569,7 @@ def orderings(table: Table) -> list[Ordering]:
                 o.ours = (a.cells[c.metric.key].text, b.cells[c.metric.key].text)
                 in_order = sa.mean < sb.mean if c.metric.lower else sa.mean > sb.mean
                 if sa.n < 2 or sb.n < 2:
-                    o.verdict = "one seed"
+                    o.verdict = "one seed, in order" if in_order else "one seed, reversed"
                 elif separated_best([sa, sb], c.metric.lower) is not None:
                     o.verdict = "holds" if in_order else "reversed"
                 else:
