@@ -1,4 +1,5 @@
-"""Import the modules that register benchmarks, tolerating the ones that cannot be imported."""
+"""Imports by name: the modules that register benchmarks (tolerating the ones that cannot be imported), and the
+``"package.module:Name"`` paths by which registries name what they import only when it is used."""
 
 from __future__ import annotations
 
@@ -17,3 +18,18 @@ def import_providers(modules: list[str], kind: str) -> None:
                 warnings.warn(f"{kind} provider {mod} could not be imported: {e}", stacklevel=3)
         except ImportError as e:
             warnings.warn(f"{kind} provider {mod} could not be imported: {e}", stacklevel=3)
+
+
+def check_import_path(path: str, what: str) -> str:
+    """``path`` if it has the form ``"package.module:Name"``, else a ValueError naming ``what`` (checked when a
+    registry entry is made; the module is imported only by :func:`resolve`)."""
+    module, sep, attr = path.partition(":")
+    if not sep or not module or not attr:
+        raise ValueError(f"{what}: import path {path!r}: expected 'package.module:Name'")
+    return path
+
+
+def resolve(path: str) -> object:
+    """``"package.module:Name"`` → the object, importing its module."""
+    module, _, attr = check_import_path(path, "resolve").partition(":")
+    return getattr(importlib.import_module(module), attr)

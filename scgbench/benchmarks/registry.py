@@ -10,12 +10,11 @@ overrides, later layers winning (:mod:`scgbench.config`).
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..providers import import_providers
+from ..providers import check_import_path, import_providers, resolve
 
 if TYPE_CHECKING:  # the classes are imported when a run needs them, not when the registry is read (`scgbench list`)
     import lightning.pytorch as pl
@@ -86,14 +85,6 @@ class Pin:
     value: float
     rtol: float = 1e-4
 CONFIG_ROOT = Path(__file__).resolve().parent / "configs"
-
-
-def resolve(path: str) -> Any:
-    """``"package.module:Name"`` → the object, importing its module."""
-    module, sep, attr = path.partition(":")
-    if not sep or not module or not attr:
-        raise ValueError(f"import path {path!r}: expected 'package.module:Name'")
-    return getattr(importlib.import_module(module), attr)
 
 
 @dataclass
@@ -205,10 +196,8 @@ PROVIDERS = [
 
 
 def register(benchmark: Benchmark) -> Benchmark:
-    for path in (benchmark.datamodule_path, benchmark.module_path):
-        module, sep, attr = path.partition(":")
-        if not sep or not module or not attr:  # checked here, imported only when a run needs the class
-            raise ValueError(f"benchmark {benchmark.name}: import path {path!r}: expected 'package.module:Name'")
+    for path in (benchmark.datamodule_path, benchmark.module_path):  # imported only when a run needs the class
+        check_import_path(path, f"benchmark {benchmark.name}")
     for kind in ("profiles", "variants"):
         if not any((benchmark.config_dir / kind).glob("*.yaml")):
             # Not skipped like a provider that cannot be imported: the installation itself is incomplete.

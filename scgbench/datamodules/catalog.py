@@ -9,10 +9,10 @@ The path query datasets' names, descriptions and offline flags are their spec's,
 from __future__ import annotations
 
 import functools
-import importlib
 from dataclasses import dataclass
 from typing import Callable
 
+from ..providers import check_import_path, resolve
 from ..specs.kg import SPECS as KG_SPECS
 
 
@@ -32,10 +32,7 @@ class DatasetEntry:
     @property
     def prepare(self) -> Callable[..., str]:
         """The prepare function, imported on first use, with :attr:`args` bound."""
-        fn = self.target
-        if isinstance(fn, str):
-            module, _, attr = fn.partition(":")
-            fn = getattr(importlib.import_module(module), attr)
+        fn = resolve(self.target) if isinstance(self.target, str) else self.target
         return functools.partial(fn, *self.args) if self.args else fn
 
 
@@ -47,9 +44,7 @@ def register_dataset(name: str, description: str, prepare: str | Callable[..., s
     """Add a dataset; ``prepare`` is a function or its import path ``"package.module:function"`` (imported by
     ``scgbench data NAME`` only)."""
     if isinstance(prepare, str):
-        module, sep, attr = prepare.partition(":")
-        if not sep or not module or not attr:
-            raise ValueError(f"dataset {name}: import path {prepare!r}: expected 'package.module:function'")
+        check_import_path(prepare, f"dataset {name}")
     DATASETS[name] = DatasetEntry(name, description, prepare, offline, tuple(args))
 
 
