@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Sequence
 
 from ..benchmarks.registry import SUMMARIES
@@ -557,13 +557,13 @@ def orderings(table: Table) -> list[Ordering]:
     for c in sorted(claims, key=lambda c: (c.variant, c.source, c.metric.key, c.published)):
         profiles = sorted({x.profile for x in table.rows if x.label == c.variant and not x.modified})
         if not profiles:
-            out.append(Ordering(c.variant, c.metric, c.better, c.worse, c.source, c.published, MISSING))
+            out.append(replace(c, profile=MISSING))
         for profile in profiles:
             def row(est):
                 return next((x for x in table.rows if x.label == c.variant and x.estimator == est and not x.modified
                              and not x.outdated and x.profile == profile and c.metric.key in x.stats), None)
             a, b = row(c.better), row(c.worse)
-            o = Ordering(c.variant, c.metric, c.better, c.worse, c.source, c.published, profile)
+            o = replace(c, profile=profile)
             if a is not None and b is not None:
                 sa, sb = a.stats[c.metric.key], b.stats[c.metric.key]
                 o.ours = (a.cells[c.metric.key].text, b.cells[c.metric.key].text)
