@@ -306,13 +306,13 @@ def _estimator_timing(shape: Sequence[int], iters: int | None = None, rounds: in
         params = theta if size == k else torch.randn(*shape[:-1], size, requires_grad=True)
 
         def step(est=est, params=params):
+            if est.family != SCORE_FUNCTION:  # the same loss as the baselines'; a pathwise estimator records nothing
+                (est(params) * w).sum().backward()  # on a tape (a model opens one per training step, not per node)
+                return
             with score_tape() as tape:
                 z = est(params)
-                if est.family == SCORE_FUNCTION:  # the surrogate needs one cost per example
-                    cost = (z * w).sum(-1).reshape(shape[0], -1).sum(1)
-                    (cost.sum() + tape.surrogate(cost)).backward()
-                else:                             # the same loss as the baselines'
-                    (z * w).sum().backward()
+                cost = (z * w).sum(-1).reshape(shape[0], -1).sum(1)  # the surrogate needs one cost per example
+                (cost.sum() + tape.surrogate(cost)).backward()
 
         steps[name] = step
     per_round: dict[str, list[float]] = {name: [] for name in steps}
