@@ -62,14 +62,27 @@ def _node_step(name):
             float((g * torch.arange(theta.numel()).reshape(theta.shape)).sum())]
 
 
+def _scales(path, values):
+    """The magnitude each pinned entry's rounding error scales with: a loss its own; a signed gradient sum (which
+    cancels towards 0) the sum of the absolute values it adds up — Σ|∂| of the same tensor, times the largest index
+    for Σ i·∂θ_i."""
+    if path == "vae":
+        loss, elbo, _, enc_abs, _, dec_abs = map(abs, values)
+        return [loss, elbo, enc_abs, enc_abs, dec_abs, dec_abs]
+    loss, _, g_abs, _ = map(abs, values)
+    return [loss, g_abs, g_abs, g_abs * 4 * 3 * 5]
+
+
 @pytest.mark.parametrize("key", sorted(PINS))
 def test_todays_estimators_give_the_values_and_gradients_they_gave_before_the_contract(key):
     path, name = key.split("/")
     got = _vae_step(name) if path == "vae" else _node_step(name)
-    # the node calls of gumbel / st-gumbel at K = 5 now take the small-node path, whose softmax backward
-    # rounds differently (same draws, gradients within ~2e-7 per entry): the node pins hold to rounding, not to the bit
-    rel, abs_ = (2e-5, 2e-6) if path == "node" and name in ("gumbel", "st-gumbel") else (1e-6, 1e-9)
-    assert got == pytest.approx(PINS[key], rel=rel, abs=abs_)
+    # to float32 rounding, not to the bit: the pins were computed on an AVX-512 CPU, and an AVX2 CPU's kernels sum in
+    # another order (seen: 3e-6 of the loss, 1e-7 of Σ|∂θ|); the node calls of gumbel / st-gumbel at K = 5 also take
+    # the small-node path now, whose softmax backward rounds differently (same draws). A changed estimator moves these
+    # by far more than 2e-5 of their scale.
+    for i, (g, pin, scale) in enumerate(zip(got, PINS[key], _scales(path, PINS[key]))):
+        assert abs(g - pin) <= 2e-5 * scale, f"{key}[{i}]: {g!r} vs pinned {pin!r} (scale {scale:.3g})"
 
 
 def test_one_question_answers_what_a_task_cannot_give():
