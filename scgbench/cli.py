@@ -9,6 +9,7 @@ options is LightningCLI's (:mod:`scgbench.config`).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import sys
 from pathlib import Path
@@ -97,6 +98,7 @@ def cmd_compare(args, overrides) -> int:
     from .experiment import record_experiment
     from .io import runs_root
     from .leaderboard import read_records, write_leaderboard
+    from .runner import unfinished_run
     from .store import check_readable, results_dirs
 
     slurm_flags = [f for f, v in (("--slurm-partition", args.slurm_partition), ("--slurm-time", args.slurm_time),
@@ -147,14 +149,19 @@ def cmd_compare(args, overrides) -> int:
                         "--seed", str(s), *shared, *point]
                 run = build_run(argv).configure()
                 cells.append((grid.Cell(run.bm.name, run.variant, run.estimator, s, tuple(argv), run.spec()),
-                              run.fingerprint))
+                              run.fingerprint, run.base_dir()))
     done = {(record_experiment(r, bm)[0], r["seed"])
             for _, r in read_records(stores, warn=lambda m: None, missing_ok=True) if r["benchmark"] == bm.name}
     todo = []
-    for cell, fp in cells:
+    for cell, fp, base in cells:
         print(f"== {cell.label}", flush=True)
         if (fp, cell.seed) in done and not args.rerun:
             print("   complete record found: skipped (--rerun runs it again)", flush=True)
+        elif not args.rerun and (unfinished := unfinished_run(base)):
+            # an interrupted run (a killed grid, a session's end): continue it exactly where its last.ckpt left off
+            print(f"   interrupted run found ({unfinished[0]}, step {unfinished[1]}): resumed (--rerun starts it "
+                  "afresh)", flush=True)
+            todo.append(dataclasses.replace(cell, argv=(*cell.argv, "--resume")))
         else:
             todo.append(cell)
     print(f"grid: {len(todo)} of {len(cells)} cells to run on {where}", flush=True)

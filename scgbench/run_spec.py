@@ -56,7 +56,8 @@ def add_grid_options(q) -> None:
     q.add_argument("--variants", help="comma-separated variants")
     q.add_argument("--seeds", default="0-2", help="e.g. 0-2 or 0,3,5")
     q.add_argument("--output", help="the grid's leaderboard (default: leaderboard.md in the results directory)")
-    q.add_argument("--rerun", action="store_true", help="run cells that already have a complete record")
+    q.add_argument("--rerun", action="store_true", help="run cells that already have a complete record, and start "
+                   "interrupted cells afresh (without it they resume from their last checkpoint)")
     q.add_argument("--sweep", action="append", metavar="KEY=V1,V2,…",
                    help="also sweep a config option over values, e.g. model.gamma=10,20,40 (repeatable: "
                         "the grid is their product); each value is the override --KEY=V of its cells")

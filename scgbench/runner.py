@@ -134,13 +134,27 @@ def probe_writable(directory: Path, what: str, flag: str) -> None:
                           f"another with {flag} or fix its permissions") from None
 
 
+def _with_checkpoint(base: Path) -> list[Path]:
+    """``base``, ``base-2``, … in that order, those that hold ``checkpoints/last.ckpt``."""
+    taken = [base] + sorted((p for p in base.parent.glob(base.name + "-*") if p.name.rsplit("-", 1)[1].isdigit()),
+                            key=lambda p: int(p.name.rsplit("-", 1)[1]))
+    return [c for c in taken if (c / "checkpoints" / "last.ckpt").exists()]
+
+
+def unfinished_run(base: Path) -> tuple[Path, int | None] | None:
+    """The run directory ``--resume`` would continue and its checkpoint's step, when that run has not finished
+    (no ``record.json``); else ``None``. ``scgbench compare`` resumes such a cell instead of starting it again."""
+    with_ckpt = _with_checkpoint(base)
+    if not with_ckpt or (with_ckpt[-1] / "record.json").exists():
+        return None
+    return with_ckpt[-1], _checkpoint_step(with_ckpt[-1] / "checkpoints" / "last.ckpt")
+
+
 def choose_run_dir(base: Path, resume: bool) -> Path:
     """With ``resume``: the newest of ``base``, ``base-2``, … that holds ``last.ckpt``. Otherwise claim the first
     free one with an atomic ``mkdir``, so concurrent identical commands never share a directory."""
     if resume:
-        taken = [base] + sorted((p for p in base.parent.glob(base.name + "-*") if p.name.rsplit("-", 1)[1].isdigit()),
-                                key=lambda p: int(p.name.rsplit("-", 1)[1]))
-        with_ckpt = [c for c in taken if (c / "checkpoints" / "last.ckpt").exists()]
+        with_ckpt = _with_checkpoint(base)
         if not with_ckpt:
             raise FileNotFoundError(f"--resume: no checkpoint found under {base}*/checkpoints/last.ckpt; "
                                     "run the same command without --resume first")
@@ -248,7 +262,7 @@ class Run:
         if self.write:
             probe_writable(self.results / self.bm.name, "results directory", "--results-dir")
         if not self._is_ddp_worker():
-            probe_writable(self._base_dir().parent, "runs directory", "--run-dir or $SCGBENCH_RUNS_DIR")
+            probe_writable(self.base_dir().parent, "runs directory", "--run-dir or $SCGBENCH_RUNS_DIR")
             fetch = getattr(self.datamodule, "fetch_sources", None)
             if fetch is not None:
                 fetch()
@@ -264,7 +278,9 @@ class Run:
         return bool(os.environ.get("SCGBENCH_RUN_DIR") and owner and owner != str(os.getpid())
                     and os.environ.get("LOCAL_RANK", "0") != "0")
 
-    def _base_dir(self) -> Path:
+    def base_dir(self) -> Path:
+        """Where this run's directory goes: ``--run-dir``, else ``<runs root>/<benchmark>/<run name>`` (a rerun of
+        the same command takes ``<that>-2``, ``-3``, …)."""
         return (Path(self.run_dir_arg) if self.run_dir_arg
                 else runs_root() / self.bm.name / self.run_name)
 
@@ -273,7 +289,7 @@ class Run:
             out = Path(os.environ["SCGBENCH_RUN_DIR"])  # a DDP worker re-executing the parent's command
             self.resume = self.resume and (out / "checkpoints" / "last.ckpt").exists()
             return out
-        base = self._base_dir()
+        base = self.base_dir()
         if self.run_dir_arg and not self.resume:
             # An explicit directory must be new or empty: a failed run removes what it created, nothing else.
             if base.exists() and any(base.iterdir()):

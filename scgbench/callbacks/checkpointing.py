@@ -82,6 +82,8 @@ class RunCheckpoint(Checkpoint):
 
     # -- hooks -----------------------------------------------------------------------------------------
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # resumed from an epoch-end last.ckpt: start the next epoch, as an epoch-based run does (_lightning.py)
+        _lightning.finish_restored_epoch(trainer)
         self.segments.append({"start_step": trainer.global_step, "start_epoch": trainer.current_epoch,
                               "started": _now(), "load_start": load_average(),
                               "torch_threads": torch.get_num_threads(), **self.segment_info})
