@@ -83,6 +83,8 @@ def test_kill_9_twice_mid_epoch_then_resume_equals_the_uninterrupted_run(tmp_pat
     assert cut["metrics"] == full["metrics"]  # bit-identical
     assert _no_time(cut["history"]) == _no_time(full["history"]) and [h["epoch"] for h in cut["history"]] == [0, 1, 2]
     assert cut["resumed"] == 2 and full["resumed"] == 0
+    # the epoch resumed at step 28 is timed from the resume (it gets no epoch-start hook), not from the clock's zero
+    assert 0 < cut["history"][1]["time/epoch_s"] <= cut["wall_clock_s"]["fit"]
     assert [s["start_step"] for s in cut["segments"]] == [0, 14, 28] and cut["segments"][-1]["end_step"] == 60
     assert cut["fingerprint"] == full["fingerprint"] and cut["torch_threads"] == full["torch_threads"] == 1
     # one TensorBoard run: every step once, with the uninterrupted run's values

@@ -84,6 +84,8 @@ class RunCheckpoint(Checkpoint):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # resumed from an epoch-end last.ckpt: start the next epoch, as an epoch-based run does (_lightning.py)
         _lightning.finish_restored_epoch(trainer)
+        # A run resumed mid-epoch gets no on_train_epoch_start for that epoch: time it from here (its resumed part).
+        self._t0 = time.perf_counter()
         self.segments.append({"start_step": trainer.global_step, "start_epoch": trainer.current_epoch,
                               "started": _now(), "load_start": load_average(),
                               "torch_threads": torch.get_num_threads(), **self.segment_info})

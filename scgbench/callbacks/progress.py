@@ -76,6 +76,7 @@ class EpochLine(_LightningProgressBar):
     # last epoch's line.
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._held = _HoldStopNotice()
+        self._t0 = time.perf_counter()  # a run resumed mid-epoch gets no on_train_epoch_start for that epoch
         logging.getLogger(_RANK_ZERO_LOG).addFilter(self._held)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
