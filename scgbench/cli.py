@@ -98,7 +98,7 @@ def cmd_compare(args, overrides) -> int:
     from .experiment import record_experiment
     from .io import runs_root
     from .leaderboard import read_records, write_leaderboard
-    from .runner import unfinished_run
+    from .runner import run_in_progress, unfinished_run
     from .store import check_readable, results_dirs
 
     slurm_flags = [f for f, v in (("--slurm-partition", args.slurm_partition), ("--slurm-time", args.slurm_time),
@@ -158,6 +158,10 @@ def cmd_compare(args, overrides) -> int:
         if (fp, cell.seed) in done and not args.rerun:
             print("   complete record found: skipped (--rerun runs it again)", flush=True)
         elif not args.rerun and (unfinished := unfinished_run(base)):
+            if run_in_progress(unfinished[0]):  # e.g. the same grid started twice: leave it to its process
+                print(f"   run in progress in another process ({unfinished[0]}, step {unfinished[1]}): skipped",
+                      flush=True)
+                continue
             # an interrupted run (a killed grid, a session's end): continue it exactly where its last.ckpt left off
             print(f"   interrupted run found ({unfinished[0]}, step {unfinished[1]}): resumed (--rerun starts it "
                   "afresh)", flush=True)

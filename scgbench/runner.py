@@ -141,6 +141,43 @@ def _with_checkpoint(base: Path) -> list[Path]:
     return [c for c in taken if (c / "checkpoints" / "last.ckpt").exists()]
 
 
+LOCK_NAME = ".running"
+
+
+def hold_run_lock(out: Path):
+    """Take ``out/.running``'s exclusive ``flock`` for as long as the returned file stays open, or raise
+    :class:`ConfigError` if another process holds it. The kernel drops the lock when its process dies, SIGKILL
+    included, so a killed run's directory is free to resume at once. ``None`` where ``fcntl`` is missing."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock (a second resume of a running run is then the user's to avoid)
+        return None
+    f = open(out / LOCK_NAME, "a")  # noqa: SIM115 - held open for the run's life
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise ConfigError(f"the run directory {out} is in use: another process is training there; wait for it to "
+                          "finish, or start a separate run without --resume") from None
+    return f
+
+
+def run_in_progress(out: Path) -> bool:
+    """Whether a live process holds ``out``'s run lock (:func:`hold_run_lock`)."""
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    try:
+        with open(out / LOCK_NAME, "a") as f:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)  # released when f closes
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def unfinished_run(base: Path) -> tuple[Path, int | None] | None:
     """The run directory ``--resume`` would continue and its checkpoint's step, when that run has not finished
     (no ``record.json``); else ``None``. ``scgbench compare`` resumes such a cell instead of starting it again."""
@@ -323,6 +360,15 @@ class Run:
 
     def _execute(self, threads: dict) -> dict[str, Any]:
         out = self._claim_dir()
+        # DDP workers share their owner's directory (and lock); anyone else resuming it now is refused
+        lock = None if self._is_ddp_worker() else hold_run_lock(out)
+        try:
+            return self._execute_in(out, threads)
+        finally:
+            if lock is not None:
+                lock.close()
+
+    def _execute_in(self, out: Path, threads: dict) -> dict[str, Any]:
         done = out / "record.json"
         if self.resume and done.exists():
             record = json.loads(done.read_text())

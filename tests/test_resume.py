@@ -175,3 +175,44 @@ def test_compare_resumes_a_killed_cell_where_its_checkpoint_left_off(tmp_path):
     assert [s["start_step"] for s in cut["segments"]] == [0, 21]
     assert cut["metrics"] == full["metrics"]
     assert _no_time(cut["history"]) == _no_time(full["history"])
+
+
+def test_a_run_in_progress_is_neither_resumed_twice_nor_taken_over_by_compare(isolated, capsys):
+    """The run lock: while a process trains in a run directory (here: holds its lock), ``--resume`` into it is
+    refused and ``compare`` skips that cell; once the process is SIGKILLed the kernel frees the lock and the
+    interrupted run is resumable."""
+    import time
+
+    import torch
+
+    from scgbench.cli import main
+    from scgbench.config import ConfigError
+    from scgbench.run_spec import build_run
+    from scgbench.runner import hold_run_lock, run_in_progress, unfinished_run
+
+    grid = ["compare", "mnist-addition", "--estimators", "gumbel", "--seeds", "1"]
+    base = build_run(["mnist-addition", "--estimator", "gumbel", "--seed", "1", "--profile", "quick",
+                      "--threads", "1"]).configure().base_dir()
+    (base / "checkpoints").mkdir(parents=True)
+    torch.save({"global_step": 7}, base / "checkpoints" / "last.ckpt")
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from scgbench.runner import hold_run_lock; f = hold_run_lock(Path(sys.argv[1])); "
+                               "print('locked', flush=True); time.sleep(600)", str(base)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert run_in_progress(base)
+        with pytest.raises(ConfigError, match="in use: another process is training there"):
+            hold_run_lock(base)
+        assert main(grid) == 0
+        out = capsys.readouterr().out
+        assert "run in progress in another process" in out and "grid: 0 of 1 cells to run" in out
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=60)
+    deadline = time.monotonic() + 10
+    while run_in_progress(base) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not run_in_progress(base)
+    assert unfinished_run(base) == (base, 7)
+    hold_run_lock(base).close()  # free: a resume may take it
