@@ -385,6 +385,9 @@ class Run:
         bm, cli = self.bm, self.cli
         last = out / "checkpoints" / "last.ckpt"
         resume_step = _checkpoint_step(last) if self.resume else None
+        if self.resume:  # of course it holds the run's own checkpoints: Lightning's warning says nothing here
+            warnings.filterwarnings("ignore", message=re.escape(f"Checkpoint directory {out / 'checkpoints'} exists "
+                                                                "and is not empty."))
         selection = SelectionCheckpoint(out / "checkpoints", bm.selection_metric, bm.selection_mode)
         code_version = git_commit()  # the code this run trains with, even if the checkout moves on meanwhile
         state = RunCheckpoint(out / "checkpoints", every_n_steps=self.checkpoint_every,

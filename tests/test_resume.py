@@ -79,6 +79,7 @@ def test_kill_9_twice_mid_epoch_then_resume_equals_the_uninterrupted_run(tmp_pat
     assert _run(tmp_path, cut_dir, "--resume", kill_at_step=33)[0] == -signal.SIGKILL  # epoch 1, last.ckpt at 28
     rc, out = _run(tmp_path, cut_dir, "--resume")
     assert rc == 0, out[-3000:]
+    assert "Restored all states from the checkpoint" in out and "exists and is not empty" not in out
     full, cut = _record(tmp_path, full_dir), _record(tmp_path, cut_dir)
     assert cut["metrics"] == full["metrics"]  # bit-identical
     assert _no_time(cut["history"]) == _no_time(full["history"]) and [h["epoch"] for h in cut["history"]] == [0, 1, 2]
