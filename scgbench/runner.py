@@ -141,6 +141,11 @@ def _with_checkpoint(base: Path) -> list[Path]:
     return [c for c in taken if (c / "checkpoints" / "last.ckpt").exists()]
 
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: no run lock (a second resume of a running run is then the user's to avoid)
+    fcntl = None
+
 LOCK_NAME = ".running"
 
 
@@ -148,9 +153,7 @@ def hold_run_lock(out: Path):
     """Take ``out/.running``'s exclusive ``flock`` for as long as the returned file stays open, or raise
     :class:`ConfigError` if another process holds it. The kernel drops the lock when its process dies, SIGKILL
     included, so a killed run's directory is free to resume at once. ``None`` where ``fcntl`` is missing."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock (a second resume of a running run is then the user's to avoid)
+    if fcntl is None:
         return None
     f = open(out / LOCK_NAME, "a")  # noqa: SIM115 - held open for the run's life
     try:
@@ -164,9 +167,7 @@ def hold_run_lock(out: Path):
 
 def run_in_progress(out: Path) -> bool:
     """Whether a live process holds ``out``'s run lock (:func:`hold_run_lock`)."""
-    try:
-        import fcntl
-    except ImportError:
+    if fcntl is None:
         return False
     try:
         with open(out / LOCK_NAME, "a") as f:
