@@ -88,9 +88,10 @@ def test_registered_as_score_function_estimators_with_their_needs():
 
 
 # -- NVIL -----------------------------------------------------------------------------------------------------------
-def _frozen_nvil(c=0.7, v=4.0, normalise=True):
+def _frozen_nvil(c=0.7, v=4.0, normalise=True, **options):
     torch.manual_seed(5)
-    est = NVIL(decay=1.0, normalise=normalise).train()  # decay 1: the statistics stay as set
+    est = NVIL(decay=1.0, normalise=normalise, **options).train()  # decay 1: the statistics stay as set
+    est.check_node_group(3, 3)  # the Toy's group (builds the params baseline)
     est.c.fill_(c)
     est.v.fill_(v)
     est.stats_initialised.fill_(True)
@@ -111,6 +112,8 @@ def test_nvil_is_unbiased_with_a_frozen_random_baseline_and_a_z_dependent_baseli
     assert_unbiased(toy.draws(_frozen_nvil(normalise=False)), exact)
     # variance normalisation divides by max(1, √v) = 2: unbiased for the rescaled gradient
     assert_unbiased(toy.draws(_frozen_nvil(v=4.0)) * 2.0, exact)
+    # the baseline on the ordered probabilities (random, untrained) is a function of θ only: unbiased too
+    assert_unbiased(toy.draws(_frozen_nvil(normalise=False, baseline_input="params")), exact)
     bad = _ZDependentBaseline(decay=1.0, normalise=False).train()
     bad.stats_initialised.fill_(True)
     assert_detected(toy.draws(bad), exact)
@@ -153,6 +156,48 @@ def test_nvil_baseline_learns_the_cost_on_a_fixed_input():
 
     mse = [step() for _ in range(30)]
     assert sum(mse[-5:]) / 5 < 0.15 * mse[0] and mse[0] > 20  # from the spread of the targets to the noise
+
+
+@pytest.mark.parametrize("baseline_input", ["summary", "params"])
+def test_only_the_params_baseline_learns_a_cost_that_depends_on_which_node_is_peaked(baseline_input):
+    """Two kinds of input with the same multiset of node distributions, node 0 or node 1 peaked: their expected costs
+    differ by 10. The summary baseline pools over nodes and cannot tell them apart (its error stays at the spread,
+    25); the network on the ordered probabilities learns it (down to the noise, 1)."""
+    torch.manual_seed(0)
+    est = NVIL(hidden=16, baseline_lr=0.05, baseline_input=baseline_input).train()
+    est.check_node_group(2, 2)
+    opt = torch.optim.Adam(est.parameter_groups())
+    theta = torch.zeros(32, 2, 2)
+    theta[:16, 0, 1], theta[16:, 1, 1] = 3.0, 3.0  # P(z = 1) is 0.95 at the peaked node, 0.5 at the other
+    target = 20.0 + 10.0 * (torch.arange(32) < 16).float()
+
+    def step():
+        with score_tape() as tape:
+            est(theta.clone())
+            cost = target + torch.randn(32)
+            b = est.baseline(theta)
+            loss = tape.surrogate(cost)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return float((cost - est.c - b.detach()).pow(2).mean())
+
+    tail = sum([step() for _ in range(100)][-10:]) / 10
+    assert (tail < 3.0) if baseline_input == "params" else (tail > 20.0)
+
+
+def test_the_params_baseline_is_built_for_the_node_group_and_refuses_another_layout():
+    est = NVIL(baseline_input="params")
+    with pytest.raises(RuntimeError, match="check_node_group"):
+        est.parameter_groups()
+    est.check_node_group(5, 2)
+    assert est.params_net[0].in_features == 5  # one probability per binary node
+    est.check_node_group(4, 3)
+    assert est.params_net[0].in_features == 12  # K per categorical node
+    with pytest.raises(ValueError, match="baseline_input=summary"):
+        est(torch.randn(8, 3, 3))
+    assert "baseline_input" in compatibility(NVIL, provides=frozenset(), num_categories=3,
+                                             options={"baseline_input": "pixels"})
 
 
 def test_nvil_surrogate_splits_into_the_encoders_score_term_and_the_baselines_fit():
@@ -378,15 +423,17 @@ def images():
     return (protos.repeat(8, 1) - flips).abs()
 
 
-@pytest.mark.parametrize("estimator,latent", [("nvil", "3x3"), ("muprop", "3x3"), ("rebar", "6x2"), ("relax", "6x2"),
-                                              ("rebar", "3x3"), ("relax", "3x3")])
-def test_each_trains_the_discrete_vae_with_its_own_optimizer_group(images, estimator, latent):
+@pytest.mark.parametrize("estimator,latent,options", [
+    ("nvil", "3x3", {}), ("nvil", "6x2", {"baseline_input": "params"}), ("muprop", "3x3", {}), ("rebar", "6x2", {}),
+    ("relax", "6x2", {}), ("rebar", "3x3", {}), ("relax", "3x3", {})])
+def test_each_trains_the_discrete_vae_with_its_own_optimizer_group(images, estimator, latent, options):
     """The −ELBO of a tiny VAE falls by 30 % in 60 steps of the task's own optimizer, and the estimator's own
     parameters (in their own group; MuProp has none) move."""
     from scgbench.models.discrete_vae import DiscreteVAE
 
     torch.manual_seed(0)
-    model = DiscreteVAE(estimator=estimator, latent=latent, hidden=(24, 12), binarization="fixed", lr=3e-3).train()
+    model = DiscreteVAE(estimator=estimator, latent=latent, hidden=(24, 12), binarization="fixed", lr=3e-3,
+                        estimator_kwargs=options).train()
     opt = model.configure_optimizers()
     assert len(opt.param_groups) == (1 if estimator == "muprop" else 2)  # the task's and the estimator's
     own = [p.detach().clone() for g in opt.param_groups[1:] for p in g["params"]]
@@ -402,13 +449,15 @@ def test_each_trains_the_discrete_vae_with_its_own_optimizer_group(images, estim
     assert estimator == "muprop" or any(not torch.equal(a, p) for a, p in zip(own, opt.param_groups[1]["params"]))
 
 
-@pytest.mark.parametrize("estimator,latent", [("nvil", "3x3"), ("relax", "6x2")])
-def test_the_estimators_state_travels_with_the_task_modules_state_dict(images, estimator, latent):
+@pytest.mark.parametrize("estimator,latent,options", [("nvil", "3x3", {}), ("nvil", "6x2", {"baseline_input": "params"}),
+                                                      ("relax", "6x2", {})])
+def test_the_estimators_state_travels_with_the_task_modules_state_dict(images, estimator, latent, options):
     """A resumed run gets the learned baseline / control variate and NVIL's running statistics back exactly."""
     from scgbench.models.discrete_vae import DiscreteVAE
 
     torch.manual_seed(0)
-    model = DiscreteVAE(estimator=estimator, latent=latent, hidden=(24, 12), binarization="fixed").train()
+    model = DiscreteVAE(estimator=estimator, latent=latent, hidden=(24, 12), binarization="fixed",
+                        estimator_kwargs=options).train()
     opt = model.configure_optimizers()
     for _ in range(3):
         with score_tape():
@@ -417,7 +466,8 @@ def test_the_estimators_state_travels_with_the_task_modules_state_dict(images, e
         loss.backward()
         opt.step()
     torch.manual_seed(1)
-    fresh = DiscreteVAE(estimator=estimator, latent=latent, hidden=(24, 12), binarization="fixed")
+    fresh = DiscreteVAE(estimator=estimator, latent=latent, hidden=(24, 12), binarization="fixed",
+                        estimator_kwargs=options)
     fresh.load_state_dict(model.state_dict())  # strict: the same keys (RELAX's r_ρ is built at construction)
     for (k, a), b in zip(model.estimator.state_dict().items(), fresh.estimator.state_dict().values()):
         assert torch.equal(a, b), k

@@ -94,3 +94,12 @@ def test_leaderboard_cells_are_the_sample_mean_and_std_of_each_metric_over_the_s
     # the third declared metric (digit read-out) no row has: its column is dropped
     assert lines[0] == f"| 1 | ours | gumbel | none | quick | D1 | 3 | 93.00 ± {100 * sd:.2f} | 75.00 ± {100 * sd_s:.2f} |"
     assert "Seeds: #1: 0–2; #2: 3." in text and "#2: trainer.max_epochs=1" in text
+
+
+def test_a_row_of_non_default_estimator_options_names_them_and_pools_apart():
+    """Records of one estimator, one with ``--estimator-arg baseline_input=params`` (another experiment): two rows,
+    the optioned one named with its options, never as the estimator's own row."""
+    recs = [_rec(0, {"test/acc": 0.9}), _rec(1, {"test/acc": 0.8}),
+            _rec(0, {"test/acc": 0.95}, fp="f2", estimator_kwargs={"baseline_input": "params", "hidden": 50})]
+    names = sorted(r["estimator"] for r in rows(recs, get_benchmark("mnist-addition")))
+    assert names == ["gumbel", "gumbel (baseline_input=params, hidden=50)"]

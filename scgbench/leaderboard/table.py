@@ -48,6 +48,15 @@ def tricks_label(tricks: dict) -> str:
     return "+".join(on) if on else "none"
 
 
+def estimator_label(record: dict) -> str:
+    """The estimator as a row names it: its registered name, and the options the run gave it (``--estimator-arg``),
+    so that a row of non-default options (``nvil (baseline_input=params)``) never reads as the estimator's own."""
+    options = record.get("estimator_kwargs") or {}
+    if not options:
+        return record["estimator"]
+    return f"{record['estimator']} ({', '.join(f'{k}={v}' for k, v in sorted(options.items()))})"
+
+
 def result_version(record: dict) -> int:
     """The benchmark result version a record was written under (records from before versions existed: 1)."""
     v = record.get("result_version", 1)
@@ -348,7 +357,7 @@ def rows(records: list[dict], benchmark) -> list[dict]:
         latest = recs[-1]
         label = benchmark.row_variant(latest) if benchmark and benchmark.row_variant else latest["variant"]
         out.append({"fingerprint": fp, "version": version, "records": list(by_seed.values()), "repeats": repeats,
-                    "label": label, "modified": modified, "estimator": latest["estimator"],
+                    "label": label, "modified": modified, "estimator": estimator_label(latest),
                     "tricks": tricks_label(latest.get("tricks", {})), "profile": latest["profile"],
                     "data": latest.get("data_source", "?")})
     return sorted(out, key=lambda r: (r["profile"], bool(r["modified"]), r["label"], r["estimator"], r["tricks"],
