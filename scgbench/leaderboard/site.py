@@ -521,9 +521,11 @@ def matrix(boards: list[Board]) -> tuple[list[tuple[Board, str]], dict[str, dict
                 # a row of the current result version wins over an older one; an older one is shown (marked [vN])
                 # while no current run exists, so the index still ranks what was measured
                 rank_key = (not x.outdated, sign * c.value)
-                if x.estimator not in best or rank_key > (not best[x.estimator].outdated,
-                                                          sign * best[x.estimator].cells[main.key].value):
-                    best[x.estimator] = x
+                # the registered name: a row of non-default options (``nvil (baseline_input=params)``) competes as
+                # the estimator's own
+                est = x.records[-1]["estimator"] if x.records else x.estimator
+                if est not in best or rank_key > (not best[est].outdated, sign * best[est].cells[main.key].value):
+                    best[est] = x
             if not best:
                 continue
             ranked = sorted(best.items(), key=lambda kv: -sign * kv[1].cells[main.key].value)
