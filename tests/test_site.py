@@ -496,8 +496,12 @@ def test_the_dashboard_reads_well_at_1400_px(tmp_path):
             if text in ("–", "n/a"):
                 continue
             shown = re.match(r"★? ?#\d+ of \d+ · (.*) \(n \d+\)( \[v\d\])?( †)?$", text).group(1)
-            row = next(x for x in table.rows if x.estimator == c[0].text() and x.label == benchmarks[name].default_variant
-                       and not x.modified and x.profile == profile)
+            # the estimator's rows (its registered name: rows of non-default options included); the cell is its best
+            rows_ = [x for x in table.rows if (x.records[-1]["estimator"] if x.records else x.estimator) == c[0].text()
+                     and x.label == benchmarks[name].default_variant and not x.modified and x.profile == profile
+                     and x.cells.get(table.main.key) and x.cells[table.main.key].value is not None]
+            sign = 1 if table.main.lower else -1
+            row = min(rows_, key=lambda x: (x.outdated, sign * x.cells[table.main.key].value))
             assert shown == row.cells[table.main.key].text, (name, c[0].text())
             checked += 1
     assert checked >= 10
