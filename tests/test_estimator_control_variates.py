@@ -198,6 +198,15 @@ def test_the_params_baseline_is_built_for_the_node_group_and_refuses_another_lay
         est(torch.randn(8, 3, 3))
     assert "baseline_input" in compatibility(NVIL, provides=frozenset(), num_categories=3,
                                              options={"baseline_input": "pixels"})
+    # a task that does not fix its number of nodes is refused, naming the fix; one that does, or the default, is not
+    why = compatibility(NVIL, num_categories=19, options={"baseline_input": "params"}, task="T")
+    assert why.startswith("T cannot use estimator 'nvil' as configured") and "baseline_input=summary" in why
+    assert compatibility(NVIL, num_nodes=2, num_categories=19, options={"baseline_input": "params"}) is None
+    assert compatibility(NVIL, num_categories=19) is None
+    from scgbench.models.mnist_addition import MNISTAdditionModule
+
+    with pytest.raises(ValueError, match="does not fix its number of nodes"):
+        MNISTAdditionModule(estimator="nvil", estimator_kwargs={"baseline_input": "params"})
 
 
 def test_nvil_surrogate_splits_into_the_encoders_score_term_and_the_baselines_fit():

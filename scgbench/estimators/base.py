@@ -107,6 +107,9 @@ class Estimator(nn.Module):
     #: whether the training sample depends on the Gumbel scale β (TempMatch and the cosine scale schedule anneal it
     #: only for these; β still sets the scale of "sample" decoding at evaluation)
     uses_gumbel_scale: ClassVar[bool] = True
+    #: why, as configured, it needs the task to fix its number of nodes (parameters built for one node group:
+    #: NVIL's ``baseline_input=params``), or None; a task that does not fix it is refused (contract.compatibility)
+    needs_node_count: str | None = None
 
     def __init__(self, tau: float = 1.0, beta: float = 1.0, eval_mode: str = "map") -> None:
         super().__init__()

@@ -76,7 +76,8 @@ def compatibility(estimator: "type[Estimator] | Estimator", *, provides: frozens
     ``gradcheck`` and ``profile`` ask; the reason names what is missing and the fix.
 
     ``estimator``: a class (checked with ``options`` or its defaults) or an instance (checked as configured).
-    Unknown node sizes (None) skip the node checks.
+    Unknown node sizes (None) skip the node checks, except that an estimator that needs the number of nodes
+    (``Estimator.needs_node_count``) is refused.
     """
     cls = estimator if isinstance(estimator, type) else type(estimator)
     name = cls.name or cls.__name__
@@ -97,6 +98,13 @@ def compatibility(estimator: "type[Estimator] | Estimator", *, provides: frozens
             inst.check_node_group(1 if num_nodes is None else int(num_nodes), k)
         except (TypeError, ValueError) as e:
             return f"{task} cannot use estimator {name!r}: {e}"
+    if num_nodes is None:
+        try:
+            inst = estimator if not isinstance(estimator, type) else cls(**(options or {}))
+        except (TypeError, ValueError) as e:
+            return f"{task} cannot use estimator {name!r}: {e}"
+        if inst.needs_node_count:
+            return f"{task} cannot use estimator {name!r} as configured: {inst.needs_node_count}"
     return None
 
 

@@ -93,6 +93,9 @@ class NVIL(Estimator):
             self.readout = nn.Linear(self.hidden, 1)
         else:  # built for the node group (check_node_group): its input width is the group's
             self.params_net: nn.Sequential | None = None
+            self.needs_node_count = ("its baseline_input=params network is built for the task's node group, and this "
+                                     "task does not fix its number of nodes; use --estimator-arg "
+                                     "baseline_input=summary")
         # the global baseline c and the signal's variance v (EMAs), and whether the first batch set them
         self.register_buffer("c", torch.zeros(()))
         self.register_buffer("v", torch.zeros(()))

@@ -60,7 +60,9 @@ class SCGModule(pl.LightningModule):
         self.estimator_name = estimator
         self.estimator_kwargs = dict(estimator_kwargs or {})
         self.tau0, self.beta0, self.lr = tau, beta, lr
-        self.make_estimator()  # validate τ, β and estimator options at construction (config time)
+        # validate τ, β and estimator options at construction (config time); the node count is the subclass's to
+        # give when it builds its estimators (a count of 1 here keeps an estimator that needs it from being refused)
+        self.make_estimator(num_nodes=1)
         self._score_estimators = None
         # Plain tensors, not a torchmetrics Metric: its per-step update costs ~10% of a small model's step.
         self.register_buffer("_loss_sum", torch.zeros(()), persistent=False)
