@@ -51,15 +51,10 @@ def linear_baseline(features: torch.Tensor, target: torch.Tensor, fit: slice, sc
     return (design[score] @ w).squeeze(1).to(target.dtype)
 
 
-def _probabilities(params: torch.Tensor) -> torch.Tensor:
-    """Node probabilities in node order [B, D]: P(z = 1) of a binary node, K per categorical node."""
-    q = torch.softmax(params, -1)
-    return (q[..., 1] if q.shape[-1] == 2 else q).flatten(1)
-
-
 def main(argv: list[str] | None = None) -> dict:
     from ..datamodules.discrete_vae import DiscreteVAEDataModule
     from ..estimators import NVIL
+    from ..estimators.nvil import ordered_probabilities
     from ..models.discrete_vae import DiscreteVAE
 
     ap = argparse.ArgumentParser(prog="python -m scgbench.bench.score_baseline", description=__doc__.split("\n\n")[0])
@@ -106,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
             own = model.estimator.c + model.estimator.baseline(params)
         out["checkpoint_baseline"] = model.estimator.baseline_input
         out["checkpoint_baseline_miss"] = miss(f[score], own[score])
-    probs = _probabilities(params)
+    probs = ordered_probabilities(params)
     out["linear_baseline_miss"] = miss(f[score], linear_baseline(probs, f.mean(1), fit, score))
     if args.fit_steps:
         est = NVIL(baseline_input="params")

@@ -64,6 +64,13 @@ def _params_width(num_nodes: int, num_categories: int) -> int:
     return num_nodes * (1 if num_categories == 2 else num_categories)
 
 
+def ordered_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """The ``params`` baseline's input [B, D] from detached logits [B, N, K]: the node probabilities in node order,
+    P(z = 1) of a binary node, K per categorical node."""
+    q = torch.softmax(logits.detach(), dim=-1)
+    return (q[..., 1] if logits.shape[-1] == 2 else q).reshape(logits.shape[0], -1)
+
+
 class NVIL(Estimator):
     name = "nvil"
     family = SCORE_FUNCTION
@@ -145,9 +152,7 @@ class NVIL(Estimator):
         """C_ψ(θ̄) [S·B] of ``baseline_input="params"``: the MLP on the detached probabilities of logits x
         [S·B, N, K] in node order (P(z = 1) of a binary node). A call whose layout is not the checked group's is
         refused: the network's input width is the group's."""
-        q = torch.softmax(x.detach(), dim=-1)
-        k = x.shape[-1]
-        flat = (q[..., 1] if k == 2 else q).reshape(x.shape[0], -1)
+        flat = ordered_probabilities(x)
         net = self.params_net
         if net is None or flat.shape[1] != net[0].in_features:
             group = "no node group" if net is None else f"a network for {net[0].in_features} inputs"
