@@ -37,7 +37,7 @@ from lightning.pytorch.cli import LightningCLI
 from ._lightning import JSONARGPARSE_MESSAGES
 from .benchmarks import Benchmark
 from .callbacks import CALLBACKS
-from .estimators import compatibility, get_estimator_class
+from .estimators import compatibility, get_estimator, get_estimator_class
 from .experiment import experiment, flatten
 
 #: Trainer settings of every run (shown by ``--print_config``; the run directory's logger, checkpoints and
@@ -207,6 +207,13 @@ def check_families(cli: BenchmarkCLI) -> None:
         why = compatibility(cls, provides=getattr(bm.module, "provides", frozenset()), num_categories=k, task=bm.name)
         if why:
             raise ConfigError(f"{why} (--model.{key})")
+        # its options (--estimator-arg): names, types and values, here rather than in a grid's cell after others ran
+        options = model.get(f"{key}_kwargs") if hasattr(model, "get") else None
+        if options:
+            try:
+                get_estimator(name, **dict(options))
+            except (TypeError, ValueError) as e:
+                raise ConfigError(str(e)) from None
 
 
 def configured_estimator(cli: BenchmarkCLI) -> str:

@@ -20,6 +20,13 @@ from scgbench.cli import main
     (["run", "mnist-addition", "--estimator", "direct"], "cost-oracle"),
     (["run", "disentanglement", "--variant", "beta-vae", "--estimator", "st-gumbel"],
      "variant 'beta-vae' has no discrete node.*drop --estimator"),
+    (["run", "discrete-vae", "--estimator", "nvil", "--estimator-arg", "baseline_input=pixels"],
+     "baseline_input must be one of summary, params.*baseline_input=summary"),
+    (["run", "listops", "--estimator", "nvil", "--estimator-arg", "baseline_input=params"],
+     "does not fix its number of nodes.*baseline_input=summary"),
+    # a grid's option that one of its estimators does not take stops it before any cell trains
+    (["compare", "discrete-vae", "--profile", "smoke", "--variants", "200b-linear", "--estimators", "nvil,reinforce",
+      "--estimator-arg", "baseline_input=params", "--seeds", "0"], r"'reinforce' does not take \['baseline_input'\]"),
 ])
 def test_an_estimator_the_run_cannot_use_is_refused_before_any_work(isolated, capsys, argv, needle):
     assert main(argv) == 2
