@@ -98,9 +98,9 @@ def compatibility(estimator: "type[Estimator] | Estimator", *, provides: frozens
             inst.check_node_group(1 if num_nodes is None else int(num_nodes), k)
         except (TypeError, ValueError) as e:
             return f"{task} cannot use estimator {name!r}: {e}"
-    if num_nodes is None:
+    if num_nodes is None:  # a class without options is checked as declared (no instance built)
         try:
-            inst = estimator if not isinstance(estimator, type) else cls(**(options or {}))
+            inst = cls(**options) if isinstance(estimator, type) and options else estimator
         except (TypeError, ValueError) as e:
             return f"{task} cannot use estimator {name!r}: {e}"
         if inst.needs_node_count:
