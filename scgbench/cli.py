@@ -139,8 +139,9 @@ def cmd_compare(args, overrides) -> int:
     seeds = _seeds(args.seeds)
     sweeps = _sweeps(args.sweep)
     shared = cell_argv(args, overrides, threads, results)
-    # Every cell is configured (parsed and checked, everything but its model) here before the first one trains;
-    # each job builds its run, model included, from the cell's resolved config in its own process.
+    # Every cell is configured (parsed, built and checked, model included) here before the first one trains, so
+    # bad input in any cell stops the grid before work starts; each job builds its run again from the cell's
+    # resolved config in its own process.
     cells = []
     for v in variants:
         for e in estimators:
@@ -178,9 +179,10 @@ def cmd_compare(args, overrides) -> int:
             outcomes = grid.LocalPool(args.jobs, logs).run(todo)
         for cell, out in outcomes:
             if out.get("refused") and args.executor == "local":
-                # bad input that only the model's own checks find (its job builds it): stop before other cells start
+                # bad input the job found that configuring the cell here did not (its files changed meanwhile, or
+                # the job's environment differs): stop before other cells start
                 outcomes.close()
-                raise ValueError(f"{out['error']} ({cell.label}: refused by its model's own checks; the grid stopped)")
+                raise ValueError(f"{out['error']} ({cell.label}: refused by its job's checks; the grid stopped)")
             if "error" in out:
                 failures.append((cell, out))
                 log = f" (log: {out['log']})" if out.get("log") else ""

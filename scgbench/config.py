@@ -96,22 +96,16 @@ class BenchmarkCLI(LightningCLI):
         """Deferred: LightningCLI calls this at construction; :meth:`instantiate` does the work."""
 
     # -- building ---------------------------------------------------------------------------------------------
-    def instantiate(self, model: bool = True) -> None:
-        """Instantiate model, datamodule and tricks (their constructors check ranges); no trainer yet. Without
-        ``model``, everything but the model: the tricks and the trainer's callbacks (jsonargparse instantiates the
-        class-typed options without the class groups) and the datamodule, so that their checks and the trainer's
-        (:meth:`check_trainer`) run without building the model."""
+    def instantiate(self) -> None:
+        """Instantiate model, datamodule and tricks (their constructors check ranges); no trainer yet."""
         try:
             with warnings.catch_warnings():
                 # raised inside Lightning's own instantiator (its use of a jsonargparse API), not ours to act on
                 warnings.filterwarnings("ignore", message=r"(?s).*skip_none parameter was deprecated")
-                self.config_init = self.parser.instantiate(self.config, instantiate_groups=model)
-                if not model:  # the datamodule's class group, as jsonargparse builds a group: class(**section)
-                    self.config_init["data"] = self.datamodule_class(**self.config_init["data"])
+                self.config_init = self.parser.instantiate(self.config)
         except (ArgumentError, ValueError) as e:
             raise ConfigError(explain(str(e), self.parser)) from None
-        self.datamodule = self.config_init.get("data")
-        self.model = self.config_init.get("model") if model else None
+        self.datamodule, self.model = self.config_init.get("data"), self.config_init.get("model")
 
     @property
     def tricks(self) -> dict[str, pl.Callback]:

@@ -88,7 +88,8 @@ def threads_per_job(jobs: int, requested: int | None = None, cpus: int | None = 
 
 # -- one cell, in its job's own process -----------------------------------------------------------------------
 class CellRefused(ValueError):
-    """A cell's run refused by its job's own checks (the model's) before any work: bad input of the grid."""
+    """A cell's run refused by its job's checks before any work, which configuring it in the grid's process passed
+    (its files or the job's environment changed meanwhile): the grid stops."""
 
 
 def run_cell(argv: Sequence[str], spec: dict | None = None) -> dict[str, Any]:

@@ -204,10 +204,11 @@ def test_submitit_local_executor_runs_the_grid_as_jobs(isolated, capsys, cells_i
     assert list((isolated / "runs" / "mnist-addition" / "submitit").rglob("*_log.err"))
 
 
-def test_a_cell_is_parsed_once_in_the_grid_and_its_model_built_once_in_its_job(isolated, capsys, monkeypatch):
-    """The grid configures each cell without building its model (one parse of the layers); the job, here run in
-    this process through the real cell file, builds the run from the cell's resolved config (one CLI from that
-    config, no layers parsed) and its model exactly once; the record is the experiment the grid configured."""
+def test_a_cell_is_parsed_and_built_once_in_the_grid_and_once_in_its_job(isolated, capsys, monkeypatch):
+    """The grid configures each cell with one parse of the layers and builds its model once (its checks; the model is
+    not kept); the job, here run in this process through the real cell file, builds the run from the cell's resolved
+    config (one CLI from that config, no layers parsed) and its model exactly once; the record is the experiment the
+    grid configured."""
     _mnist_offline()
     import functools
     import subprocess
@@ -244,7 +245,7 @@ def test_a_cell_is_parsed_once_in_the_grid_and_its_model_built_once_in_its_job(i
     assert main(["compare", "mnist-addition", "--estimators", "st-gumbel", "--seeds", "0", "--output",
                  str(isolated / "lb.md"), *TINY, "--model.tau=2"]) == 0, capsys.readouterr().err
     assert clis == [("grid", "layers"), ("job", "resolved config")]
-    assert models == ["job"]
+    assert models == ["grid", "job"]
     (rec,) = _records(isolated / "results")
     assert rec["estimator"] == "st-gumbel" and rec["config"]["model"]["tau"] == 2
     assert rec["modified"] == {"data.max_train_examples": 48, "model.tau": 2, "trainer.max_epochs": 1}
@@ -272,23 +273,58 @@ def test_a_job_refuses_a_cell_whose_resolved_config_is_not_the_experiment_config
         build_run(argv, spec).prepare()
 
 
-def test_bad_input_only_the_model_finds_stops_the_grid_at_its_first_job(isolated, capsys, monkeypatch):
-    """The grid configures its cells without their models, so a value only the model's constructor refuses is found
-    by the first cell's job, before any work: the grid stops there (no other cell starts) and exits 2 in one line."""
+@pytest.fixture
+def jobs(monkeypatch):
+    """The commands of the jobs the grid starts (each still runs)."""
     import subprocess
 
-    jobs, run = [], subprocess.run
+    started, run = [], subprocess.run
 
     def counting(cmd, **kw):
         if cmd[1:3] == ["-m", "scgbench.grid"]:
-            jobs.append(cmd)
+            started.append(cmd)
         return run(cmd, **kw)
 
     monkeypatch.setattr(grid.subprocess, "run", counting)
-    assert main(["compare", "mnist-addition", "--estimators", "gumbel", "--seeds", "0-2", "--output",
-                 str(isolated / "lb.md"), *TINY, "--model.lr=-1"]) == 2
+    return started
+
+
+@pytest.mark.parametrize("argv,message", [
+    # a value only the model's constructor checks
+    (["mnist-addition", "--estimators", "gumbel", *TINY, "--model.lr=-1"], "lr must be > 0, got -1.0"),
+    # the latent of a later cell's estimator: gumbel's cells come first and must not train
+    (["discrete-vae", "--profile", "smoke", "--variants", "200x2", "--estimators", "gumbel,igr", "--model.prior",
+      "learned"], "estimator 'igr' has its own posterior parameters (not the K logits): binary_logit and a learned "
+                  "prior need an estimator that takes logits"),
+])
+def test_bad_input_only_the_model_finds_stops_the_grid_before_any_job(isolated, capsys, jobs, argv, message):
+    """Every cell's model is built (and dropped) when the grid configures it, so a value only the model refuses stops
+    the grid before its first job: exit 2, one line, nothing trained."""
+    assert main(["compare", *argv, "--seeds", "0-2", "--output", str(isolated / "lb.md")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == ("scgbench: error: lr must be > 0, got -1.0 (mnist-addition variant=ours estimator=gumbel seed=0: "
-                   "refused by its model's own checks; the grid stopped)"), err
+    assert err == f"scgbench: error: {message}", err
+    assert jobs == []
+    assert not (isolated / "results").exists() and not (isolated / "runs").exists()
+
+
+def test_a_cell_its_job_refuses_stops_the_grid_at_that_job(isolated, capsys, jobs, monkeypatch):
+    """A job that refuses its cell, which configuring it in the grid's process passed (here: the cell's config was
+    changed after the grid configured it), stops the grid there: no other cell starts, exit 2 in one line."""
+    from scgbench.runner import Run
+
+    spec = Run.spec
+
+    def edited(self):
+        out = spec(self)
+        out["config"]["model"]["lr"] = -1.0
+        return out
+
+    monkeypatch.setattr(Run, "spec", edited)
+    assert main(["compare", "mnist-addition", "--estimators", "gumbel", "--seeds", "0-2", "--output",
+                 str(isolated / "lb.md"), *TINY]) == 2
+    err = capsys.readouterr().err.strip()
+    assert re.fullmatch(r"scgbench: error: the resolved config of this mnist-addition cell is experiment \w+, but it "
+                        r"was configured as \w+; run the grid again \(mnist-addition variant=ours estimator=gumbel "
+                        r"seed=0: refused by its job's checks; the grid stopped\)", err), err
     assert len(jobs) == 1
     assert not (isolated / "results").exists() and not list((isolated / "runs").rglob("*.ckpt"))
