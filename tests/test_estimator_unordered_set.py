@@ -91,6 +91,81 @@ def test_gumbel_top_k_over_the_product_space_draws_sets_with_their_probability()
     assert float(p_set.sum()) == pytest.approx(1.0, abs=1e-12)
 
 
+def set_frequency_z(codes: torch.Tensor, logq: torch.Tensor, k: int) -> float:
+    """The largest |frequency − p(S)| / s.e. over the unordered k-sets of a small product domain, from sets
+    ``codes`` [M, k, N] drawn without replacement from p = Π_n softmax (``logq`` [N, K])."""
+    n, kk = logq.shape
+    flat = (codes * kk ** torch.arange(n - 1, -1, -1)).sum(-1)           # configuration index
+    assert (flat.sort(-1).values.diff(dim=-1) > 0).all()                  # without replacement
+    joint = logq[torch.arange(n), configurations(n, kk)].sum(-1)          # [K^N]
+    sets = list(itertools.combinations(range(kk ** n), k))
+    key = {s: i for i, s in enumerate(sets)}
+    idx = torch.tensor([key[tuple(r)] for r in flat.sort(-1).values.tolist()])
+    freq = torch.bincount(idx, minlength=len(sets)).double() / len(codes)
+    p_set = us.subset_log_probabilities(joint[torch.tensor(sets)])[:, -1].exp()
+    return float(((freq - p_set).abs() / (p_set * (1 - p_set) / len(codes)).sqrt()).max())
+
+
+def test_distinct_iid_draws_are_a_sample_without_replacement_with_a_control_that_fails():
+    """The first k distinct configurations of i.i.d. draws: at a concentrated p (duplicates at almost every step, so
+    the stream goes on past its first round) each 3-set's frequency matches p(S); the control, redrawing all k until
+    they are distinct (i.i.d. draws conditioned on distinctness), does not."""
+    torch.manual_seed(6)
+    theta = torch.tensor([[2.0, -0.3, 0.5], [0.0, 1.8, -1.2]], dtype=torch.float64)
+    logq = torch.log_softmax(theta, -1)
+    m, k = 40_000, 3
+    codes, log_p = us.distinct_draws(logq.expand(m, 2, 3), k)
+    assert torch.allclose(log_p, logq[torch.arange(2), codes].sum(-1))
+    assert set_frequency_z(codes, logq, k) < 4.5
+
+    def redraw_until_distinct(lq, k):
+        out = torch.empty(len(lq), k, lq.shape[1], dtype=torch.long)
+        todo = torch.arange(len(lq))
+        while len(todo):
+            d = torch.distributions.Categorical(logits=lq[todo, None].expand(-1, k, -1, -1)).sample()
+            ok = (us.configuration_keys(d, 3)[:, :, None] == us.configuration_keys(d, 3)[:, None]).all(-1) \
+                .sum((-1, -2)) == k
+            out[todo[ok]] = d[ok]
+            todo = todo[~ok]
+        return out
+
+    assert set_frequency_z(redraw_until_distinct(logq.expand(m, 2, 3), k), logq, k) > 4.5
+
+
+def test_the_sampler_sends_flat_rows_to_the_draws_and_concentrated_rows_to_the_beam(monkeypatch):
+    """k·max p(s) ≤ 1/2 (here 3 uniform binary nodes, max p(s) = 1/8, k = 2) → i.i.d. draws; a concentrated row →
+    the beam; a mixed batch puts each row's exact sample back in its place."""
+    torch.manual_seed(7)
+    flat = torch.log_softmax(torch.zeros(3, 2, dtype=torch.float64), -1)
+    peaked = torch.log_softmax(torch.tensor([[3.0, 0.0], [0.0, 2.5], [1.0, 0.0]], dtype=torch.float64), -1)
+    routed = []
+    for name in ("distinct_draws", "gumbel_top_k_product"):
+        real = getattr(us, name)
+        monkeypatch.setattr(us, name, lambda lq, k, real=real, name=name: routed.append((name, len(lq))) or real(lq, k))
+    m, k = 20_000, 2
+    batch = torch.stack([flat, peaked]).repeat(m, 1, 1)                  # rows alternate flat, peaked
+    codes, log_p = us.sample_without_replacement(batch, k)
+    assert routed == [("gumbel_top_k_product", m), ("distinct_draws", m)]
+    assert torch.allclose(log_p, batch.gather(2, codes.transpose(1, 2)).sum(1))
+    assert set_frequency_z(codes[0::2], flat, k) < 4.5
+    assert set_frequency_z(codes[1::2], peaked, k) < 4.5
+    routed.clear()
+    us.sample_without_replacement(flat.expand(5, 3, 2), 3)               # k·max p(s) = 3/8
+    us.sample_without_replacement(flat.expand(5, 3, 2), 5)               # 5/8
+    assert routed == [("distinct_draws", 5), ("gumbel_top_k_product", 5)]
+
+
+def test_configuration_keys_are_equal_exactly_for_equal_configurations():
+    g = torch.Generator().manual_seed(8)
+    for n, kk in ((200, 2), (37, 10), (5, 3)):
+        codes = torch.randint(0, kk, (64, n), generator=g)
+        codes[1::2] = codes[0::2]                                           # half the pairs equal
+        codes[3, -1] = (codes[2, -1] + 1) % kk                              # and one differing in its last node only
+        keys = us.configuration_keys(codes, kk)
+        same = (keys[:, None] == keys[None]).all(-1)
+        assert torch.equal(same, (codes[:, None] == codes[None]).all(-1))
+
+
 # -- the estimator --------------------------------------------------------------------------------------------------
 def test_unbiased_for_the_gradient_and_the_value_with_controls_that_fail(monkeypatch):
     torch.manual_seed(1)
@@ -135,7 +210,7 @@ def test_k_equal_to_the_domain_is_the_exact_gradient_and_k_one_is_reinforce():
     torch.manual_seed(5)
     vals, grads = draws(est, theta, cost, 200)
     torch.manual_seed(5)
-    codes, _ = us.gumbel_top_k_product(torch.log_softmax(theta, -1).expand(200, 2, 3), 1)
+    codes, _ = us.sample_without_replacement(torch.log_softmax(theta, -1).expand(200, 2, 3), 1)
     z = torch.nn.functional.one_hot(codes[:, 0], 3).double()             # [200, N, K]
     f = cost(z[:, None])[:, 0]
     assert torch.allclose(vals, f)
