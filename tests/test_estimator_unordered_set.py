@@ -70,27 +70,6 @@ def test_set_probabilities_sum_to_one_and_match_the_orderings(k):
                                                                      rel=1e-10)
 
 
-def test_gumbel_top_k_over_the_product_space_draws_sets_with_their_probability():
-    """Stochastic beam search over 2 nodes × 3 categories: each unordered 3-set's frequency matches p(S)."""
-    torch.manual_seed(0)
-    theta = torch.tensor([[0.5, -0.3, 1.0], [0.0, 0.8, -1.2]], dtype=torch.float64)
-    logq = torch.log_softmax(theta, -1)
-    m, k = 40_000, 3
-    codes, log_p = us.gumbel_top_k_product(logq.expand(m, 2, 3), k)
-    flat = codes[..., 0] * 3 + codes[..., 1]                             # configuration index
-    assert (flat.sort(-1).values.diff(dim=-1) > 0).all()                  # without replacement
-    assert torch.allclose(log_p, logq[torch.arange(2), codes].sum(-1))
-    joint = logq[torch.arange(2), configurations(2, 3)].sum(-1)           # [9]
-    sets = list(itertools.combinations(range(9), k))
-    key = {s: i for i, s in enumerate(sets)}
-    idx = torch.tensor([key[tuple(r)] for r in flat.sort(-1).values.tolist()])
-    freq = torch.bincount(idx, minlength=len(sets)).double() / m
-    p_set = us.subset_log_probabilities(joint[torch.tensor(sets)])[:, -1].exp()
-    se = (p_set * (1 - p_set) / m).sqrt()
-    assert float(((freq - p_set).abs() / se).max()) < 4.5
-    assert float(p_set.sum()) == pytest.approx(1.0, abs=1e-12)
-
-
 def set_frequency_z(codes: torch.Tensor, logq: torch.Tensor, k: int) -> float:
     """The largest |frequency − p(S)| / s.e. over the unordered k-sets of a small product domain, from sets
     ``codes`` [M, k, N] drawn without replacement from p = Π_n softmax (``logq`` [N, K])."""
@@ -103,7 +82,19 @@ def set_frequency_z(codes: torch.Tensor, logq: torch.Tensor, k: int) -> float:
     idx = torch.tensor([key[tuple(r)] for r in flat.sort(-1).values.tolist()])
     freq = torch.bincount(idx, minlength=len(sets)).double() / len(codes)
     p_set = us.subset_log_probabilities(joint[torch.tensor(sets)])[:, -1].exp()
+    assert float(p_set.sum()) == pytest.approx(1.0, abs=1e-12)
     return float(((freq - p_set).abs() / (p_set * (1 - p_set) / len(codes)).sqrt()).max())
+
+
+def test_gumbel_top_k_over_the_product_space_draws_sets_with_their_probability():
+    """Stochastic beam search over 2 nodes × 3 categories: each unordered 3-set's frequency matches p(S)."""
+    torch.manual_seed(0)
+    theta = torch.tensor([[0.5, -0.3, 1.0], [0.0, 0.8, -1.2]], dtype=torch.float64)
+    logq = torch.log_softmax(theta, -1)
+    m, k = 40_000, 3
+    codes, log_p = us.gumbel_top_k_product(logq.expand(m, 2, 3), k)
+    assert torch.allclose(log_p, logq[torch.arange(2), codes].sum(-1))
+    assert set_frequency_z(codes, logq, k) < 4.5
 
 
 def test_distinct_iid_draws_are_a_sample_without_replacement_with_a_control_that_fails():
@@ -123,8 +114,8 @@ def test_distinct_iid_draws_are_a_sample_without_replacement_with_a_control_that
         todo = torch.arange(len(lq))
         while len(todo):
             d = torch.distributions.Categorical(logits=lq[todo, None].expand(-1, k, -1, -1)).sample()
-            ok = (us.configuration_keys(d, 3)[:, :, None] == us.configuration_keys(d, 3)[:, None]).all(-1) \
-                .sum((-1, -2)) == k
+            key = us.configuration_keys(d, 3)
+            ok = (key[:, :, None] == key[:, None]).all(-1).sum((-1, -2)) == k
             out[todo[ok]] = d[ok]
             todo = todo[~ok]
         return out

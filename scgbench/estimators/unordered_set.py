@@ -133,7 +133,8 @@ def distinct_draws(log_q: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Ten
             if round_ == 0:
                 keys = drawn.new_zeros(b, k, drawn.shape[-1])
                 if bool(((drawn[:, :, None] == drawn[:, None]).all(-1).sum((-1, -2)) == k).all()):
-                    return draws, log_q.double().gather(2, draws.transpose(1, 2)).sum(1)  # all k distinct
+                    codes = draws                                       # every row's k draws are distinct
+                    break
             for j in range(k):  # in stream order: each draw joins its row's set unless it is there already
                 c = count[rows]
                 seen = ((keys[rows] == drawn[:, j, None]).all(-1) & (slots < c[:, None])).any(-1)
