@@ -86,41 +86,39 @@ def set_frequency_z(codes: torch.Tensor, logq: torch.Tensor, k: int) -> float:
     return float(((freq - p_set).abs() / (p_set * (1 - p_set) / len(codes)).sqrt()).max())
 
 
+def drawn_set_z(sampler, theta, seed: int, m: int = 40_000, k: int = 3) -> float:
+    """Draw ``m`` k-sets with ``sampler`` from p = Π_n softmax(``theta``), check each draw's log p(c), and return
+    :func:`set_frequency_z` of the sets."""
+    torch.manual_seed(seed)
+    logq = torch.log_softmax(torch.tensor(theta, dtype=torch.float64), -1)
+    codes, log_p = sampler(logq.expand(m, *logq.shape), k)
+    assert torch.allclose(log_p, logq[torch.arange(len(logq)), codes].sum(-1))
+    return set_frequency_z(codes, logq, k)
+
+
 def test_gumbel_top_k_over_the_product_space_draws_sets_with_their_probability():
     """Stochastic beam search over 2 nodes × 3 categories: each unordered 3-set's frequency matches p(S)."""
-    torch.manual_seed(0)
-    theta = torch.tensor([[0.5, -0.3, 1.0], [0.0, 0.8, -1.2]], dtype=torch.float64)
-    logq = torch.log_softmax(theta, -1)
-    m, k = 40_000, 3
-    codes, log_p = us.gumbel_top_k_product(logq.expand(m, 2, 3), k)
-    assert torch.allclose(log_p, logq[torch.arange(2), codes].sum(-1))
-    assert set_frequency_z(codes, logq, k) < 4.5
+    assert drawn_set_z(us.gumbel_top_k_product, [[0.5, -0.3, 1.0], [0.0, 0.8, -1.2]], seed=0) < 4.5
 
 
 def test_distinct_iid_draws_are_a_sample_without_replacement_with_a_control_that_fails():
     """The first k distinct configurations of i.i.d. draws: at a concentrated p (duplicates at almost every step, so
     the stream goes on past its first round) each 3-set's frequency matches p(S); the control, redrawing all k until
     they are distinct (i.i.d. draws conditioned on distinctness), does not."""
-    torch.manual_seed(6)
-    theta = torch.tensor([[2.0, -0.3, 0.5], [0.0, 1.8, -1.2]], dtype=torch.float64)
-    logq = torch.log_softmax(theta, -1)
-    m, k = 40_000, 3
-    codes, log_p = us.distinct_draws(logq.expand(m, 2, 3), k)
-    assert torch.allclose(log_p, logq[torch.arange(2), codes].sum(-1))
-    assert set_frequency_z(codes, logq, k) < 4.5
+    theta = [[2.0, -0.3, 0.5], [0.0, 1.8, -1.2]]
+    assert drawn_set_z(us.distinct_draws, theta, seed=6) < 4.5
 
     def redraw_until_distinct(lq, k):
         out = torch.empty(len(lq), k, lq.shape[1], dtype=torch.long)
         todo = torch.arange(len(lq))
         while len(todo):
             d = torch.distributions.Categorical(logits=lq[todo, None].expand(-1, k, -1, -1)).sample()
-            key = us.configuration_keys(d, 3)
-            ok = (key[:, :, None] == key[:, None]).all(-1).sum((-1, -2)) == k
+            ok = us.all_distinct(us.configuration_keys(d, lq.shape[-1]))
             out[todo[ok]] = d[ok]
             todo = todo[~ok]
-        return out
+        return out, lq.gather(2, out.transpose(1, 2)).sum(1)
 
-    assert set_frequency_z(redraw_until_distinct(logq.expand(m, 2, 3), k), logq, k) > 4.5
+    assert drawn_set_z(redraw_until_distinct, theta, seed=6) > 4.5
 
 
 def test_the_sampler_sends_flat_rows_to_the_draws_and_concentrated_rows_to_the_beam(monkeypatch):

@@ -109,6 +109,12 @@ def configuration_keys(codes: torch.Tensor, num_categories: int) -> torch.Tensor
     return (c * num_categories ** torch.arange(per, device=codes.device)).sum(-1)
 
 
+def all_distinct(keys: torch.Tensor) -> torch.Tensor:
+    """Configuration keys [B, k, W] (:func:`configuration_keys`) → [B]: whether a row's k configurations are distinct
+    (each equals only itself)."""
+    return (keys[:, :, None] == keys[:, None]).all(-1).sum((-1, -2)) == keys.shape[1]
+
+
 def distinct_draws(log_q: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """An exact sample without replacement of k configurations from p(c) = Π_n q_n(c_n), as the first k distinct
     configurations of a stream of i.i.d. draws (given the distinct set T found so far, the next new draw is distributed
@@ -132,7 +138,7 @@ def distinct_draws(log_q: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Ten
             drawn = configuration_keys(draws, kk)                        # [r, k, W]
             if round_ == 0:
                 keys = drawn.new_zeros(b, k, drawn.shape[-1])
-                if bool(((drawn[:, :, None] == drawn[:, None]).all(-1).sum((-1, -2)) == k).all()):
+                if bool(all_distinct(drawn).all()):
                     codes = draws                                       # every row's k draws are distinct
                     break
             for j in range(k):  # in stream order: each draw joins its row's set unless it is there already
